@@ -1,0 +1,128 @@
+"""The channel interface: what a channel plugin implements and declares.
+
+A channel class is registered through `register_channels`. The gateway builds one object
+per configured channel instance and calls it in this order for each webhook:
+`verify` (raw bytes, before parsing) -> `parse` -> (pipeline) -> `render` -> `send`, or the
+payloads go back inline through `respond` when the channel answers in the webhook response.
+"""
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qsl
+
+import msgspec
+
+from .types import InboundMessage, Reply, SendResult
+
+if TYPE_CHECKING:
+    import aiohttp
+    from aiohttp import web
+
+
+class Capabilities(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What a channel can show. The gateway renders, lints flows and decides windows from it."""
+    text_length: int = 4096     # characters per text message (SMS: per concatenated message)
+    buttons: int = 0            # reply buttons / quick replies per message; 0 = numbered options
+    button_title: int = 20      # characters per button title
+    list_rows: int = 0          # rows of a list picker; 0 = no lists
+    list_title: int = 24
+    cards: int = 0              # elements of a carousel; 0 = no cards
+    card_buttons: int = 0
+    media: bool = False
+    templates: bool = False     # provider-approved templates outside the window
+    inline: int = 0             # replies that can go in the webhook response (TwiML, WeChat XML)
+    window_hours: float = 0     # free-form messaging window after the contact's last message
+    typing: bool = False
+
+
+class Webhook:
+    """One HTTP request from a provider, as the channel sees it: raw bytes first."""
+    __slots__ = ("method", "url", "path", "query", "headers", "body", "_form")
+
+    def __init__(self, method: str, url: str, query: dict[str, str],
+                 headers: "dict[str, str] | Any", body: bytes):
+        self.method = method
+        self.url = url            # the public URL the provider called (for URL-signed schemes)
+        self.path = url.split("?", 1)[0]
+        self.query = query
+        self.headers = headers    # case-insensitive mapping
+        self.body = body
+        self._form: dict[str, str] | None = None
+
+    def form(self) -> dict[str, str]:
+        """The body as an application/x-www-form-urlencoded mapping (Twilio, Vonage)."""
+        if self._form is None:
+            self._form = dict(parse_qsl(self.body.decode("utf-8", "replace"), keep_blank_values=True))
+        return self._form
+
+
+class ParseError(ValueError):
+    """The body is not what the channel expects; the webhook answers `Channel.bad_request_status`."""
+
+
+def safe_equal(a: str | bytes, b: str | bytes) -> bool:
+    """Constant-time comparison for signatures and tokens."""
+    if isinstance(a, str):
+        a = a.encode()
+    if isinstance(b, str):
+        b = b.encode()
+    return hmac.compare_digest(a, b)
+
+
+class NoSettings(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+class Channel:
+    """Base class of channel plugins. Subclasses set the class attributes and override methods.
+
+    `settings` is the decoded `Settings` Struct of this instance (secrets included, decrypted);
+    `http` is the gateway's shared aiohttp client session.
+    """
+    type: ClassVar[str] = ""                       # "whatsapp", "telegram", ...
+    Settings: ClassVar[type[msgspec.Struct]] = NoSettings
+    secrets: ClassVar[tuple[str, ...]] = ()        # Settings fields that are write-only secrets
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    refusal_status: ClassVar[int] = 403            # answer to a bad signature
+    bad_request_status: ClassVar[int] = 400        # answer to an unparseable body
+    outbox: ClassVar[int] = 0                      # >0: keep the last N sent payloads for resume
+
+    def __init__(self, tenant: str, instance_id: str, settings: msgspec.Struct,
+                 http: "aiohttp.ClientSession | None" = None):
+        self.tenant = tenant
+        self.instance_id = instance_id
+        self.settings = settings
+        self.http = http
+
+    # --- inbound -----------------------------------------------------------------------
+    async def handshake(self, hook: Webhook) -> "web.StreamResponse | None":
+        """Answer the provider's verification GET; None means 404."""
+        return None
+
+    def verify(self, hook: Webhook) -> bool:
+        """Check the signature on the raw bytes, before anything is parsed. Constant time."""
+        raise NotImplementedError
+
+    def parse(self, hook: Webhook) -> list[InboundMessage]:
+        """Turn a verified body into normalized messages (statuses included). ParseError if malformed."""
+        raise NotImplementedError
+
+    def respond(self, hook: Webhook, inline: list[Any]) -> "web.StreamResponse":
+        """The webhook's HTTP answer; `inline` holds rendered payloads when capabilities.inline."""
+        from aiohttp import web
+        return web.Response(text="ok")
+
+    # --- outbound ----------------------------------------------------------------------
+    def render(self, reply: Reply) -> list[Any]:
+        """Native payload(s) for one reply, within `capabilities` (fallbacks included)."""
+        raise NotImplementedError
+
+    async def send(self, contact: str, payload: Any, *, key: str) -> SendResult:
+        """Send one rendered payload to the contact. `key` is an idempotency key stable across
+        retries of the same reply. Returns a SendResult, never raises for provider errors."""
+        raise NotImplementedError
+
+    def contact_link(self, ref: str = "") -> str:
+        """A deep link that opens a conversation with the brand (wa.me, m.me, t.me), if any."""
+        return ""
