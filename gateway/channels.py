@@ -94,6 +94,9 @@ class Channel:
         self.instance_id = instance_id
         self.settings = settings
         self.http = http
+        # Set by the gateway: an object with `.redis`, `.http`, `.pipeline` for channels that
+        # deliver through the gateway's own state (webchat) rather than a provider API.
+        self.runtime: Any = None
 
     # --- inbound -----------------------------------------------------------------------
     async def handshake(self, hook: Webhook) -> "web.StreamResponse | None":

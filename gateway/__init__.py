@@ -1,0 +1,2 @@
+"""Causette: a multi-tenant conversational-marketing gateway."""
+__version__ = "0.1.0"

@@ -1,0 +1,198 @@
+"""The app factory: webhooks on the root app, the admin API as a sub-app, plugin routes
+under /t/{tenant}/..., resources opened and closed through cleanup_ctx."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any, AsyncIterator
+
+import aiohttp
+import msgspec
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from . import __version__
+from .appkeys import HTTP, PIPELINE, PLUGINS, REGISTRY, SETTINGS, STATE, STORE
+from .background import event_loop, timer_loop
+from .channels import ParseError, Webhook
+from .pipeline import Pipeline, TenantMismatch
+from .plugins import PluginHost
+from .redis_server import EmbeddedRedis
+from .registry import Registry
+from .settings import Settings
+from .state import Busy, State
+
+log = logging.getLogger("causette.app")
+EMBEDDED: web.AppKey[EmbeddedRedis | None] = web.AppKey("embedded_redis")
+REDIS: web.AppKey[aioredis.Redis] = web.AppKey("redis")
+
+
+class Runtime:
+    """What channel objects get as `self.runtime`: the gateway's shared services."""
+
+    def __init__(self, app: web.Application):
+        self._app = app
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._app[REDIS]
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        return self._app[HTTP]
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self._app[PIPELINE]
+
+    @property
+    def settings(self) -> Settings:
+        return self._app[SETTINGS]
+
+
+def _problem(status: int, title: str, detail: str = "") -> web.Response:
+    body = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    return web.Response(status=status, text=json.dumps(body), content_type="application/problem+json")
+
+
+# --- resources ----------------------------------------------------------------------------
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    s = app[SETTINGS]
+    embedded = None
+    url = s.redis_url
+    if not url:
+        embedded = EmbeddedRedis(s.data_dir)
+        url = await asyncio.to_thread(embedded.start)
+        log.info("embedded redis on %s", url)
+    app[EMBEDDED] = embedded
+    client = aioredis.from_url(url, health_check_interval=30)
+    app[REDIS] = client
+    app[STATE] = State(client, lock_ttl=s.lock_ttl, lock_wait=s.lock_wait, dedup_ttl=s.dedup_ttl,
+                       events_maxlen=s.events_maxlen)
+    yield
+    await client.aclose()
+    if embedded:
+        await asyncio.to_thread(embedded.stop)
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    from .store import Store
+    s = app[SETTINGS]
+    app[STORE] = await Store.open(s.db_path, s.secret_bytes())
+    yield
+    await app[STORE].close()
+
+
+async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
+    timeout = aiohttp.ClientTimeout(total=15, connect=5)
+    app[HTTP] = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=200))
+    yield
+    await app[HTTP].close()
+
+
+async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+    s = app[SETTINGS]
+    registry = Registry(app[STORE], app[PLUGINS], app[REDIS], app[HTTP], Runtime(app))
+    app[REGISTRY] = registry
+    app[PIPELINE] = Pipeline(app[PLUGINS], registry, app[STATE], app[HTTP])
+    await registry.start()
+    tasks = []
+    if s.background:
+        tasks = [asyncio.create_task(event_loop(app[STATE], app[STORE], s.flush_interval)),
+                 asyncio.create_task(timer_loop(app[STATE], app[PIPELINE], s.timer_interval))]
+    yield
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
+    await app[PIPELINE].drain()
+    with contextlib.suppress(Exception):
+        from .background import flush_events
+        await flush_events(app[STATE], app[STORE])
+    await registry.stop()
+
+
+# --- webhooks -----------------------------------------------------------------------------
+async def webhook(request: web.Request) -> web.StreamResponse:
+    tenant, channel_id = request.match_info["tenant"], request.match_info["channel"]
+    rt = await request.app[REGISTRY].get(tenant)
+    ch = rt.channels.get(channel_id) if rt else None
+    if ch is None:
+        return _problem(404, "Not Found", "no such tenant or channel")
+    s = request.app[SETTINGS]
+    body = await request.read()
+    url = (s.public_url + request.path_qs) if s.public_url else str(request.url)
+    hook = Webhook(request.method, url, dict(request.query), request.headers, body)
+    if request.method == "GET":
+        try:
+            resp = await ch.handshake(hook)
+        except Exception as exc:
+            log.warning("tenant %s: %s handshake raised %s", tenant, ch.type, exc)
+            resp = None
+        return resp if resp is not None else _problem(404, "Not Found", "no handshake here")
+    try:
+        ok = ch.verify(hook)
+    except Exception as exc:
+        log.warning("tenant %s: %s verify raised %s", tenant, ch.type, type(exc).__name__)
+        ok = False
+    if not ok:
+        return web.Response(status=ch.refusal_status, text="invalid signature")
+    try:
+        messages = ch.parse(hook)
+    except (ParseError, ValueError, KeyError, TypeError, msgspec.ValidationError) as exc:
+        return web.Response(status=ch.bad_request_status, text=f"unreadable payload: {exc}"[:300])
+    try:
+        inline = await request.app[PIPELINE].handle(rt, ch, messages)
+    except TenantMismatch as exc:
+        log.error("tenant %s: %s", tenant, exc)
+        return web.Response(status=ch.bad_request_status, text="message for another tenant")
+    except Busy:
+        # Not answered 2xx, so the provider retries later: nothing is lost.
+        return web.Response(status=503, headers={"Retry-After": "5"}, text="busy")
+    return ch.respond(hook, inline)
+
+
+def _guard(plugin: str, handler: Any) -> Any:
+    """A plugin's route answers only for tenants that have enabled that plugin."""
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        rt = await request.app[REGISTRY].get(request.match_info.get("tenant", ""))
+        if rt is None or plugin not in rt.enabled:
+            return _problem(404, "Not Found", "no such tenant or plugin")
+        return await handler(request)
+    return guarded
+
+
+async def health(request: web.Request) -> web.Response:
+    await request.app[REDIS].ping()
+    return web.json_response({"status": "ok", "version": __version__})
+
+
+async def index(request: web.Request) -> web.Response:
+    slugs = await request.app[STORE].list_tenant_slugs()
+    return web.json_response({"name": "causette", "version": __version__, "tenants": len(slugs),
+                              "admin": "/admin/v1/openapi.json"})
+
+
+def create_app(settings: Settings | None = None, host: PluginHost | None = None) -> web.Application:
+    settings = settings or Settings.from_env()
+    host = host or PluginHost(timeout=settings.plugin_timeout)
+    app = web.Application(client_max_size=settings.max_body)
+    app[SETTINGS] = settings
+    app[PLUGINS] = host
+    app.cleanup_ctx.extend([_redis_ctx, _store_ctx, _http_ctx, _runtime_ctx])
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", health)
+    app.router.add_route("POST", "/t/{tenant}/channels/{channel}", webhook)
+    app.router.add_route("GET", "/t/{tenant}/channels/{channel}", webhook)
+    for plugin, route in host.routes:
+        path = route.path
+        full = f"/t/{{tenant}}{path}" if path.startswith("/") else f"/t/{{tenant}}/plugins/{plugin}/{path}"
+        app.router.add_route(route.method, full, _guard(plugin, route.handler), **route.kwargs)
+    from .admin import create_admin_app
+    app.add_subapp("/admin/v1", create_admin_app())
+    return app

@@ -1,0 +1,253 @@
+"""`causette`: serve, tenants apply, plugins, chat, keys, flows."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+def _settings(args: argparse.Namespace):
+    from .settings import Settings
+    s = Settings.from_env()
+    if getattr(args, "host", None):
+        s.host = args.host
+    if getattr(args, "port", None):
+        s.port = args.port
+    return s
+
+
+def _running_redis(s) -> str:
+    """REDIS_URL, else the embedded Redis of a gateway running on this data dir, else ''."""
+    if s.redis_url:
+        return s.redis_url
+    f = Path(s.data_dir) / "redis" / "url"
+    if f.exists():
+        url = f.read_text().strip()
+        import socket
+        host, port = url.rsplit("/", 1)[0].rsplit(":", 2)[1:]
+        try:
+            socket.create_connection((host.strip("/"), int(port)), 0.3).close()
+            return url
+        except OSError:
+            pass
+    return ""
+
+
+# --- serve ---------------------------------------------------------------------------------
+async def _serve(args: argparse.Namespace) -> None:
+    from aiohttp import web
+    from .app import create_app
+    from .appkeys import STORE
+    s = _settings(args)
+    app = create_app(s)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, s.host, s.port, reuse_port=args.reuse_port)
+    await site.start()
+    base = f"http://{s.host}:{s.port}"
+    print(f"Causette {base}  (admin API: {base}/admin/v1/openapi.json)", flush=True)
+    if args.announce:
+        for slug in await app[STORE].list_tenant_slugs():
+            snap = await app[STORE].tenant_snapshot(slug)
+            if snap and "webchat" in snap.plugins:
+                print(f"Demo chat page for {slug}: {base}/t/{slug}/demo", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    import signal
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+# --- store-only commands -------------------------------------------------------------------
+async def _with_store(fn, args: argparse.Namespace) -> int:
+    from .plugins import PluginHost
+    from .store import Store
+    s = _settings(args)
+    store = await Store.open(s.db_path, s.secret_bytes())
+    try:
+        return await fn(store, PluginHost(), s, args)
+    finally:
+        await store.close()
+
+
+async def _publish_invalidation(s, slugs: list[str]) -> None:
+    url = _running_redis(s)
+    if not url or not slugs:
+        return
+    import redis.asyncio as aioredis
+    from .registry import INVALIDATE
+    client = aioredis.from_url(url)
+    try:
+        for slug in slugs:
+            await client.publish(INVALIDATE, slug)
+    except Exception:
+        pass
+    finally:
+        await client.aclose()
+
+
+async def _apply(store, host, s, args) -> int:
+    from .apply import apply_path
+    from .problems import ProblemError
+    try:
+        report = await apply_path(store, host, args.path)
+    except ProblemError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    for line in report.lines():
+        print(line)
+    await _publish_invalidation(s, report.slugs())
+    return 0
+
+
+async def _keys(store, host, s, args) -> int:
+    tenant = None if args.agency else args.tenant
+    if not args.agency and not tenant:
+        print("give --agency or --tenant SLUG", file=sys.stderr)
+        return 2
+    key = await store.create_key(tenant, "agency" if args.agency else args.role)
+    print(key)
+    return 0
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from .plugins import PluginHost
+    host = PluginHost()
+    infos = host.plugins
+    if args.json:
+        print(msgspec.json.encode(infos).decode())
+        return 0
+    if not infos:
+        print("no plugins installed")
+    for p in infos:
+        print(f"{p.name}  ({p.dist} {p.version})")
+        print(f"    hooks: {', '.join(p.hooks) or '-'}")
+        for kind, names in sorted(p.registers.items()):
+            print(f"    {kind}: {', '.join(names)}")
+    return 0
+
+
+def _flows_validate(args: argparse.Namespace) -> int:
+    from .plugins import PluginHost
+    from .validation import validate_flow_file
+    problems = validate_flow_file(PluginHost(), args.file)
+    if args.json:
+        print(msgspec.json.encode(problems).decode())
+    else:
+        for p in problems:
+            print(f"{p.severity:7} {p.path}  [{p.code}] {p.message}")
+        errors = sum(p.severity == "error" for p in problems)
+        print(f"{errors} error(s), {len(problems) - errors} warning(s)")
+    return 1 if any(p.severity == "error" for p in problems) else 0
+
+
+# --- chat ------------------------------------------------------------------------------------
+async def _chat(args: argparse.Namespace) -> int:
+    from aiohttp import web
+    from .app import create_app
+    from .appkeys import PIPELINE, REGISTRY
+    from .console import ConsoleChannel
+    from .types import InboundMessage
+    s = _settings(args)
+    s.redis_url = _running_redis(s)
+    s.background = True
+    app = create_app(s)
+    runner = web.AppRunner(app)
+    await runner.setup()   # opens Redis, store, registry: the same services as `serve`
+    try:
+        rt = await app[REGISTRY].get(args.tenant)
+        if rt is None:
+            print(f"unknown tenant {args.tenant!r}", file=sys.stderr)
+            return 2
+        ch = ConsoleChannel(rt.slug, "console", ConsoleChannel.Settings())
+        contact = args.contact or f"cli-{uuid.uuid4().hex[:8]}"
+        pipeline = app[PIPELINE]
+        tty = sys.stdin.isatty()
+        if tty:
+            print(f"Chatting with {rt.snapshot.name} as {contact}. Ctrl-D to quit.")
+
+        async def say(text: str, kind: str = "text") -> None:
+            msg = InboundMessage(tenant=rt.slug, channel="console", native_id=uuid.uuid4().hex,
+                                 contact=contact, kind=kind, ts=time.time(), text=text)  # type: ignore[arg-type]
+            for out in await pipeline.handle(rt, ch, [msg]):
+                print(("bot> " if tty else "") + out.replace("\n", "\n" + ("     " if tty else "")), flush=True)
+
+        if args.flow:
+            await pipeline.start_flow(rt, ch, contact, args.flow, source="cli")
+        loop = asyncio.get_running_loop()
+        while True:
+            if tty:
+                print("you> ", end="", flush=True)
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                break
+            line = line.rstrip("\n")
+            if line.strip():
+                await say(line)
+        return 0
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("CAUSETTE_LOG", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    ap = argparse.ArgumentParser(prog="causette", description="Causette conversational gateway")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sp = sub.add_parser("serve", help="run the gateway")
+    sp.add_argument("--host")
+    sp.add_argument("--port", type=int)
+    sp.add_argument("--announce", action="store_true", help="print the demo chat page URLs")
+    sp.add_argument("--reuse-port", action="store_true", help="let several processes share the port")
+    tp = sub.add_parser("tenants", help="tenant definitions").add_subparsers(dest="tcmd", required=True)
+    ap_ = tp.add_parser("apply", help="validate and apply tenants/*.json (a file or a folder)")
+    ap_.add_argument("path")
+    pp = sub.add_parser("plugins", help="list installed plugins and what they register")
+    pp.add_argument("--json", action="store_true")
+    cp = sub.add_parser("chat", help="talk to a tenant's bot through the real pipeline")
+    cp.add_argument("tenant")
+    cp.add_argument("--contact", help="contact address to use (default: a new one)")
+    cp.add_argument("--flow", help="start this flow right away")
+    kp = sub.add_parser("keys", help="create an admin API key (shown once)")
+    kp.add_argument("--agency", action="store_true")
+    kp.add_argument("--tenant")
+    kp.add_argument("--role", default="owner", choices=["owner", "editor", "agent", "viewer"])
+    fp = sub.add_parser("flows", help="flow tools").add_subparsers(dest="fcmd", required=True)
+    vp = fp.add_parser("validate", help="validate a flow JSON file")
+    vp.add_argument("file")
+    vp.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    if args.cmd == "serve":
+        try:
+            import uvloop  # type: ignore
+            uvloop.install()
+        except ImportError:
+            pass
+        asyncio.run(_serve(args))
+        return 0
+    if args.cmd == "tenants":
+        return asyncio.run(_with_store(_apply, args))
+    if args.cmd == "keys":
+        return asyncio.run(_with_store(_keys, args))
+    if args.cmd == "plugins":
+        return _plugins(args)
+    if args.cmd == "chat":
+        return asyncio.run(_chat(args))
+    if args.cmd == "flows":
+        return _flows_validate(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,421 @@
+"""One inbound message, design section 4: dedup, order, session, chains, flow, replies, events.
+
+A turn costs two Redis round trips (`State.enter`, `State.leave`) and no store write; events
+reach the store in batches (`gateway.background`).
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+import uuid
+import zlib
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from .channels import Channel
+from .flows import Context, StepResult
+from .plugins import FAILED
+from .registry import TenantRuntime, fold
+from .state import Busy, Duplicate
+from .types import Event, InboundMessage, Reply, SendResult, Session, Turn
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from .plugins import PluginHost
+    from .registry import Registry
+    from .state import State
+
+log = logging.getLogger("causette.pipeline")
+
+FALLBACK = {
+    "fr": "Désolé, nous rencontrons un souci technique. Réessayez dans un instant.",
+    "en": "Sorry, something went wrong on our side. Please try again in a moment.",
+}
+MAX_GOTO = 5
+BURST_LIMIT, BURST_WINDOW = 20, 300.0    # identical replies to one contact (design 4b)
+_enc = msgspec.msgpack.Encoder()
+_dec = msgspec.msgpack.Decoder(Session)
+
+
+class TenantMismatch(ValueError):
+    """A channel produced a message for another tenant or channel instance than its own."""
+
+
+def _parse_time(value: Any) -> float | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return None
+
+
+class Pipeline:
+    def __init__(self, host: "PluginHost", registry: "Registry", state: "State",
+                 http: "aiohttp.ClientSession | None" = None):
+        self.host, self.registry, self.state, self.http = host, registry, state, http
+        self._tasks: set[asyncio.Task] = set()
+        self.turns = 0
+
+    # --- entry points ---------------------------------------------------------------------
+    async def handle(self, tenant: "str | TenantRuntime", channel: "str | Channel",
+                     messages: list[InboundMessage], *, inline: bool = True) -> list[Any]:
+        """Run inbound messages of one webhook (or socket frame) through the pipeline, in order.
+        Returns the rendered payloads the channel answers inline (TwiML, WeChat XML)."""
+        rt = tenant if isinstance(tenant, TenantRuntime) else await self.registry.get(tenant)
+        if rt is None:
+            raise LookupError(f"unknown tenant {tenant!r}")
+        ch = channel if isinstance(channel, Channel) else rt.channels.get(channel)
+        if ch is None:
+            raise LookupError(f"unknown channel {channel!r}")
+        sink: list[Any] | None = [] if inline and ch.capabilities.inline else None
+        statuses: list[Event] = []
+        for msg in messages:
+            if msg.tenant != rt.slug or msg.channel != ch.instance_id:
+                raise TenantMismatch(f"{ch.type} produced a message for {msg.tenant}/{msg.channel}")
+            if msg.kind == "status":
+                statuses.append(Event(type="message.status", tenant=rt.slug, channel=ch.instance_id,
+                                      contact=msg.contact, ts=msg.ts or time.time(),
+                                      data={"status": msg.status, "refers_to": msg.refers_to}))
+                continue
+            await self._turn(rt, ch, msg.contact, msg.native_id, msg, sink)
+        if statuses:
+            await self.state.record(rt.slug, statuses)
+            self._notify(rt, ch, statuses)
+        return sink or []
+
+    async def fire_timer(self, tenant: str, channel: str, contact: str) -> bool:
+        """A due timer (wait node, reminder, no-answer timeout) resumes its conversation."""
+        rt = await self.registry.get(tenant)
+        ch = rt.channels.get(channel) if rt else None
+        if rt is None or ch is None:
+            return False
+        await self._turn(rt, ch, contact, f"timer:{uuid.uuid4().hex}", None, None, reason="timer")
+        return True
+
+    async def start_flow(self, rt: TenantRuntime, ch: Channel, contact: str, flow_id: str, *,
+                         vars: dict[str, Any] | None = None, source: str = "campaign",
+                         key: str = "") -> bool:
+        """Start a flow without an inbound message (campaigns, API). Idempotent per `key`."""
+        extra = {"flow": flow_id, "vars": vars or {}, "source": source}
+        return await self._turn(rt, ch, contact, key or f"start:{uuid.uuid4().hex}", None, None,
+                                reason="start", extra=extra)
+
+    async def agent(self, rt: TenantRuntime, ch: Channel, contact: str, *, action: str,
+                    agent: str = "", text: str = "", queue: str = "") -> bool:
+        """Human-agent actions: takeover, reply, release."""
+        return await self._turn(rt, ch, contact, f"agent:{uuid.uuid4().hex}", None, None,
+                                reason="agent", extra={"action": action, "agent": agent,
+                                                       "text": text, "queue": queue})
+
+    async def drain(self) -> None:
+        """Wait for background chain calls (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # --- one turn ------------------------------------------------------------------------
+    async def _turn(self, rt: TenantRuntime, ch: Channel, contact: str, native_id: str,
+                    msg: InboundMessage | None, sink: list[Any] | None, *,
+                    reason: str = "message", extra: dict[str, Any] | None = None) -> bool:
+        try:
+            lease = await self.state.enter(rt.slug, ch.instance_id, contact, native_id)
+        except Duplicate:
+            return False
+        session = lease.session or Session(locale=(msg.locale if msg else "") or rt.snapshot.locale)
+        ctx = Context(tenant=rt.slug, channel=ch.instance_id, channel_type=ch.type, contact=contact,
+                      session=session, http=self.http, settings=rt.settings, tenant_config=rt.snapshot,
+                      run_step=self._step_runner(rt))
+        ctx.meta["reason"] = reason
+        try:
+            if reason == "agent":
+                replies, wait = self._agent_action(rt, ctx, extra or {}), 0.0
+            else:
+                replies, wait = await self._run(rt, ch, ctx, msg, extra)
+            await self._deliver(rt, ch, ctx, replies, sink, native_id)
+        except BaseException:
+            # Nothing half-written: release the conversation and forget the message id, so
+            # the provider's retry of this webhook runs the turn again from the saved state.
+            await asyncio.shield(self.state.leave(lease, None if lease.session is None else lease.session,
+                                                  rt.snapshot.session_ttl, [], forget=True))
+            raise
+        saved = await self.state.leave(lease, ctx.session, rt.snapshot.session_ttl, ctx.events,
+                                       timer_due=ctx.now + wait if wait > 0 else None,
+                                       clear_timer=wait <= 0)
+        if not saved:
+            log.warning("tenant %s: lease on %s:%s expired mid-turn; turn dropped", rt.slug,
+                        ch.instance_id, contact)
+        self.turns += 1
+        self._notify(rt, ch, ctx.events)
+        return saved
+
+    async def _run(self, rt: TenantRuntime, ch: Channel, ctx: Context, msg: InboundMessage | None,
+                   extra: dict[str, Any] | None) -> tuple[list[Reply], float]:
+        s = ctx.session
+        if msg is not None:
+            s.last_in = ctx.now
+            s.msgs += 1
+            for k, v in msg.profile.items():
+                s.contact.setdefault(k, v)
+            if msg.locale and not s.locale:
+                s.locale = msg.locale
+            data: dict[str, Any] = {"kind": msg.kind, "id": msg.native_id}
+            if msg.text:
+                data["text"] = msg.text[:1000]
+            if msg.payload:
+                data["payload"] = msg.payload
+            if msg.referral:
+                data["referral"] = msg.referral.ref or msg.referral.source
+            ctx.record("message.in", **data)
+            if msg.kind == "optout":
+                s.stopped = True
+                ctx.record("consent.optout", source=msg.text or "provider")
+            elif msg.kind == "optin":
+                s.stopped = False
+                ctx.record("consent.optin", source=msg.text or "provider")
+            answer = await self.host.call_first("inbound_message", rt.slug, rt.enabled,
+                                                ctx=ctx, message=msg)
+            if answer is not None:
+                return ([answer] if isinstance(answer, Reply) else list(answer)), 0.0
+            if s.human or msg.kind in ("optout", "optin") or s.stopped:
+                return [], 0.0
+        target, restart_vars = self._target(rt, ctx, msg, extra)
+        if target is not None:
+            outside = self._outside_period(rt, target, ctx.now)
+            if outside is not None:
+                if isinstance(outside, Reply):
+                    return [outside], 0.0
+                target = outside
+            found = await self.registry.flow(rt, target)
+            if found is None:
+                ctx.record("flow.missing", flow=target)
+                return [], 0.0
+            fv, compiled = found
+            if s.flow and s.node:
+                self._end(ctx, "abandoned", why="restarted")
+            s.flow, s.version, s.node = fv.id, fv.version, ""
+            s.vars, s.extra, s.retries, s.outcome = dict(restart_vars), {}, 0, ""
+            s.started = ctx.now
+            s.source = (msg.referral.ref or msg.referral.source) if (msg and msg.referral) else \
+                (extra or {}).get("source", "")
+            ctx.record("flow.started", source=s.source, trigger=ctx.meta.get("trigger", ""))
+        elif s.flow and s.node:
+            found = await self.registry.flow(rt, s.flow, s.version)
+            if found is None:  # the version vanished (tenant deleted it): start over next time
+                s.flow = s.node = ""
+                return [], 0.0
+            fv, compiled = found
+        else:
+            if msg is not None:
+                ctx.record("message.unhandled")
+            return [], 0.0
+        return await self._advance(rt, ctx, fv.definition, compiled, msg)
+
+    def _target(self, rt: TenantRuntime, ctx: Context, msg: InboundMessage | None,
+                extra: dict[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
+        s = ctx.session
+        if ctx.meta["reason"] == "start" and extra:
+            ctx.meta["trigger"] = extra.get("source", "start")
+            return extra["flow"], extra.get("vars") or {}
+        if msg is None:
+            return None, {}
+        if msg.referral and msg.referral.ref in rt.referrals:
+            ctx.meta["trigger"] = "referral"
+            return rt.referrals[msg.referral.ref], {}
+        if msg.kind == "text" and msg.text and rt.keywords:
+            hit = rt.keywords.get(fold(msg.text))
+            if hit:
+                ctx.meta["trigger"] = "keyword"
+                return hit, {}
+        if s.flow and s.node:
+            return None, {}
+        if msg.kind == "open":
+            ctx.meta["trigger"] = "widget"
+            return (rt.on_open or None), {}
+        if rt.on_start:
+            ctx.meta["trigger"] = "start"
+            return rt.on_start, {}
+        return None, {}
+
+    def _outside_period(self, rt: TenantRuntime, flow_id: str, now: float) -> "Reply | str | None":
+        fv = rt.flows.get(flow_id)
+        active = (fv.definition.get("active") if fv else None) or {}
+        start, until = _parse_time(active.get("from")), _parse_time(active.get("until"))
+        if (start is None or now >= start) and (until is None or now < until):
+            return None
+        if active.get("flow") and active["flow"] != flow_id:
+            return active["flow"]
+        text = active.get("message")
+        if isinstance(text, dict):
+            text = text.get(rt.snapshot.locale) or next(iter(text.values()), "")
+        return Reply(text=text) if text else Reply()
+
+    async def _advance(self, rt: TenantRuntime, ctx: Context, definition: dict[str, Any],
+                       compiled: Any, msg: InboundMessage | None) -> tuple[list[Reply], float]:
+        s = ctx.session
+        replies: list[Reply] = []
+        wait = 0.0
+        for _hop in range(MAX_GOTO):
+            name = definition.get("engine", "tree")
+            engine = self.host.engines.get(name)
+            before, n_events = _enc.encode(s), len(ctx.events)
+            turn = FAILED if engine is None else await self.host.invoke(
+                rt.slug, self.host.owner("engine", name), engine.advance,
+                ("ctx", "flow", "message"), {"ctx": ctx, "flow": compiled, "message": msg},
+                f"engine {name}")
+            if not isinstance(turn, Turn):
+                # The engine failed: the conversation keeps its state and gets the fallback.
+                ctx.session = s = _dec.decode(before)
+                del ctx.events[n_events:]
+                ctx.record("flow.failed", engine=name)
+                locale = (s.locale or rt.snapshot.locale)[:2]
+                return replies + [Reply(text=FALLBACK.get(locale, FALLBACK["en"]))], 0.0
+            replies.extend(turn.replies)
+            ctx.events.extend(e for e in turn.events if e not in ctx.events)
+            wait = turn.wait
+            if turn.handoff is not None:
+                s.human = str(turn.handoff.get("queue") or "agents")
+                ctx.record("handoff.requested", **{k: v for k, v in turn.handoff.items()
+                                                   if isinstance(v, (str, int, float, bool))})
+                await self.host.call_each("handoff_requested", rt.slug, rt.enabled, ctx=ctx,
+                                          handoff=turn.handoff)
+            if turn.ended:
+                self._end(ctx, turn.ended)
+            goto = ctx.meta.pop("goto_flow", None)
+            if not goto:
+                break
+            found = await self.registry.flow(rt, goto)
+            if found is None:
+                ctx.record("flow.missing", flow=goto)
+                break
+            fv, compiled = found
+            definition = fv.definition
+            s.flow, s.version, s.node, s.retries = fv.id, fv.version, "", 0
+            ctx.record("flow.started", source=s.source, trigger="goto")
+            msg = None
+        return replies, wait
+
+    def _end(self, ctx: Context, outcome: str, **data: Any) -> None:
+        s = ctx.session
+        ctx.record("flow.ended", outcome=outcome, source=s.source, msgs=s.msgs,
+                   duration=round(ctx.now - s.started, 3) if s.started else 0.0,
+                   human=bool(s.human), **data)
+        s.outcome, s.node, s.retries = outcome, "", 0
+
+    def _agent_action(self, rt: TenantRuntime, ctx: Context, a: dict[str, Any]) -> list[Reply]:
+        s = ctx.session
+        action = a.get("action")
+        if action == "takeover":
+            s.human = a.get("agent") or a.get("queue") or "agent"
+            ctx.record("handoff.taken", agent=a.get("agent", ""))
+        elif action == "release":
+            was = s.human
+            s.human = ""
+            ctx.record("handoff.released", agent=a.get("agent", ""), queue=was)
+            self._spawn(self.host.call_each("handoff_released", rt.slug, rt.enabled, ctx=ctx,
+                                            handoff={"queue": was, "agent": a.get("agent", "")}))
+        elif action == "reply" and a.get("text"):
+            return [Reply(text=a["text"], from_agent=a.get("agent") or "agent")]
+        return []
+
+    # --- replies -----------------------------------------------------------------------------
+    async def _deliver(self, rt: TenantRuntime, ch: Channel, ctx: Context, replies: list[Reply],
+                       sink: list[Any] | None, key: str) -> None:
+        s = ctx.session
+        window = ch.capabilities.window_hours * 3600
+        chain = self.host.chain("outbound_message", rt.enabled)
+        for i, reply in enumerate(replies):
+            held = ""
+            for plugin, fn, argnames in chain:
+                res = await self.host.invoke(rt.slug, plugin, fn, argnames,
+                                             {"ctx": ctx, "reply": reply}, "outbound_message")
+                if res is False:
+                    held = f"held by {plugin}"
+                    break
+                if isinstance(res, Reply):
+                    reply = res
+            if not held and window and not (reply.template or reply.tag) and \
+                    (not s.last_in or ctx.now - s.last_in > window):
+                held = "outside_window"
+            if not held and s.stopped and not ctx.meta.get("confirm_stop"):
+                held = "contact_stopped"
+            if not held and self._burst(s, reply, ctx.now):
+                held = "loop_protection"
+            if held:
+                ctx.record("message.held", reason=held, text=reply.text[:200])
+                continue
+            try:
+                payloads = ch.render(reply)
+            except Exception as exc:
+                log.warning("tenant %s: %s render failed: %s", rt.slug, ch.type, exc)
+                ctx.record("send.failed", code="render", detail=str(exc)[:200])
+                continue
+            for j, payload in enumerate(payloads):
+                if sink is not None and len(sink) < ch.capabilities.inline:
+                    sink.append(payload)
+                    res = SendResult(status="sent", detail="inline")
+                else:
+                    try:
+                        res = await ch.send(ctx.contact, payload, key=f"{key}:{i}:{j}")
+                    except Exception as exc:   # a channel bug must not lose the turn
+                        log.warning("tenant %s: %s send raised %s", rt.slug, ch.type, type(exc).__name__)
+                        res = SendResult(status="failed", code="exception", detail=type(exc).__name__)
+                data: dict[str, Any] = {"status": res.status}
+                if j == 0 and reply.text:
+                    data["text"] = reply.text[:500]
+                if reply.choices and j == 0:
+                    data["choices"] = [c.id for c in reply.choices]
+                if reply.from_agent:
+                    data["agent"] = reply.from_agent
+                for f in ("provider_id", "code", "detail"):
+                    if getattr(res, f):
+                        data[f] = getattr(res, f)
+                if res.retry_after:
+                    data["retry_after"] = res.retry_after
+                ctx.record("message.out" if res.status == "sent" else "send." + res.status, **data)
+                if res.status == "stopped":
+                    s.stopped = True
+                    ctx.record("consent.optout", source="provider", code=res.code)
+                    break
+            s.msgs += 1
+
+    @staticmethod
+    def _burst(s: Session, reply: Reply, now: float) -> bool:
+        fp = zlib.crc32(msgspec.msgpack.encode(reply))
+        b = s.extra.get("_b")
+        if not b or b[0] != fp or now - b[2] > BURST_WINDOW:
+            s.extra["_b"] = [fp, 1, now]
+            return False
+        b[1] += 1
+        return b[1] > BURST_LIMIT
+
+    # --- steps and chains -------------------------------------------------------------------
+    def _step_runner(self, rt: TenantRuntime):
+        host, enabled = self.host, rt.enabled
+
+        async def run(ctx: Context, name: str, args: Any) -> StepResult:
+            res = await host.run_step(ctx, name, args, enabled, live=bool(ctx.meta.get("live_steps")))
+            if not res.ok:
+                ctx.record("step.failed", step=name, error=res.error[:300])
+            return res
+        return run
+
+    def _notify(self, rt: TenantRuntime, ch: Channel, events: list[Event]) -> None:
+        if not events or not self.host.chain("conversation_event", rt.enabled):
+            return
+        self._spawn(self._events_chain(rt, ch, events))
+
+    async def _events_chain(self, rt: TenantRuntime, ch: Channel, events: list[Event]) -> None:
+        for ev in events:
+            ctx = Context(tenant=rt.slug, channel=ch.instance_id, channel_type=ch.type,
+                          contact=ev.contact, session=Session(), http=self.http,
+                          settings=rt.settings, tenant_config=rt.snapshot)
+            await self.host.call_each("conversation_event", rt.slug, rt.enabled, ctx=ctx, event=ev)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

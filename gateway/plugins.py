@@ -1,0 +1,246 @@
+"""Plugin host: discovery through entry points, registration caches, and the async chain
+runner with per-tenant views, timeouts, failure isolation and circuit breakers.
+
+pluggy does discovery, registration, ordering and signature validation. It is synchronous,
+so chain hooks are never called through `pm.hook`: `call_first` / `call_each` walk the
+hook implementations in pluggy's call order, keep the tenant's enabled plugins, and await
+each one under a timeout.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import inspect
+import logging
+import os
+import time
+from collections import defaultdict, deque
+from typing import Any, Iterable
+
+import msgspec
+import pluggy
+
+from . import hookspecs
+from .channels import Channel
+from .flows import FlowEngine, Step, StepResult
+
+log = logging.getLogger("causette.plugins")
+
+GROUP = "causette"
+REGISTRATION_HOOKS = ("register_channels", "register_flow_engines", "register_steps",
+                      "register_routes")
+CHAIN_HOOKS = ("inbound_message", "outbound_message", "conversation_event",
+               "handoff_requested", "handoff_released")
+FAILED = object()   # what a failed or skipped plugin call returns to the runner
+
+
+class PluginError(RuntimeError):
+    """A plugin could not be loaded or registers something invalid."""
+
+
+class PluginInfo(msgspec.Struct):
+    name: str
+    dist: str
+    version: str
+    hooks: list[str]
+    registers: dict[str, list[str]]
+
+
+class Breaker:
+    """Per (tenant, plugin) circuit breaker: `threshold` failures within `window` seconds
+    switch the plugin off for that tenant for `cooldown` seconds."""
+
+    def __init__(self, threshold: int = 5, window: float = 60.0, cooldown: float = 30.0):
+        self.threshold, self.window, self.cooldown = threshold, window, cooldown
+        self._fails: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self._open_until: dict[tuple[str, str], float] = {}
+
+    def allows(self, tenant: str, plugin: str) -> bool:
+        until = self._open_until.get((tenant, plugin))
+        if until is None:
+            return True
+        if time.monotonic() >= until:
+            del self._open_until[(tenant, plugin)]
+            self._fails.pop((tenant, plugin), None)
+            return True
+        return False
+
+    def failed(self, tenant: str, plugin: str) -> bool:
+        """Count a failure; True when this one opened the breaker."""
+        now = time.monotonic()
+        q = self._fails[(tenant, plugin)]
+        q.append(now)
+        while q and q[0] < now - self.window:
+            q.popleft()
+        if len(q) >= self.threshold:
+            self._open_until[(tenant, plugin)] = now + self.cooldown
+            q.clear()
+            return True
+        return False
+
+    def is_open(self, tenant: str, plugin: str) -> bool:
+        return not self.allows(tenant, plugin)
+
+
+def _selected(name: str) -> bool:
+    """Operators block or select plugins without uninstalling them (like pytest's -p no:)."""
+    only = os.environ.get("CAUSETTE_LOAD_PLUGINS")
+    if only is not None:
+        return name in {n.strip() for n in only.split(",") if n.strip()}
+    blocked = {n.strip() for n in os.environ.get("CAUSETTE_DISABLE_PLUGINS", "").split(",")}
+    return name not in blocked
+
+
+class PluginHost:
+    """Everything installed, loaded once. Enabling is per tenant (TenantSnapshot.plugins)."""
+
+    def __init__(self, *, entrypoints: bool = True, extra: Iterable[tuple[str, Any]] = (),
+                 timeout: float = 5.0, breaker: Breaker | None = None):
+        self.pm = pluggy.PluginManager(GROUP)
+        self.pm.add_hookspecs(hookspecs)
+        self.timeout = timeout
+        self.breaker = breaker or Breaker()
+        self.failures: dict[tuple[str, str], int] = defaultdict(int)
+        self._dists: dict[str, tuple[str, str]] = {}
+        if entrypoints:
+            for ep in importlib.metadata.entry_points(group=GROUP):
+                if not _selected(ep.name) or self.pm.has_plugin(ep.name):
+                    continue
+                try:
+                    module = ep.load()
+                except Exception as exc:  # a broken plugin must not stop the gateway
+                    log.error("plugin %s failed to load: %s", ep.name, exc)
+                    continue
+                self.pm.register(module, name=ep.name)
+                dist = ep.dist
+                self._dists[ep.name] = (dist.name, dist.version) if dist else (ep.name, "?")
+        for name, obj in extra:
+            self.pm.register(obj, name=name)
+            self._dists.setdefault(name, (name, "local"))
+        self.pm.check_pending()
+        self.channels: dict[str, type[Channel]] = {}
+        self.engines: dict[str, FlowEngine] = {}
+        self.steps: dict[str, Step] = {}
+        self.routes: list[tuple[str, Any]] = []
+        self.settings_types: dict[str, type[msgspec.Struct] | None] = {}
+        self._owner: dict[tuple[str, str], str] = {}
+        self._registers: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        self._collect()
+        self._chains: dict[tuple[str, frozenset[str]], list[tuple[str, Any, tuple[str, ...]]]] = {}
+
+    # --- registration ----------------------------------------------------------------
+    def _collect(self) -> None:
+        for name, plugin in self.pm.list_name_plugin():
+            st = getattr(plugin, "Settings", None)
+            self.settings_types[name] = st if isinstance(st, type) and issubclass(st, msgspec.Struct) else None
+        for hook in REGISTRATION_HOOKS:
+            for impl in getattr(self.pm.hook, hook).get_hookimpls():
+                for obj in impl.function() or ():
+                    self._register(hook, impl.plugin_name, obj)
+
+    def _register(self, hook: str, plugin: str, obj: Any) -> None:
+        if hook == "register_channels":
+            if not (isinstance(obj, type) and issubclass(obj, Channel) and obj.type):
+                raise PluginError(f"{plugin}: register_channels returned {obj!r}, not a Channel class with a type")
+            kind, key, table = "channel", obj.type, self.channels
+        elif hook == "register_flow_engines":
+            if not (isinstance(obj, FlowEngine) and obj.name):
+                raise PluginError(f"{plugin}: register_flow_engines returned {obj!r}")
+            kind, key, table = "engine", obj.name, self.engines
+        elif hook == "register_steps":
+            if not (isinstance(obj, Step) and obj.name):
+                raise PluginError(f"{plugin}: register_steps returned {obj!r}")
+            kind, key, table = "step", obj.name, self.steps
+        else:
+            self.routes.append((plugin, obj))
+            self._registers[plugin]["route"].append(f"{getattr(obj, 'method', '')} {getattr(obj, 'path', obj)}")
+            return
+        if key in table:
+            raise PluginError(f"{kind} {key!r} registered by both {self._owner[(kind, key)]} and {plugin}")
+        table[key] = obj
+        self._owner[(kind, key)] = plugin
+        self._registers[plugin][kind].append(key)
+
+    def owner(self, kind: str, name: str) -> str:
+        """The plugin that registered a channel type, engine or step."""
+        return self._owner[(kind, name)]
+
+    @property
+    def plugins(self) -> list[PluginInfo]:
+        out = []
+        for name, plugin in sorted(self.pm.list_name_plugin()):
+            hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or ())
+            dist, version = self._dists.get(name, (name, "?"))
+            out.append(PluginInfo(name=name, dist=dist, version=version, hooks=hooks,
+                                  registers={k: sorted(v) for k, v in self._registers[name].items()}))
+        return out
+
+    # --- chain runner ------------------------------------------------------------------
+    def chain(self, hook: str, enabled: frozenset[str]) -> list[tuple[str, Any, tuple[str, ...]]]:
+        """The implementations of `hook` among `enabled` plugins, in pluggy's call order."""
+        key = (hook, enabled)
+        impls = self._chains.get(key)
+        if impls is None:
+            impls = [(i.plugin_name, i.function, tuple(i.argnames))
+                     for i in reversed(getattr(self.pm.hook, hook).get_hookimpls())
+                     if i.plugin_name in enabled]
+            self._chains[key] = impls
+        return impls
+
+    async def invoke(self, tenant: str, plugin: str, fn: Any, argnames: tuple[str, ...],
+                     kwargs: dict[str, Any], what: str) -> Any:
+        """Call one plugin function for one tenant, isolated: FAILED on error, timeout or open breaker."""
+        if not self.breaker.allows(tenant, plugin):
+            return FAILED
+        try:
+            res = fn(**{a: kwargs[a] for a in argnames})
+            if inspect.isawaitable(res):
+                res = await asyncio.wait_for(res, self.timeout)
+            return res
+        except Exception as exc:
+            self.failures[(tenant, plugin)] += 1
+            kind = "timed out" if isinstance(exc, TimeoutError) else f"raised {type(exc).__name__}: {exc}"
+            log.warning("plugin %s %s for tenant %s in %s", plugin, kind, tenant, what)
+            if self.breaker.failed(tenant, plugin):
+                log.error("plugin %s switched off for tenant %s for %.0fs after repeated failures",
+                          plugin, tenant, self.breaker.cooldown)
+            return FAILED
+
+    async def call_first(self, hook: str, tenant: str, enabled: frozenset[str], **kwargs: Any) -> Any:
+        """firstresult chain: the first non-None answer, or None."""
+        for plugin, fn, argnames in self.chain(hook, enabled):
+            res = await self.invoke(tenant, plugin, fn, argnames, kwargs, hook)
+            if res is not None and res is not FAILED:
+                return res
+        return None
+
+    async def call_each(self, hook: str, tenant: str, enabled: frozenset[str], **kwargs: Any) -> list[Any]:
+        """Every implementation in order; failures are isolated and left out of the results."""
+        out = []
+        for plugin, fn, argnames in self.chain(hook, enabled):
+            res = await self.invoke(tenant, plugin, fn, argnames, kwargs, hook)
+            if res is not FAILED:
+                out.append(res)
+        return out
+
+    async def run_step(self, ctx: Any, name: str, args: Any, enabled: frozenset[str],
+                       live: bool = False) -> StepResult:
+        """Run a registered step for a tenant; dry-run unless `live` when ctx.dry_run."""
+        step = self.steps.get(name)
+        if step is None:
+            return StepResult(ok=False, error=f"unknown step {name!r}")
+        plugin = self._owner[("step", name)]
+        if plugin not in enabled:
+            return StepResult(ok=False, error=f"plugin {plugin!r} is not enabled for this tenant")
+        try:
+            decoded = msgspec.convert(args, step.Args, str_keys=True)
+        except msgspec.ValidationError as exc:
+            return StepResult(ok=False, error=f"invalid arguments for {name}: {exc}")
+        fn = step.dry_run if ctx.dry_run and not live else step.run
+        res = await self.invoke(ctx.tenant, plugin, fn, ("ctx", "args"), {"ctx": ctx, "args": decoded},
+                                f"step {name}")
+        if res is FAILED:
+            return StepResult(ok=False, error=f"step {name} failed")
+        if not isinstance(res, StepResult):
+            return StepResult(ok=False, error=f"step {name} returned {type(res).__name__}")
+        return res

@@ -1,0 +1,193 @@
+"""In-memory cache of tenants (config, channel objects, flows), per process.
+
+Loaded lazily from the store; invalidated across processes through Redis pub/sub when the
+admin API or `tenants apply` changes a tenant. Compiled flows are cached per
+(tenant, flow, version): versions are immutable, so that cache never goes stale.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import unicodedata
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from .channels import Channel
+from .config import FlowVersion, TenantSnapshot
+
+if TYPE_CHECKING:
+    import aiohttp
+    import redis.asyncio as aioredis
+
+    from .plugins import PluginHost
+    from .store import Store
+
+log = logging.getLogger("causette.registry")
+INVALIDATE = "cst:invalidate"     # pub/sub channel; the message is the tenant slug
+_MISSING_TTL = 5.0                # seconds an unknown slug stays known-unknown
+
+
+def fold(text: str) -> str:
+    """Case- and accent-insensitive form for keyword triggers."""
+    nfkd = unicodedata.normalize("NFKD", text.casefold())
+    return " ".join("".join(c for c in nfkd if not unicodedata.combining(c)).split())
+
+
+class TenantRuntime:
+    """One tenant as the hot path sees it."""
+
+    def __init__(self, snap: TenantSnapshot, channels: dict[str, Channel],
+                 settings: dict[str, Any]):
+        self.slug = snap.slug
+        self.snapshot = snap
+        self.enabled = frozenset(snap.plugins)
+        self.channels = channels
+        self.settings = settings
+        self.flows: dict[str, FlowVersion] = {f.id: f for f in snap.flows}
+        self.keywords: dict[str, str] = {}
+        self.referrals: dict[str, str] = {}
+        self.on_open: str = ""
+        self.on_start: str = ""
+        self.on_campaign: str = ""
+        for f in snap.flows:
+            for trig in f.definition.get("triggers") or ():
+                kind = trig.get("type")
+                if kind == "keyword":
+                    for word in trig.get("any") or ():
+                        self.keywords.setdefault(fold(word), f.id)
+                elif kind == "referral" and trig.get("ref"):
+                    self.referrals.setdefault(trig["ref"], f.id)
+                elif kind == "widget" and not self.on_open:
+                    self.on_open = f.id
+                elif kind == "start" and not self.on_start:
+                    self.on_start = f.id
+                elif kind == "campaign" and not self.on_campaign:
+                    self.on_campaign = f.id
+
+
+class Registry:
+    def __init__(self, store: "Store", host: "PluginHost", redis: "aioredis.Redis",
+                 http: "aiohttp.ClientSession | None" = None, runtime: Any = None):
+        self.store, self.host, self.redis, self.http = store, host, redis, http
+        self.runtime = runtime
+        self._tenants: dict[str, TenantRuntime] = {}
+        self._missing: dict[str, float] = {}
+        self._loading: dict[str, asyncio.Future] = {}
+        self._compiled: OrderedDict[tuple[str, str, int], Any] = OrderedDict()
+        self._versions: dict[tuple[str, str, int], FlowVersion] = {}
+        self._listener: asyncio.Task | None = None
+        self.max_compiled = 50_000
+
+    # --- tenants -------------------------------------------------------------------------
+    async def get(self, slug: str) -> TenantRuntime | None:
+        rt = self._tenants.get(slug)
+        if rt is not None:
+            return rt
+        miss = self._missing.get(slug)
+        if miss and time.monotonic() < miss:
+            return None
+        fut = self._loading.get(slug)
+        if fut is None:  # one load per slug, however many requests wait for it
+            fut = self._loading[slug] = asyncio.ensure_future(self._load(slug))
+            fut.add_done_callback(lambda _f, s=slug: self._loading.pop(s, None))
+        return await asyncio.shield(fut)
+
+    async def _load(self, slug: str) -> TenantRuntime | None:
+        snap = await self.store.tenant_snapshot(slug)
+        if snap is None:
+            self._missing[slug] = time.monotonic() + _MISSING_TTL
+            return None
+        rt = self.build(snap)
+        self._tenants[slug] = rt
+        return rt
+
+    def build(self, snap: TenantSnapshot) -> TenantRuntime:
+        settings: dict[str, Any] = {}
+        for plugin, raw in snap.plugins.items():
+            st = self.host.settings_types.get(plugin)
+            try:
+                settings[plugin] = msgspec.convert(raw or {}, st) if st else raw
+            except msgspec.ValidationError as exc:
+                log.error("tenant %s: settings of plugin %s invalid (%s); plugin gets none", snap.slug, plugin, exc)
+        channels: dict[str, Channel] = {}
+        for cfg in snap.channels:
+            cls = self.host.channels.get(cfg.type)
+            if cls is None or not cfg.enabled:
+                continue
+            try:
+                obj = cls(snap.slug, cfg.id, msgspec.convert(cfg.settings, cls.Settings), self.http)
+            except msgspec.ValidationError as exc:
+                log.error("tenant %s: channel %s settings invalid: %s", snap.slug, cfg.id, exc)
+                continue
+            obj.runtime = self.runtime
+            channels[cfg.id] = obj
+        return TenantRuntime(snap, channels, settings)
+
+    def forget(self, slug: str) -> None:
+        self._tenants.pop(slug, None)
+        self._missing.pop(slug, None)
+
+    async def invalidate(self, slug: str) -> None:
+        """Drop a tenant from every process's cache (call after any change to it)."""
+        self.forget(slug)
+        await self.redis.publish(INVALIDATE, slug)
+
+    # --- flows ---------------------------------------------------------------------------
+    async def flow(self, rt: TenantRuntime, flow_id: str, version: int = 0) -> tuple[FlowVersion, Any] | None:
+        """A flow version and its compiled form; version 0 means the latest published."""
+        if not version:
+            fv = rt.flows.get(flow_id)
+            if fv is None:
+                return None
+            version = fv.version
+        key = (rt.slug, flow_id, version)
+        compiled = self._compiled.get(key)
+        if compiled is not None:
+            return self._versions[key], compiled
+        fv = rt.flows.get(flow_id)
+        if fv is None or fv.version != version:
+            fv = await self.store.get_flow_version(rt.slug, flow_id, version)
+            if fv is None:
+                return None
+        engine = self.host.engines.get(fv.definition.get("engine", "tree"))
+        if engine is None:
+            return None
+        compiled = engine.compile(fv.definition)
+        self._compiled[key] = compiled
+        self._versions[key] = fv
+        if len(self._compiled) > self.max_compiled:
+            old, _ = self._compiled.popitem(last=False)
+            self._versions.pop(old, None)
+        return fv, compiled
+
+    # --- cross-process invalidation --------------------------------------------------------
+    async def start(self) -> None:
+        self._listener = asyncio.create_task(self._listen())
+
+    async def stop(self) -> None:
+        if self._listener:
+            self._listener.cancel()
+            try:
+                await self._listener
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                await pubsub.subscribe(INVALIDATE)
+                # Messages published before we subscribed are covered: reconnects drop all.
+                self._tenants.clear()
+                async for msg in pubsub.listen():
+                    data = msg.get("data")
+                    if isinstance(data, bytes):
+                        self.forget(data.decode())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("invalidation listener reconnecting: %s", exc)
+                await asyncio.sleep(1)

@@ -1,0 +1,183 @@
+"""Conversation state in Redis: the two round trips of a turn, and their keys.
+
+Every key starts `cst:{tenant}:` (the braces make the tenant a cluster hash tag, so one
+tenant's keys live on one node and a Lua script may touch them all). The only keys without
+a tenant are the indexes `cst:evq` (tenants with events waiting for the store) and
+`cst:timers` (due timers, members prefixed by their tenant); they hold references, never data.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from .types import Event, Session
+
+_LUA = Path(__file__).parent / "lua"
+EVENT_INDEX = "cst:evq"
+TIMERS = "cst:timers"
+SEP = "\x1f"   # separates tenant, channel and contact in timer members
+
+_session_enc = msgspec.msgpack.Encoder()
+_session_dec = msgspec.msgpack.Decoder(Session)
+_event_enc = msgspec.msgpack.Encoder()
+_event_dec = msgspec.msgpack.Decoder(Event)
+
+
+def conv_key(tenant: str, channel: str, contact: str) -> str:
+    return f"cst:{{{tenant}}}:c:{channel}:{contact}"
+
+
+def dedup_key(tenant: str, channel: str, native_id: str) -> str:
+    return f"cst:{{{tenant}}}:d:{channel}:{native_id}"
+
+
+def events_key(tenant: str) -> str:
+    return f"cst:{{{tenant}}}:ev"
+
+
+def timer_member(tenant: str, channel: str, contact: str) -> str:
+    return f"{tenant}{SEP}{channel}{SEP}{contact}"
+
+
+class Duplicate(Exception):
+    """This provider message id was already handled (or is being handled)."""
+
+
+class Busy(Exception):
+    """The conversation stayed locked longer than the gateway waits; the provider retries."""
+
+
+class Lease:
+    """A turn's hold on one conversation, from `State.enter` to `State.leave`."""
+    __slots__ = ("tenant", "channel", "contact", "dedup", "token", "session", "base")
+
+    def __init__(self, tenant: str, channel: str, contact: str, dedup: str, token: str,
+                 session: Session | None):
+        self.tenant, self.channel, self.contact = tenant, channel, contact
+        self.dedup, self.token, self.session = dedup, token, session
+        self.base = conv_key(tenant, channel, contact)
+
+
+class State:
+    def __init__(self, redis: aioredis.Redis, *, lock_ttl: float = 30.0, lock_wait: float = 20.0,
+                 dedup_ttl: int = 86400, events_maxlen: int = 1_000_000):
+        self.redis = redis
+        self.lock_ttl_ms = int(lock_ttl * 1000)
+        self.lock_wait = lock_wait
+        self.dedup_ttl_ms = dedup_ttl * 1000
+        self.events_maxlen = events_maxlen
+        self._enter = redis.register_script((_LUA / "enter.lua").read_text())
+        self._leave = redis.register_script((_LUA / "leave.lua").read_text())
+        self._claim = redis.register_script((_LUA / "claim_timers.lua").read_text())
+
+    async def enter(self, tenant: str, channel: str, contact: str, native_id: str) -> Lease:
+        """Round trip 1: dedup + queue + lock + load. Waits its turn behind earlier messages
+        of the same conversation (any process); raises Duplicate or Busy."""
+        base = conv_key(tenant, channel, contact)
+        dk = dedup_key(tenant, channel, native_id)
+        token = uuid.uuid4().hex
+        keys = (dk, base + ":q", base + ":l", base + ":s")
+        ttl = self.lock_ttl_ms
+        res = await self._enter(keys, (token, ttl, "1"))
+        delay, deadline = 0.002, time.monotonic() + self.lock_wait
+        while res[0] != 2:
+            if res[0] == 0:
+                raise Duplicate(native_id)
+            if time.monotonic() > deadline:
+                await self._forget(keys, token, dk)
+                raise Busy(f"conversation {channel}:{contact} busy")
+            if res[0] == 1:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+                res = await self._enter(keys, (token, ttl, "0"))
+            else:
+                res = await self._enter(keys, (token, ttl, "2"))
+        raw = res[1]
+        session = _session_dec.decode(raw) if raw else None
+        return Lease(tenant, channel, contact, dk, token, session)
+
+    async def _forget(self, keys: tuple[str, ...], token: str, dk: str) -> None:
+        # Give up our place and our dedup mark, so the provider's retry is handled later.
+        async with self.redis.pipeline(transaction=True) as p:
+            p.lrem(keys[1], 1, token).delete(dk)
+            await p.execute()
+
+    async def leave(self, lease: Lease, session: Session | None, ttl: int,
+                    events: list[Event], timer_due: float | None = None,
+                    clear_timer: bool = False, forget: bool = False) -> bool:
+        """Round trip 2: save + done + unlock (hand over) + events + timer. False when the
+        lease had expired (another message went ahead): nothing was written."""
+        base = lease.base
+        keys = (base + ":s", base + ":l", base + ":q", lease.dedup, events_key(lease.tenant),
+                EVENT_INDEX, TIMERS)
+        if session is None:
+            data: bytes | str = ""
+        else:
+            data = _session_enc.encode(session)
+        due = "-" if clear_timer else (str(int(timer_due * 1000)) if timer_due else "")
+        args = [lease.token, data, ttl * 1000, 0 if forget else self.dedup_ttl_ms, self.lock_ttl_ms,
+                lease.tenant, self.events_maxlen,
+                timer_member(lease.tenant, lease.channel, lease.contact), due, len(events)]
+        args.extend(_event_enc.encode(e) for e in events)
+        return bool(await self._leave(keys, args))
+
+    async def record(self, tenant: str, events: list[Event]) -> None:
+        """Events outside a turn (delivery statuses): one pipelined round trip."""
+        if not events:
+            return
+        async with self.redis.pipeline(transaction=False) as p:
+            for e in events:
+                p.xadd(events_key(tenant), {"e": _event_enc.encode(e)},
+                       maxlen=self.events_maxlen, approximate=True)
+            p.sadd(EVENT_INDEX, tenant)
+            await p.execute()
+
+    async def claim_timers(self, now: float, count: int = 100) -> list[tuple[str, str, str]]:
+        due = await self._claim((TIMERS,), (int(now * 1000), count))
+        out = []
+        for m in due:
+            parts = (m.decode() if isinstance(m, bytes) else m).split(SEP, 2)
+            if len(parts) == 3:
+                out.append((parts[0], parts[1], parts[2]))
+        return out
+
+    async def pending_events(self, count: int = 50) -> list[str]:
+        tenants = await self.redis.spop(EVENT_INDEX, count)
+        return [t.decode() if isinstance(t, bytes) else t for t in tenants or ()]
+
+    async def read_events(self, tenant: str, count: int = 1000) -> list[tuple[str, Event]]:
+        rows = await self.redis.xrange(events_key(tenant), count=count)
+        out = []
+        for sid, fields in rows:
+            blob = fields.get(b"e") or fields.get("e")
+            sid = sid.decode() if isinstance(sid, bytes) else sid
+            try:
+                out.append((sid, _event_dec.decode(blob)))
+            except (msgspec.DecodeError, TypeError):
+                out.append((sid, None))  # type: ignore[arg-type]  # unreadable: dropped below
+        return out
+
+    async def ack_events(self, tenant: str, ids: list[str], more: bool) -> None:
+        async with self.redis.pipeline(transaction=False) as p:
+            if ids:
+                p.xdel(events_key(tenant), *ids)
+            if more:
+                p.sadd(EVENT_INDEX, tenant)
+            await p.execute()
+
+    async def requeue_events(self, tenant: str) -> None:
+        await self.redis.sadd(EVENT_INDEX, tenant)
+
+    async def load_session(self, tenant: str, channel: str, contact: str) -> Session | None:
+        raw = await self.redis.get(conv_key(tenant, channel, contact) + ":s")
+        return _session_dec.decode(raw) if raw else None
+
+
+def encode_session(s: Session) -> bytes:
+    return _session_enc.encode(s)
