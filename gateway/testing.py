@@ -104,13 +104,17 @@ async def gateway(redis_url: str, tmp_path: Path) -> AsyncIterator[Any]:
     started: list[GatewayHandle] = []
     db = str(tmp_path / "causette.db")
 
-    async def start(tenants: list[dict[str, Any]] = (), **overrides: Any) -> GatewayHandle:
-        opts: dict[str, Any] = dict(host="127.0.0.1", port=0, data_dir=str(tmp_path / "var"),
+    async def start(tenants: list[dict[str, Any]] = (), plugins: list[tuple[str, Any]] = (),
+                    **overrides: Any) -> GatewayHandle:
+        """Start a gateway; `plugins` adds in-process plugins (name, module or object) to
+        the installed ones, as a third party's would be."""
+        opts: dict[str, Any] = dict(plugin_timeout=5.0, host="127.0.0.1", port=0, data_dir=str(tmp_path / "var"),
                                     redis_url=redis_url, database=db, secret="test-secret",
                                     flush_interval=0.05, timer_interval=0.05, lock_wait=10.0)
         opts.update(overrides)
         settings = Settings(**opts)
-        app = create_app(settings)
+        from .plugins import PluginHost
+        app = create_app(settings, PluginHost(extra=plugins, timeout=overrides.get("plugin_timeout", 5.0)))
         runner = web.AppRunner(app, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

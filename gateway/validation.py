@@ -1,0 +1,37 @@
+"""Flow validation shared by the admin API, `tenants apply` and `causette flows validate`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from .types import Problem
+
+if TYPE_CHECKING:
+    from .channels import Capabilities
+    from .plugins import PluginHost
+
+
+def validate_flow(host: "PluginHost", flow: Any,
+                  channels: "Mapping[str, Capabilities]" = {}) -> list[Problem]:
+    """Every problem of one flow definition, errors and warnings, with JSON paths."""
+    if not isinstance(flow, dict):
+        return [Problem(path="$", code="flow.not_object", message="a flow is a JSON object")]
+    name = flow.get("engine", "tree")
+    engine = host.engines.get(name) if isinstance(name, str) else None
+    if engine is None:
+        return [Problem(path="$.engine", code="flow.unknown_engine",
+                        message=f"no installed flow engine is called {name!r} "
+                                f"(installed: {', '.join(sorted(host.engines)) or 'none'})")]
+    return list(engine.validate(flow, steps=host.steps, channels=channels))
+
+
+def validate_flow_file(host: "PluginHost", path: str | Path) -> list[Problem]:
+    try:
+        flow = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return [Problem(path="$", code="file.missing", message=f"no such file: {path}")]
+    except json.JSONDecodeError as exc:
+        return [Problem(path="$", code="json.invalid",
+                        message=f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
+    return validate_flow(host, flow)

@@ -1,0 +1,93 @@
+"""The two Redis round trips of a turn: dedup, per-conversation order, hand-over, leases."""
+import asyncio
+import time
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.state import Busy, Duplicate, State, conv_key
+from gateway.types import Event, Session
+
+
+@pytest.fixture
+async def state(redis_url):
+    r = aioredis.from_url(redis_url)
+    await r.flushdb()
+    st = State(r, lock_ttl=2.0, lock_wait=3.0)
+    yield st
+    await r.aclose()
+
+
+def ev(n):
+    return Event(type="message.in", tenant="t1", channel="web", contact="c1", ts=time.time(), data={"n": n})
+
+
+async def test_duplicate_delivery_is_refused_while_running_and_after(state):
+    lease = await state.enter("t1", "web", "c1", "m1")
+    with pytest.raises(Duplicate):
+        await state.enter("t1", "web", "c1", "m1")
+    assert await state.leave(lease, Session(node="a"), 60, [ev(1)])
+    with pytest.raises(Duplicate):
+        await state.enter("t1", "web", "c1", "m1")
+
+
+async def test_waiters_get_the_conversation_in_arrival_order(state):
+    first = await state.enter("t1", "web", "c1", "m0")
+    order = []
+
+    async def turn(i):
+        lease = await state.enter("t1", "web", "c1", f"m{i}")
+        order.append(i)
+        s = lease.session
+        s.vars["seen"] = s.vars.get("seen", []) + [i]
+        await state.leave(lease, s, 60, [ev(i)])
+
+    tasks = []
+    for i in range(1, 6):
+        tasks.append(asyncio.create_task(turn(i)))
+        await asyncio.sleep(0.01)     # arrivals 1..5, in this order, while m0 holds the lock
+    await state.leave(first, Session(vars={"seen": [0]}), 60, [ev(0)])
+    await asyncio.gather(*tasks)
+    assert order == [1, 2, 3, 4, 5]
+    saved = await state.load_session("t1", "web", "c1")
+    assert saved.vars["seen"] == [0, 1, 2, 3, 4, 5]
+    rows = await state.read_events("t1")
+    assert [e.data["n"] for _, e in rows] == [0, 1, 2, 3, 4, 5]
+
+
+async def test_a_dead_holder_is_skipped_after_its_lease(state):
+    await state.enter("t1", "web", "c1", "m1")           # never leaves: its process "died"
+    t0 = time.monotonic()
+    lease = await state.enter("t1", "web", "c1", "m2")
+    assert time.monotonic() - t0 >= 1.5                   # waited for the 2 s lease
+    assert await state.leave(lease, Session(node="x"), 60, [])
+
+
+async def test_leave_after_lost_lease_writes_nothing(state):
+    lease = await state.enter("t1", "web", "c1", "m1")
+    await state.redis.delete(conv_key("t1", "web", "c1") + ":l")
+    assert not await state.leave(lease, Session(node="late"), 60, [ev(1)])
+    assert await state.load_session("t1", "web", "c1") is None
+    assert await state.read_events("t1") == []
+
+
+async def test_busy_gives_up_and_forgets_the_message_for_the_retry(state):
+    st = State(state.redis, lock_ttl=30.0, lock_wait=0.2)
+    await st.enter("t1", "web", "c1", "m1")
+    with pytest.raises(Busy):
+        await st.enter("t1", "web", "c1", "m2")
+    assert not await state.redis.exists("cst:{t1}:d:web:m2")   # the provider's retry will run
+
+
+async def test_timers_are_claimed_once(state):
+    lease = await state.enter("t1", "web", "c1", "m1")
+    await state.leave(lease, Session(node="w"), 60, [], timer_due=time.time() - 1)
+    a, b = await asyncio.gather(state.claim_timers(time.time()), state.claim_timers(time.time()))
+    assert sorted(a + b) == [("t1", "web", "c1")]
+
+
+async def test_keys_carry_the_tenant(state):
+    lease = await state.enter("t1", "web", "c1", "m1")
+    await state.leave(lease, Session(node="a"), 60, [ev(1)], timer_due=time.time() + 60)
+    keys = sorted(k.decode() for k in await state.redis.keys("*"))
+    assert all(k.startswith("cst:{t1}:") or k in ("cst:evq", "cst:timers") for k in keys), keys
