@@ -1,0 +1,54 @@
+"""Two gateway processes given interleaved messages of one conversation answer in order."""
+import asyncio
+import os
+import socket
+import sys
+from pathlib import Path
+
+from tests.support.wire import sign, wire_body
+from tests.test_pipeline_e2e import ECHO, SECRET, tenant
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def spawn(port, env):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.support.serve_wire", str(port), cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE)
+    line = await asyncio.wait_for(proc.stdout.readline(), 30)
+    assert line.strip() == b"ready"
+    return proc
+
+
+async def test_two_processes_answer_one_conversation_in_order(gateway, provider, redis_url, tmp_path):
+    from tests.support.wire import WirePlugin
+    gw = await gateway(tenants=[tenant("acme", provider, flows=(ECHO,))], plugins=[("wire", WirePlugin())])
+    env = dict(os.environ, REDIS_URL=redis_url, CAUSETTE_DATABASE=gw.settings.db_path,
+               CAUSETTE_DATA=str(tmp_path / "procs"), CAUSETTE_SECRET="test-secret",
+               PYTHONPATH=str(ROOT))
+    ports = [free_port(), free_port()]
+    procs = [await spawn(p, env) for p in ports]
+    try:
+        provider.delay = 0.03     # turns overlap: later messages must wait their turn
+        async def send(i):
+            body = wire_body({"id": f"m{i}", "sender": "c1", "text": str(i)})
+            url = f"http://127.0.0.1:{ports[i % 2]}/t/acme/channels/wire"
+            async with gw.http.post(url, data=body, headers=sign(SECRET, body)) as r:
+                return r.status
+        tasks = []
+        for i in range(1, 9):
+            tasks.append(asyncio.create_task(send(i)))
+            await asyncio.sleep(0.01)
+        assert await asyncio.gather(*tasks) == [200] * 8
+        echoes = [t for t in provider.texts("c1") if t.startswith("echo")]
+        assert echoes == [f"echo {i}" for i in range(1, 9)]
+    finally:
+        for p in procs:
+            p.terminate()
+            await p.wait()
