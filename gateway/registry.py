@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import unicodedata
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,7 @@ import msgspec
 
 from .channels import Channel
 from .config import FlowVersion, TenantSnapshot
+from .triggers import TriggerIndex, fold  # noqa: F401  (fold re-exported)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -30,12 +30,6 @@ INVALIDATE = "cst:invalidate"     # pub/sub channel; the message is the tenant s
 _MISSING_TTL = 5.0                # seconds an unknown slug stays known-unknown
 
 
-def fold(text: str) -> str:
-    """Case- and accent-insensitive form for keyword triggers."""
-    nfkd = unicodedata.normalize("NFKD", text.casefold())
-    return " ".join("".join(c for c in nfkd if not unicodedata.combining(c)).split())
-
-
 class TenantRuntime:
     """One tenant as the hot path sees it."""
 
@@ -47,25 +41,12 @@ class TenantRuntime:
         self.channels = channels
         self.settings = settings
         self.flows: dict[str, FlowVersion] = {f.id: f for f in snap.flows}
-        self.keywords: dict[str, str] = {}
-        self.referrals: dict[str, str] = {}
-        self.on_open: str = ""
-        self.on_start: str = ""
-        self.on_campaign: str = ""
-        for f in snap.flows:
-            for trig in f.definition.get("triggers") or ():
-                kind = trig.get("type")
-                if kind == "keyword":
-                    for word in trig.get("any") or ():
-                        self.keywords.setdefault(fold(word), f.id)
-                elif kind == "referral" and trig.get("ref"):
-                    self.referrals.setdefault(trig["ref"], f.id)
-                elif kind == "widget" and not self.on_open:
-                    self.on_open = f.id
-                elif kind == "start" and not self.on_start:
-                    self.on_start = f.id
-                elif kind == "campaign" and not self.on_campaign:
-                    self.on_campaign = f.id
+        index = TriggerIndex((f.id, f.definition) for f in snap.flows)
+        self.keywords = index.keywords
+        self.referrals = index.referrals
+        self.on_start = index.single.get("start", "")
+        self.on_open = index.single.get("widget", "")
+        self.on_campaign = index.single.get("campaign", "")
 
 
 class Registry:
