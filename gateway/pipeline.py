@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 import zlib
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -45,13 +46,20 @@ class TenantMismatch(ValueError):
     """A channel produced a message for another tenant or channel instance than its own."""
 
 
-def _parse_time(value: Any) -> float | None:
+def _parse_time(value: Any, tz: str) -> float | None:
+    """An ISO 8601 instant; without an offset it is read in the tenant's time zone."""
     if not value:
         return None
     try:
-        return dt.datetime.fromisoformat(str(value)).timestamp()
+        when = dt.datetime.fromisoformat(str(value))
     except ValueError:
         return None
+    if when.tzinfo is None:
+        try:
+            when = when.replace(tzinfo=ZoneInfo(tz))
+        except (ZoneInfoNotFoundError, ValueError):
+            when = when.replace(tzinfo=dt.timezone.utc)
+    return when.timestamp()
 
 
 class Pipeline:
@@ -243,7 +251,8 @@ class Pipeline:
     def _outside_period(self, rt: TenantRuntime, flow_id: str, now: float) -> "Reply | str | None":
         fv = rt.flows.get(flow_id)
         active = (fv.definition.get("active") if fv else None) or {}
-        start, until = _parse_time(active.get("from")), _parse_time(active.get("until"))
+        tz = rt.snapshot.timezone
+        start, until = _parse_time(active.get("from"), tz), _parse_time(active.get("until"), tz)
         if (start is None or now >= start) and (until is None or now < until):
             return None
         if active.get("flow") and active["flow"] != flow_id:
