@@ -372,6 +372,12 @@ class Pipeline:
                     except Exception as exc:   # a channel bug must not lose the turn
                         log.warning("tenant %s: %s send raised %s", rt.slug, ch.type, type(exc).__name__)
                         res = SendResult(status="failed", code="exception", detail=type(exc).__name__)
+                if res.status == "failed" and res.code in ch.fallback_codes:
+                    res = await self._fallback(rt, ch, ctx, reply, f"{key}:{i}:fb", res)
+                    if res.detail.startswith("via "):
+                        ctx.record("message.out", status="sent", channel=res.detail[4:],
+                                   text=reply.text[:500], fallback_from=ch.instance_id)
+                        break
                 data: dict[str, Any] = {"status": res.status}
                 if j == 0 and reply.text:
                     data["text"] = reply.text[:500]
@@ -390,6 +396,21 @@ class Pipeline:
                     ctx.record("consent.optout", source="provider", code=res.code)
                     break
             s.msgs += 1
+
+    async def _fallback(self, rt: TenantRuntime, ch: Channel, ctx: Context, reply: Reply,
+                        key: str, failed: SendResult) -> SendResult:
+        """Send a reply through the instance's `fallback_channel` (same tenant only)."""
+        other = rt.channels.get(getattr(ch.settings, "fallback_channel", "") or "")
+        if other is None or other is ch:
+            return failed
+        try:
+            for j, payload in enumerate(other.render(reply)):
+                res = await other.send(ctx.contact, payload, key=f"{key}:{j}")
+                if res.status != "sent":
+                    return res
+        except Exception as exc:
+            return SendResult(status="failed", code="exception", detail=type(exc).__name__)
+        return SendResult(status="sent", detail=f"via {other.instance_id}")
 
     @staticmethod
     def _burst(s: Session, reply: Reply, now: float) -> bool:
