@@ -1,0 +1,1 @@
+"""Causette step plugin: http.request."""

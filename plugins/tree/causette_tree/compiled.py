@@ -1,0 +1,222 @@
+"""A flow prepared for running: templates parsed, matchers normalized, durations in seconds.
+
+`compile` runs once per published version (the gateway caches the result), so a turn does
+no parsing at all.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Mapping
+
+import msgspec
+
+from . import model
+from .matching import Option
+from .template import Lookup, Template, walk_strings
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(value: float | str) -> float:
+    """Seconds from 90, "90s", "15m", "2h", "1d12h", "1w"."""
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise ValueError("a duration must be positive")
+        return float(value)
+    s = value.replace(" ", "").lower()
+    if not s or _DURATION.sub("", s):
+        raise ValueError(f"{value!r} is not a duration (examples: 90s, 15m, 2h, 1d12h)")
+    total = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(s))
+    if total <= 0:
+        raise ValueError("a duration must be positive")
+    return total
+
+
+class LText:
+    """A text in one or several locales, each parsed as a template."""
+    __slots__ = ("by_locale", "default")
+
+    def __init__(self, text: str | dict[str, str], default_locale: str):
+        if isinstance(text, str):
+            self.by_locale = {default_locale: Template(text)}
+        else:
+            self.by_locale = {k: Template(v) for k, v in text.items()}
+        self.default = default_locale
+
+    def pick(self, locale: str) -> Template:
+        t = self.by_locale
+        if locale in t:
+            return t[locale]
+        short = locale[:2]
+        if short in t:
+            return t[short]
+        if self.default in t:
+            return t[self.default]
+        return next(iter(t.values()))
+
+    def all_texts(self) -> list[str]:
+        return [tpl.source for tpl in self.by_locale.values()]
+
+
+def ltext(text: Any, default_locale: str) -> LText | None:
+    return None if text is None else LText(text, default_locale)
+
+
+# --- conditions ----------------------------------------------------------------------------
+Pred = Callable[[Mapping[str, Any], Mapping[str, Any]], bool]
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v.strip().replace(",", "."))
+        except ValueError:
+            return None
+    return None
+
+
+def equal(a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, str):
+        return a.strip().casefold() == b.strip().casefold()
+    na, nb = _num(a), _num(b)
+    if na is not None and nb is not None:
+        return na == nb
+    return a == b
+
+
+def _operand(v: Any) -> Callable[[Mapping[str, Any], Mapping[str, Any]], Any]:
+    if isinstance(v, str) and "{{" in v:
+        t = Template(v)
+        return t.value
+    return lambda vars, contact, _v=v: _v
+
+
+def compile_expr(e: model.Expr) -> Pred:
+    """A predicate from the expression form; shape errors are the validator's business."""
+    if e.all is not msgspec.UNSET:
+        subs = [compile_expr(x) for x in e.all]
+        return lambda v, c: all(p(v, c) for p in subs)
+    if e.any is not msgspec.UNSET:
+        subs = [compile_expr(x) for x in e.any]
+        return lambda v, c: any(p(v, c) for p in subs)
+    if e.not_ is not msgspec.UNSET:
+        sub = compile_expr(e.not_)
+        return lambda v, c: not sub(v, c)
+    look = Lookup(e.var)
+    if e.exists is not msgspec.UNSET:
+        want = bool(e.exists)
+        return lambda v, c: (look.value(v, c) not in (None, "", [], {})) == want
+    if e.eq is not msgspec.UNSET:
+        b = _operand(e.eq)
+        return lambda v, c: equal(look.value(v, c), b(v, c))
+    if e.ne is not msgspec.UNSET:
+        b = _operand(e.ne)
+        return lambda v, c: not equal(look.value(v, c), b(v, c))
+    if e.in_ is not msgspec.UNSET or e.nin is not msgspec.UNSET:
+        negate = e.in_ is msgspec.UNSET
+        items = [_operand(x) for x in (e.nin if negate else e.in_)]  # type: ignore[union-attr]
+        return lambda v, c: any(equal(look.value(v, c), i(v, c)) for i in items) != negate
+    if e.contains is not msgspec.UNSET:
+        b = _operand(e.contains)
+
+        def contains(v: Mapping[str, Any], c: Mapping[str, Any]) -> bool:
+            hay, needle = look.value(v, c), b(v, c)
+            if isinstance(hay, list):
+                return any(equal(x, needle) for x in hay)
+            if isinstance(hay, str) and isinstance(needle, str):
+                return needle.casefold() in hay.casefold()
+            if isinstance(hay, dict):
+                return needle in hay
+            return False
+        return contains
+    if e.matches is not msgspec.UNSET:
+        rx = re.compile(e.matches, re.I)  # type: ignore[arg-type]
+        return lambda v, c: isinstance(x := look.value(v, c), (str, int, float)) and bool(rx.search(str(x)))
+    for op, fn in (("gt", float.__gt__), ("gte", float.__ge__), ("lt", float.__lt__), ("lte", float.__le__)):
+        raw = getattr(e, op)
+        if raw is not msgspec.UNSET:
+            b = _operand(raw)
+
+            def cmp(v: Mapping[str, Any], c: Mapping[str, Any], b=b, fn=fn) -> bool:
+                x, y = _num(look.value(v, c)), _num(b(v, c))
+                return x is not None and y is not None and fn(x, y)
+            return cmp
+    return lambda v, c: False
+
+
+# --- nodes ---------------------------------------------------------------------------------
+class CNode:
+    """A node ready to run. `spec` is the decoded Struct; the rest is precomputed."""
+    __slots__ = ("id", "type", "spec", "text", "options", "titles", "descriptions", "retry_text",
+                 "reminder", "timeout", "seconds", "regex", "branches", "sets", "args",
+                 "cum_weights", "media")
+
+    def __init__(self, nid: str, spec: model.Node, loc: str):
+        self.id = nid
+        self.type: str = spec.__struct_config__.tag  # type: ignore[assignment]
+        self.spec: Any = spec
+        self.text = ltext(getattr(spec, "text", None), loc)
+        self.options: list[Option] = []
+        self.titles: list[LText] = []
+        self.descriptions: list[LText | None] = []
+        self.retry_text = self.reminder = None
+        self.timeout = self.seconds = 0.0
+        self.regex: re.Pattern[str] | None = None
+        self.branches: list[tuple[Pred, str]] = []
+        self.sets: list[tuple[str, Any]] = []
+        self.args: Any = None
+        self.cum_weights: list[float] = []
+        self.media: list[tuple[str, str, LText | None]] = []
+        s: Any = spec
+        if isinstance(spec, model.ChoiceNode):
+            for c in spec.choices:
+                t = LText(c.title, loc)
+                self.titles.append(t)
+                self.descriptions.append(ltext(c.description, loc))
+                self.options.append(Option(c.id, t.all_texts(), c.synonyms))
+        if isinstance(spec, (model.ChoiceNode, model.Input)):
+            if spec.retry is not None:
+                self.retry_text = ltext(spec.retry.text, loc)
+            if spec.timeout is not None:
+                self.timeout = duration(spec.timeout.after)
+                self.reminder = ltext(spec.timeout.reminder, loc)
+        if isinstance(spec, model.Input) and spec.validate == "regex":
+            self.regex = re.compile(spec.pattern)
+        if isinstance(spec, model.Wait):
+            self.seconds = duration(spec.for_)
+        if isinstance(spec, model.Condition):
+            self.branches = [(compile_expr(b.if_), b.next) for b in spec.branches]
+        if isinstance(spec, model.SetNode):
+            self.sets = [(k, walk_strings(v, Template)) for k, v in spec.vars.items()]
+        if isinstance(spec, model.StepNode):
+            self.args = walk_strings(s.with_, Template)
+        if isinstance(spec, model.Split):
+            total = 0.0
+            for v in spec.variants:
+                total += v.weight
+                self.cum_weights.append(total)
+        if isinstance(spec, model.Message):
+            self.media = [(m.kind, m.url, ltext(m.caption, loc)) for m in spec.media]
+
+
+class Compiled:
+    """A whole flow ready to run."""
+    __slots__ = ("id", "locale", "start", "nodes", "defaults", "definition")
+
+    def __init__(self, flow: model.Flow, definition: Mapping[str, Any]):
+        self.id = flow.id
+        self.locale = flow.locale
+        self.start = flow.start
+        self.defaults = flow.vars
+        self.definition = definition
+        self.nodes = {nid: CNode(nid, spec, flow.locale) for nid, spec in flow.nodes.items()}
+
+
+def compile_flow(definition: Mapping[str, Any]) -> Compiled:
+    flow = msgspec.convert(dict(definition), model.Flow)
+    return Compiled(flow, definition)

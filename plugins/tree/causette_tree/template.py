@@ -1,0 +1,153 @@
+"""`{{path}}` templates: safe substitution, never code.
+
+A template is parsed once (at compile time) into literal parts and lookups. A lookup is a
+dotted path with optional filters: `{{contact.first_name | default: "toi" | capitalize}}`.
+Paths read flow variables (`category`, `vars.category`, `product.title`, `products.0.price`)
+and contact attributes (`contact.email`); a missing value renders as "".
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Mapping
+from urllib.parse import quote
+
+_TAG = re.compile(r"\{\{(.*?)\}\}", re.S)
+_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+_FILTER = re.compile(r'^([a-z_]+)\s*(?::\s*(?:"([^"]*)"|\'([^\']*)\'|(-?\d+)))?$')
+
+
+class TemplateError(ValueError):
+    pass
+
+
+def _text(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, list):
+        return ", ".join(_text(x) for x in v)
+    return str(v)
+
+
+FILTERS: dict[str, Callable[[Any, Any], Any]] = {
+    "default": lambda v, a: v if v not in (None, "", [], {}) else (a if a is not None else ""),
+    "upper": lambda v, a: _text(v).upper(),
+    "lower": lambda v, a: _text(v).lower(),
+    "capitalize": lambda v, a: (lambda s: s[:1].upper() + s[1:])(_text(v)),
+    "trim": lambda v, a: _text(v).strip(),
+    "truncate": lambda v, a: (lambda s, n: s if len(s) <= n else s[:max(n - 1, 0)] + "…")(_text(v), int(a or 50)),
+    "length": lambda v, a: len(v) if isinstance(v, (list, dict, str)) else 0,
+    "join": lambda v, a: (a if a is not None else ", ").join(_text(x) for x in v) if isinstance(v, list) else _text(v),
+    "first": lambda v, a: v[0] if isinstance(v, list) and v else "",
+    "url": lambda v, a: quote(_text(v), safe=""),
+}
+_NEEDS_ARG = {"default"}
+
+
+class Lookup:
+    __slots__ = ("source", "path", "raw", "filters")
+
+    def __init__(self, raw: str):
+        self.raw = raw
+        parts = [p.strip() for p in raw.split("|")]
+        path = parts[0]
+        if not path or not _PATH.match(path):
+            raise TemplateError(f"{{{{{raw}}}}}: {path!r} is not a variable path")
+        segs = path.split(".")
+        if segs[0] == "contact":
+            self.source, segs = "contact", segs[1:]
+        elif segs[0] == "vars":
+            self.source, segs = "vars", segs[1:]
+        else:
+            self.source = "vars"
+        if not segs:
+            raise TemplateError(f"{{{{{raw}}}}}: name an attribute after {path!r}")
+        self.path = tuple(segs)
+        self.filters: list[tuple[Callable[[Any, Any], Any], Any]] = []
+        for f in parts[1:]:
+            m = _FILTER.match(f)
+            if not m or m.group(1) not in FILTERS:
+                raise TemplateError(f"{{{{{raw}}}}}: unknown filter {f!r} "
+                                    f"(filters: {', '.join(sorted(FILTERS))})")
+            arg = m.group(2) if m.group(2) is not None else m.group(3)
+            if arg is None and m.group(4) is not None:
+                arg = int(m.group(4))
+            if m.group(1) in _NEEDS_ARG and arg is None:
+                raise TemplateError(f"{{{{{raw}}}}}: filter {m.group(1)!r} needs an argument")
+            self.filters.append((FILTERS[m.group(1)], arg))
+
+    @property
+    def var(self) -> str:
+        """The variable this lookup reads (`contact.x` for contact attributes)."""
+        return ("contact." if self.source == "contact" else "") + self.path[0]
+
+    def value(self, vars: Mapping[str, Any], contact: Mapping[str, Any]) -> Any:
+        cur: Any = contact if self.source == "contact" else vars
+        for seg in self.path:
+            if isinstance(cur, Mapping):
+                cur = cur.get(seg)
+            elif isinstance(cur, list) and seg.isdigit() and int(seg) < len(cur):
+                cur = cur[int(seg)]
+            else:
+                cur = None
+            if cur is None:
+                break
+        for fn, arg in self.filters:
+            cur = fn(cur, arg)
+        return cur
+
+
+class Template:
+    """A parsed text: literal strings and lookups, in order."""
+    __slots__ = ("parts", "source")
+
+    def __init__(self, source: str):
+        self.source = source
+        self.parts: list[str | Lookup] = []
+        pos = 0
+        for m in _TAG.finditer(source):
+            if m.start() > pos:
+                self._literal(source[pos:m.start()])
+            self.parts.append(Lookup(m.group(1).strip()))
+            pos = m.end()
+        if pos < len(source):
+            self._literal(source[pos:])
+
+    def _literal(self, s: str) -> None:
+        if "{{" in s or "}}" in s:
+            raise TemplateError(f"unbalanced braces in {s[:40]!r}")
+        self.parts.append(s)
+
+    @property
+    def lookups(self) -> list[Lookup]:
+        return [p for p in self.parts if isinstance(p, Lookup)]
+
+    @property
+    def static(self) -> bool:
+        return all(isinstance(p, str) for p in self.parts)
+
+    def render(self, vars: Mapping[str, Any], contact: Mapping[str, Any]) -> str:
+        if len(self.parts) == 1 and isinstance(self.parts[0], str):
+            return self.parts[0]
+        return "".join(p if isinstance(p, str) else _text(p.value(vars, contact)) for p in self.parts)
+
+    def value(self, vars: Mapping[str, Any], contact: Mapping[str, Any]) -> Any:
+        """Like render, but a template that is exactly one lookup keeps the value's type
+        (a list of products stays a list)."""
+        if len(self.parts) == 1 and isinstance(self.parts[0], Lookup):
+            return self.parts[0].value(vars, contact)
+        return self.render(vars, contact)
+
+
+def walk_strings(value: Any, fn: Callable[[str], Any]) -> Any:
+    """Apply fn to every string inside a JSON value, keeping its shape."""
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, list):
+        return [walk_strings(v, fn) for v in value]
+    if isinstance(value, dict):
+        return {k: walk_strings(v, fn) for k, v in value.items()}
+    return value
