@@ -98,6 +98,20 @@ def _clip(s: str, n: int) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+def _split(text: str, n: int) -> list[str]:
+    """Cut a long text at paragraph, line or word boundaries into parts of at most n chars."""
+    parts: list[str] = []
+    while len(text) > n:
+        cut = max(text.rfind("\n", 0, n), text.rfind(" ", 0, n))
+        if cut <= n // 2:
+            cut = n
+        parts.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    if text:
+        parts.append(text)
+    return parts
+
+
 def _gunzip(body: bytes) -> bytes:
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     out = d.decompress(body, MAX_BODY)
@@ -234,11 +248,11 @@ class AppleChannel(Channel):
             return {"message": {"type": "text", "body": t}, "autoReply": auto}
 
         if lines:
-            out.append(text_msg("\n\n".join(([text] if text else []) + lines)))
+            out.extend(text_msg(t) for t in _split("\n\n".join(([text] if text else []) + lines),
+                                                   TEXT_MAX))
             text = ""
         if not choices:
-            if text:
-                out.append(text_msg(_clip(text, TEXT_MAX)))
+            out.extend(text_msg(t) for t in _split(text, TEXT_MAX))
             return out
         fallback = _numbered(text, choices)
         items = [{"identifier": c.id, "title": _clip(c.title, TITLE_MAX)} for c in choices]
@@ -251,6 +265,9 @@ class AppleChannel(Channel):
         if len(choices) > LIST_MAX:
             out.append(text_msg(fallback))
             return out
+        if len(text) > TEXT_MAX:               # keep the end of a very long question with the choices
+            *head, text = _split(text, TEXT_MAX)
+            out.extend(text_msg(t) for t in head)
         asked_apart = bool(text) and len(text) > LIST_TITLE_MAX
         if asked_apart:
             out.append(text_msg(text))         # the question first, then a short bubble

@@ -48,7 +48,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     access_token: str = ""             # an OAuth bearer minted elsewhere (secret)
     service_account: str = ""          # service-account key JSON; tokens minted and cached (secret)
     api_base: str = "https://rcsbusinessmessaging.googleapis.com"  # or europe-/asia- regional
-    sms_fallback: str = ""             # channel instance (same tenant) for users without RCS
+    fallback_channel: str = ""         # instance id (same tenant, e.g. SMS) for users without RCS
     ttl: str = ""                      # message expiry, e.g. "86400s"; Google keeps 30 days otherwise
     link_label: str = "Open"           # label of the action added for a card's url
     timeout: float = 10.0              # seconds per provider call
@@ -110,12 +110,10 @@ class RCSChannel(Channel):
         list_rows=0, cards=MAX_CARDS, card_buttons=MAX_CARD_SUGGESTIONS, media=True,
         templates=False, inline=0, window_hours=0, typing=True)
     refusal_status = 403
+    # a 404 from RBM: the phone is not RCS-capable; the gateway re-sends the reply through
+    # the `fallback_channel` instance (usually SMS) when one is set
+    fallback_codes = ("not_rcs_capable",)
     settings: Settings
-
-    @property
-    def fallback(self) -> str:
-        """Channel instance of the same tenant that takes over a user who is not RCS-capable."""
-        return self.settings.sms_fallback
 
     # --- inbound -----------------------------------------------------------------------
     @staticmethod
@@ -325,9 +323,8 @@ class RCSChannel(Channel):
             return SendResult(status="retry", retry_after=out.retry_after or 30.0,
                               code=str(out.status), detail=detail)
         if out.status == 404:
-            # the user's phone is not reachable over RCS: the gateway routes the reply to
-            # `self.fallback` (settings.sms_fallback) when one is configured
-            fb = self.settings.sms_fallback
+            # the user's phone is not reachable over RCS: see `fallback_codes`
+            fb = self.settings.fallback_channel
             return SendResult(status="failed", code="not_rcs_capable",
                               detail=f"fallback={fb}" if fb else "user not RCS-capable")
         if out.status == 403:

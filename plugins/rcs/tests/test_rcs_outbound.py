@@ -156,7 +156,7 @@ ERRORS = [
 async def test_rcs_provider_errors(label, answers, expected, n, provider, http):
     for status, body, headers in answers:
         provider.answer(status, body, headers)
-    ch = channel(provider, http, sms_fallback="sms-main")
+    ch = channel(provider, http, fallback_channel="sms-main")
     payload = ch.render(Reply(text="Bonjour"))[0]
     res = await ch.send(PHONE, payload, key="in-9:0:0")
     assert (res.status, res.code) == expected
