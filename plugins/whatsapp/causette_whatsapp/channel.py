@@ -1,0 +1,348 @@
+"""WhatsApp Business Cloud API channel (Meta Graph API).
+
+Inbound: `GET` hub.* handshake answered with the bare challenge; `POST` JSON signed with
+`X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>`, batching entries,
+changes, messages and statuses. Outbound: `POST {api_base}/{version}/{phone_number_id}/messages`
+with a Bearer token. The Cloud API has no idempotency key, so a retry after a timeout can
+duplicate a message; we retry only what the API says is transient.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from typing import Any
+from urllib.parse import quote
+
+import msgspec
+
+from gateway.channels import Capabilities, Channel, ParseError, Webhook, safe_equal
+from gateway.types import (Card, Choice, InboundMessage, Location, Media, Referral, Reply,
+                           SendResult)
+
+from . import _http, wire
+
+MAX_TEXT = 4096
+MAX_BODY = 1024          # body of an interactive message; caption of a media message
+MAX_BUTTONS = 3
+MAX_BUTTON_TITLE = 20
+MAX_BUTTON_ID = 256
+MAX_ROWS = 10
+MAX_ROW_TITLE = 24
+MAX_ROW_DESCRIPTION = 72
+MAX_ROW_ID = 200
+MAX_HEADER = 60
+
+# A wa.me link's prefilled text carries the brand's ref as "[ref:<ref>]"; parse strips it.
+REF_MARK = re.compile(r"\s*\[ref:([A-Za-z0-9_.\-]{1,64})\]\s*")
+
+# Graph error codes (https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes)
+THROTTLED = {4, 80007, 130429, 131056, 131057, 613}     # retry later
+TRANSIENT = {1, 2, 131000, 133004}                      # temporary server-side trouble
+STOPPED = {131050}       # the user stopped marketing messages from this business
+UNREACHABLE = {131026, 131030, 131045, 131049, 130472}  # undeliverable, not a WhatsApp user...
+WINDOW = {131047}        # re-engagement: more than 24 h since the user's last message
+AUTH = {0, 10, 190, 200, 3}
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Settings of one WhatsApp business phone number (a channel instance)."""
+    phone_number_id: str               # from WhatsApp Manager / API Setup
+    access_token: str = ""             # system-user token with whatsapp_business_messaging (secret)
+    app_secret: str = ""               # the Meta app's secret: signs webhooks (secret)
+    verify_token: str = ""             # your own string, pasted in the webhook settings (secret)
+    display_phone: str = ""            # the number in international digits, for wa.me links
+    link_text: str = "Bonjour !"       # prefilled text of wa.me links
+    list_button: str = "Options"       # label of the button that opens a list (<= 20 chars)
+    api_base: str = "https://graph.facebook.com"
+    version: str = "v21.0"
+    timeout: float = 10.0              # seconds per provider call
+    attempts: int = 3                  # provider calls per send on 429 / 5xx / throttling
+
+
+def _clip(s: str, n: int) -> str:
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _split(text: str, n: int) -> list[str]:
+    """Cut a long text at paragraph, line or word boundaries into parts of at most n chars."""
+    parts: list[str] = []
+    while len(text) > n:
+        cut = max(text.rfind("\n\n", 0, n), text.rfind("\n", 0, n), text.rfind(" ", 0, n))
+        if cut <= n // 2:
+            cut = n
+        parts.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    if text:
+        parts.append(text)
+    return parts
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WhatsAppChannel(Channel):
+    type = "whatsapp"
+    Settings = Settings
+    secrets = ("access_token", "app_secret", "verify_token")
+    capabilities = Capabilities(
+        text_length=MAX_TEXT, buttons=MAX_BUTTONS, button_title=MAX_BUTTON_TITLE,
+        list_rows=MAX_ROWS, list_title=MAX_ROW_TITLE, cards=1, card_buttons=MAX_BUTTONS,
+        media=True, templates=True, inline=0, window_hours=24, typing=False)
+    refusal_status = 403
+    settings: Settings
+
+    # --- inbound -----------------------------------------------------------------------
+    async def handshake(self, hook: Webhook):
+        from aiohttp import web
+        q = hook.query
+        token = self.settings.verify_token
+        if (q.get("hub.mode") == "subscribe" and token
+                and safe_equal(q.get("hub.verify_token", ""), token)):
+            return web.Response(text=q.get("hub.challenge", ""), content_type="text/plain")
+        return web.Response(status=403, text="verification failed")
+
+    def verify(self, hook: Webhook) -> bool:
+        secret = self.settings.app_secret
+        given = hook.headers.get("X-Hub-Signature-256", "")
+        if not secret or not given:
+            return False                       # never accept unsigned traffic
+        return safe_equal(signature(secret, hook.body), given)
+
+    def parse(self, hook: Webhook) -> list[InboundMessage]:
+        try:
+            env = wire.ENVELOPE.decode(hook.body)
+        except msgspec.DecodeError as e:
+            raise ParseError(f"not a WhatsApp webhook body: {e}") from e
+        if env.object != "whatsapp_business_account":
+            raise ParseError(f"unexpected object {env.object!r}")
+        out: list[InboundMessage] = []
+        for entry in env.entry:
+            for change in entry.changes:
+                v = change.value
+                if change.field != "messages" or v is None:
+                    continue                   # template status, quality updates...: not ours
+                pnid = v.metadata.phone_number_id if v.metadata else ""
+                if pnid and self.settings.phone_number_id and pnid != self.settings.phone_number_id:
+                    continue                   # another number of the same app: not this instance
+                names = {c.wa_id: c.profile.name for c in v.contacts if c.profile and c.profile.name}
+                for m in v.messages:
+                    msg = self._message(m, names)
+                    if msg is not None:
+                        out.append(msg)
+                for s in v.statuses:
+                    out.extend(self._status(s))
+        return out
+
+    def _message(self, m: wire.Message, names: dict[str, str]) -> InboundMessage | None:
+        msg = InboundMessage(tenant=self.tenant, channel=self.instance_id, native_id=m.id,
+                             contact=m.sender, ts=float(m.timestamp or 0))
+        if m.sender in names:
+            msg.profile = {"name": names[m.sender]}
+        t = m.type
+        if t == "text" and m.text is not None:
+            msg.text = m.text.body
+            mark = REF_MARK.search(msg.text)
+            if mark:                           # came through a wa.me link of ours
+                msg.referral = Referral(source="link", ref=mark.group(1))
+                msg.text = REF_MARK.sub(" ", msg.text).strip()
+                if not msg.text:
+                    msg.kind = "referral"
+        elif t == "interactive" and m.interactive is not None:
+            r = m.interactive.button_reply or m.interactive.list_reply
+            if r is None:
+                return None                    # nfm_reply (flows) and others: not handled yet
+            msg.kind, msg.payload, msg.text = "choice", r.id, r.title
+        elif t == "button" and m.button is not None:   # quick reply of a template
+            msg.kind, msg.payload, msg.text = "choice", m.button.payload, m.button.text
+        elif t in ("image", "audio", "video", "document", "sticker"):
+            o: wire.MediaObj | None = getattr(m, t)
+            if o is None:
+                return None
+            kind = {"document": "file"}.get(t, t)
+            msg.kind = "media"
+            msg.media = [Media(kind=kind, id=o.id, url=o.url, mime=o.mime_type,  # type: ignore[arg-type]
+                               caption=o.caption or o.filename)]
+            msg.text = o.caption
+        elif t == "location" and m.location is not None:
+            loc = m.location
+            msg.kind = "location"
+            msg.location = Location(lat=loc.latitude, lon=loc.longitude,
+                                    name=loc.name or loc.address)
+        elif t == "request_welcome":           # the user opened the chat for the first time
+            msg.kind = "open"
+        else:
+            return None                        # reactions, system notices, unsupported
+        if m.referral is not None:             # click-to-WhatsApp ad or post
+            r = m.referral
+            msg.referral = Referral(source=r.source_type or "ad", ref=r.source_id, url=r.source_url)
+            if msg.kind == "text" and not msg.text:
+                msg.kind = "referral"
+        return msg
+
+    def _status(self, s: wire.Status) -> list[InboundMessage]:
+        base = dict(tenant=self.tenant, channel=self.instance_id, contact=s.recipient_id,
+                    ts=float(s.timestamp or 0))
+        # one id goes through sent, delivered, read: each status is its own event
+        st = InboundMessage(native_id=f"{s.id}:{s.status}", kind="status", status=s.status,
+                            refers_to=s.id, **base)
+        out = [st]
+        if s.errors:
+            e = s.errors[0]
+            st.payload, st.text = str(e.code), e.title or e.message
+            if e.code in STOPPED:
+                out.append(InboundMessage(native_id=f"{s.id}:optout", kind="optout",
+                                          text="whatsapp:131050", **base))
+        return out
+
+    # --- outbound ----------------------------------------------------------------------
+    def render(self, reply: Reply) -> list[Any]:
+        if reply.template is not None:
+            return [self._template(reply)]
+        out: list[dict[str, Any]] = []
+        for m in reply.media:
+            out.append(self._media(m))
+        for c in reply.cards:
+            out.append(self._card(c))
+        text, choices = reply.text, reply.choices
+        if choices:
+            out.extend(self._choices(text, choices))
+        elif text:
+            out.extend({"type": "text", "text": {"preview_url": "https://" in part, "body": part}}
+                       for part in _split(text, MAX_TEXT))
+        return out or [{"type": "text", "text": {"preview_url": False, "body": "…"}}]
+
+    def _choices(self, text: str, choices: list[Choice]) -> list[dict[str, Any]]:
+        """3 reply buttons if the titles fit, else a list of up to 10 rows, else numbered text."""
+        if len(choices) > MAX_ROWS:
+            lines = [f"{i}. {c.title}" for i, c in enumerate(choices, 1)]
+            body = "\n".join([text, *lines] if text else lines)
+            return [{"type": "text", "text": {"preview_url": False, "body": p}}
+                    for p in _split(body, MAX_TEXT)]
+        parts = _split(text, MAX_BODY) if text else ["👇"]
+        lead = [{"type": "text", "text": {"preview_url": False, "body": p}} for p in parts[:-1]]
+        body = {"text": parts[-1]}
+        if len(choices) <= MAX_BUTTONS and all(len(c.title) <= MAX_BUTTON_TITLE for c in choices):
+            action = {"buttons": [{"type": "reply", "reply": {"id": c.id[:MAX_BUTTON_ID],
+                                                              "title": c.title}}
+                                  for c in choices]}
+            return lead + [{"type": "interactive", "interactive": {
+                "type": "button", "body": body, "action": action}}]
+        rows = []
+        for c in choices:
+            row = {"id": c.id[:MAX_ROW_ID], "title": _clip(c.title, MAX_ROW_TITLE)}
+            desc = c.description
+            if not desc and len(c.title) > MAX_ROW_TITLE:
+                desc = "…" + c.title[MAX_ROW_TITLE - 1:]   # the title goes on underneath
+            if desc:
+                row["description"] = _clip(desc, MAX_ROW_DESCRIPTION)
+            rows.append(row)
+        action = {"button": _clip(self.settings.list_button, MAX_BUTTON_TITLE),
+                  "sections": [{"title": _clip(self.settings.list_button, MAX_ROW_TITLE),
+                                "rows": rows}]}
+        return lead + [{"type": "interactive", "interactive": {
+            "type": "list", "body": body, "action": action}}]
+
+    @staticmethod
+    def _media(m: Media) -> dict[str, Any]:
+        kind = {"file": "document"}.get(m.kind, m.kind)
+        obj: dict[str, Any] = {"link": m.url} if m.url else {"id": m.id}
+        if m.caption and kind in ("image", "video", "document"):
+            obj["caption"] = _clip(m.caption, MAX_BODY)
+        return {"type": kind, kind: obj}
+
+    def _card(self, card: Card) -> dict[str, Any]:
+        """One card = one message: an image header, the texts, up to 3 reply buttons."""
+        lines = [card.title, card.subtitle, card.url]
+        body = _clip("\n".join(x for x in lines if x), MAX_BODY)
+        buttons = card.buttons[:MAX_BUTTONS]
+        if not buttons:
+            if card.image:
+                return {"type": "image", "image": {"link": card.image, "caption": body}}
+            return {"type": "text", "text": {"preview_url": bool(card.url), "body": body}}
+        inter: dict[str, Any] = {"type": "button", "body": {"text": body}, "action": {"buttons": [
+            {"type": "reply", "reply": {"id": b.id[:MAX_BUTTON_ID],
+                                        "title": _clip(b.title, MAX_BUTTON_TITLE)}}
+            for b in buttons]}}
+        if card.image:
+            inter["header"] = {"type": "image", "image": {"link": card.image}}
+        return {"type": "interactive", "interactive": inter}
+
+    @staticmethod
+    def _template(reply: Reply) -> dict[str, Any]:
+        t = reply.template
+        assert t is not None
+        tpl: dict[str, Any] = {"name": t.name, "language": {"code": t.language}}
+        if t.params:
+            tpl["components"] = [{"type": "body", "parameters": [
+                {"type": "text", "text": p} for p in t.params]}]
+        return {"type": "template", "template": tpl}
+
+    async def send(self, contact: str, payload: Any, *, key: str) -> SendResult:
+        s = self.settings
+        url = f"{s.api_base.rstrip('/')}/{s.version}/{s.phone_number_id}/messages"
+        body = json.dumps({"messaging_product": "whatsapp", "recipient_type": "individual",
+                           "to": contact, **payload}, ensure_ascii=False).encode()
+        out = await _http.call(
+            self.http, "POST", url, data=body, timeout=s.timeout, attempts=s.attempts,
+            retryable=_retryable,
+            headers={"Authorization": f"Bearer {s.access_token}",
+                     "Content-Type": "application/json"})
+        return self._result(out)
+
+    def _result(self, out: _http.Outcome) -> SendResult:
+        if 200 <= out.status < 300:
+            try:
+                ids = wire.SEND_ANSWER.decode(out.body).messages
+            except msgspec.DecodeError:
+                ids = []
+            return SendResult(status="sent", provider_id=ids[0].id if ids else "")
+        if out.status == 0:
+            return SendResult(status="retry", retry_after=5.0, code=out.error,
+                              detail=f"no answer after {out.attempts} attempts")
+        err = _error(out.body)
+        code, detail = err.code, _detail(err)
+        if code in STOPPED:
+            return SendResult(status="stopped", code=str(code), detail=detail)
+        if code in WINDOW:
+            return SendResult(status="failed", code=str(code),
+                              detail="outside the 24 h window: send a template. " + detail)
+        if out.retryable:
+            wait = out.retry_after or (6.0 if code == 131056 else 30.0)
+            return SendResult(status="retry", retry_after=wait, code=str(code or out.status),
+                              detail=detail)
+        if code in UNREACHABLE:
+            return SendResult(status="failed", code=str(code), detail="undeliverable: " + detail)
+        if code in AUTH or out.status in (401, 403):
+            return SendResult(status="failed", code=str(code or out.status),
+                              detail="check access_token and its permissions: " + detail)
+        return SendResult(status="failed", code=str(code or out.status), detail=detail)
+
+    def contact_link(self, ref: str = "") -> str:
+        phone = re.sub(r"\D", "", self.settings.display_phone)
+        if not phone:
+            return ""
+        text = self.settings.link_text
+        if ref:
+            text = f"{text} [ref:{ref}]".strip()
+        return f"https://wa.me/{phone}" + (f"?text={quote(text)}" if text else "")
+
+
+def _error(body: bytes) -> wire.GraphError:
+    try:
+        return wire.ERROR.decode(body).error
+    except msgspec.DecodeError:
+        return wire.GraphError()
+
+
+def _detail(err: wire.GraphError) -> str:
+    details = err.error_data.get("details", "") if isinstance(err.error_data, dict) else ""
+    return " ".join(x for x in (err.message, str(details or "")) if x)[:300]
+
+
+def _retryable(status: int, body: bytes) -> bool:
+    if status == 0 or status in _http.RETRY_STATUSES or status >= 500:
+        return _error(body).code not in (WINDOW | STOPPED | UNREACHABLE)
+    return _error(body).code in (THROTTLED | TRANSIENT)
