@@ -3,8 +3,8 @@
 Registers the channel types `twilio` and `vonage`. When a tenant enables the `sms` plugin,
 its `inbound_message` hook answers the consent keywords on those channels before the flow
 runs: STOP (and ARRET, UNSUBSCRIBE...) marks the session stopped and confirms, START
-resumes, HELP answers the tenant's help text; a stopped contact's other messages are not
-answered. The channel itself tags keywords (kind "optout"/"optin", payload "stop"/"start"/
+resumes (so does YES/OUI from a stopped contact), HELP answers the tenant's help text.
+The channel itself tags keywords (kind "optout"/"optin", payload "stop"/"start"/
 "help", or "provider:..." when Twilio's Advanced Opt-Out already answered them).
 """
 from __future__ import annotations
@@ -35,8 +35,6 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Twilio's Advanced Opt-Out answers STOP/START/HELP itself (and reports OptOutType):
     # answering again would send the contact two confirmations.
     answer_provider_keywords: bool = False
-    # Messages from a stopped contact get no answer until they send START.
-    silence_stopped: bool = True
 
 
 TEXTS = {
@@ -90,17 +88,24 @@ def keyword_of(message: InboundMessage, stopped: bool) -> str:
 
 @hookimpl(tryfirst=True)
 def inbound_message(ctx: Any, message: InboundMessage) -> list[Reply] | None:
+    """Answer STOP / START / HELP on the SMS channels before the flow sees them."""
     if ctx.channel_type not in SMS_TYPES or message.kind == "status":
         return None
     s = ctx.settings("sms") or Settings()
     word = keyword_of(message, ctx.session.stopped)
     if not word:
-        return [] if ctx.session.stopped and s.silence_stopped else None
+        return None     # the pipeline itself keeps a stopped contact's other messages unanswered
     if word == "stop":
         ctx.session.stopped = True
     elif word == "start":
+        if message.kind != "optin":     # YES/OUI: the pipeline only records explicit opt-ins
+            ctx.record("consent.optin", source=message.text)
         ctx.session.stopped = False
     if message.payload.startswith("provider:") and not s.answer_provider_keywords:
         return []
+    if word in ("stop", "help"):
+        # A stopped contact gets nothing but this: the STOP confirmation, and the HELP answer
+        # that carriers require to stay available after an opt-out.
+        ctx.meta["confirm_stop"] = True
     text = getattr(s, f"{word}_text") or TEXTS[_locale(ctx, message)][word]
     return [Reply(text=text.replace("{brand}", _brand(ctx)))]

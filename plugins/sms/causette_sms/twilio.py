@@ -199,12 +199,11 @@ class TwilioChannel(SmsChannel):
         return web.Response(text=twiml(inline), content_type="text/xml", charset="utf-8")
 
     # --- outbound --------------------------------------------------------------------------
-    def _auth(self) -> Any:
-        import aiohttp
+    def _auth(self) -> str:
         s = self.settings
-        if s.api_key_sid and s.api_key_secret:
-            return aiohttp.BasicAuth(s.api_key_sid, s.api_key_secret)
-        return aiohttp.BasicAuth(s.account_sid, s.auth_token)
+        user, password = ((s.api_key_sid, s.api_key_secret) if s.api_key_sid and s.api_key_secret
+                          else (s.account_sid, s.auth_token))
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
     async def send(self, contact: str, payload: Any, *, key: str) -> SendResult:
         s = self.settings
@@ -222,8 +221,8 @@ class TwilioChannel(SmsChannel):
         url = f"{s.api_base.rstrip('/')}/2010-04-01/Accounts/{s.account_sid}/Messages.json"
 
         async def attempt() -> SendResult:
-            ans = await _http.call(self.http, "POST", url, data=form, auth=self._auth(),
-                                   timeout=s.timeout, headers={"Accept": "application/json"})
+            ans = await _http.call(self.http, "POST", url, data=form, timeout=s.timeout,
+                                   headers={"Accept": "application/json", "Authorization": self._auth()})
             return self.outcome(ans)
 
         result = await _http.with_retries(attempt, attempts=s.attempts)
