@@ -102,6 +102,10 @@ class Context:
     def record(self, type: str, **data: Any) -> Event:
         """Record an event of this conversation; it reaches the store after the turn."""
         s = self.session
+        variant = s.extra.get("variant")
+        if variant and "variant" not in data:
+            # Experiments compare variants on outcomes: every event after the split carries it.
+            data["variant"] = variant
         ev = Event(type=type, tenant=self.tenant, channel=self.channel, contact=self.contact,
                    ts=self.now, flow=s.flow, version=s.version, node=s.node, data=data)
         self.events.append(ev)
