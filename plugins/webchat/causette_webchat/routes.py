@@ -1,0 +1,327 @@
+"""HTTP side of the widget: the script, the demo page, and the WebSocket.
+
+    GET /t/{tenant}/widget.js                       the widget, with the tenant's webchat settings
+    GET /t/{tenant}/demo                            a demo landing page with the widget on it
+    GET /t/{tenant}/plugins/webchat/ws?channel=ID   the visitor's socket (frames.py)
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import html
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from gateway.appkeys import PIPELINE, REGISTRY, SETTINGS
+from gateway.state import Busy
+from gateway.types import InboundMessage, Referral
+
+from . import outbox as ob
+from .channel import WebchatChannel
+from .frames import (MAX_FRAME, Ack, Error, Hello, Message, Open, Pick, Ping, Pong, Ready, Text,
+                     client_decoder, encoder, frame_seq)
+from .hub import Conn, hub_for
+from .tokens import check_token, new_visitor, visitor_token
+
+log = logging.getLogger("causette.webchat")
+STATIC = Path(__file__).parent / "static"
+HELLO_TIMEOUT = 15.0
+INBOX = 32            # client frames waiting for their turn on one socket
+routes = web.RouteTableDef()
+
+
+_TITLES = {400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
+
+
+def _problem(status: int, detail: str) -> web.Response:
+    body = {"type": "about:blank", "title": _TITLES.get(status, "Error"), "status": status,
+            "detail": detail}
+    return web.Response(status=status, text=json.dumps(body), content_type="application/problem+json")
+
+
+def _frame(obj: Any) -> str:
+    return encoder.encode(obj).decode()
+
+
+def _locale(raw: str) -> str:
+    return raw.split("-", 1)[0].split("_", 1)[0].lower()[:2] if raw else ""
+
+
+# --- origins ---------------------------------------------------------------------------------
+def _origin(url: str) -> str:
+    parts = urlsplit(url.strip().lower())
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else url.strip().lower()
+
+
+def origin_allowed(allowed: list[str], origin: str | None, own: tuple[str, ...] = ()) -> bool:
+    """A page may open the socket when its Origin is listed (exactly, or `https://*.brand.com`
+    for subdomains), is the gateway's own (the demo page), or when nothing is listed.
+    Requests without an Origin are not from a browser page and are let through."""
+    if not origin or not allowed:
+        return True
+    o = _origin(origin)
+    if o in own:
+        return True
+    for entry in allowed:
+        a = entry.strip().lower().rstrip("/")
+        if a == "*" or _origin(a) == o:
+            return True
+        if "://*." in a:
+            scheme, domain = a.split("://*.", 1)
+            if o.startswith(scheme + "://") and o.endswith("." + domain):
+                return True
+    return False
+
+
+def _own_origins(request: web.Request) -> tuple[str, ...]:
+    own = [f"{request.scheme}://{request.host}".lower()]
+    public = request.config_dict[SETTINGS].public_url
+    if public:
+        own.append(_origin(public))
+    return tuple(own)
+
+
+async def _channels(request: web.Request) -> tuple[Any, dict[str, WebchatChannel]]:
+    rt = await request.config_dict[REGISTRY].get(request.match_info["tenant"])
+    if rt is None:
+        return None, {}
+    return rt, {cid: ch for cid, ch in rt.channels.items() if isinstance(ch, WebchatChannel)}
+
+
+# --- widget.js and the demo page ------------------------------------------------------------
+@routes.get("/widget.js")
+async def widget_js(request: web.Request) -> web.StreamResponse:
+    rt, chans = await _channels(request)
+    if rt is None:
+        return _problem(404, "no such tenant")
+    config = {"tenant": rt.slug, "name": rt.snapshot.name, "locale": rt.snapshot.locale,
+              "channels": {cid: {"title": ch.settings.title or rt.snapshot.name,
+                                 "subtitle": ch.settings.subtitle, "color": ch.settings.color,
+                                 "greeting": ch.settings.greeting, "locale": ch.settings.locale,
+                                 "position": ch.settings.position}
+                           for cid, ch in chans.items()}}
+    # "</" never appears inside the JSON literal, so a title cannot close a <script> early.
+    literal = json.dumps(config, ensure_ascii=False).replace("</", "<\\/")
+    body = (STATIC / "widget.js").read_text().replace("/*__CONFIG__*/null", literal).encode()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=300",
+               "Access-Control-Allow-Origin": "*", "X-Content-Type-Options": "nosniff"}
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, headers=headers, content_type="application/javascript",
+                        charset="utf-8")
+
+
+@routes.get("/demo")
+async def demo_page(request: web.Request) -> web.StreamResponse:
+    rt, chans = await _channels(request)
+    if rt is None or not chans:
+        return _problem(404, "this tenant has no webchat channel")
+    channel = request.query.get("channel") or next(iter(chans))
+    if channel not in chans:
+        return _problem(404, "no such webchat channel")
+    page = (STATIC / "demo.html").read_text()
+    for key, value in (("{{brand}}", html.escape(rt.snapshot.name)),
+                       ("{{tenant}}", html.escape(rt.slug)),
+                       ("{{channel}}", html.escape(channel)),
+                       ("{{lang}}", html.escape(rt.snapshot.locale or "fr"))):
+        page = page.replace(key, value)
+    return web.Response(text=page, content_type="text/html", charset="utf-8",
+                        headers={"Cache-Control": "no-cache"})
+
+
+# --- the socket ------------------------------------------------------------------------------
+@routes.get("ws")
+async def socket(request: web.Request) -> web.StreamResponse:
+    rt, chans = await _channels(request)
+    ch = chans.get(request.query.get("channel", ""))
+    if rt is None or ch is None:
+        return _problem(404, "no such webchat channel")
+    if not origin_allowed(ch.settings.allowed_origins, request.headers.get("Origin"),
+                          _own_origins(request)):
+        return _problem(403, "this page's origin may not open the chat")
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4 * MAX_FRAME)
+    if not ws.can_prepare(request).ok:
+        return _problem(400, "WebSocket expected")
+    await ws.prepare(request)
+    visit = Visit(request, ws, rt.slug, ch)
+    try:
+        await visit.run()
+    finally:
+        await visit.close()
+    return ws
+
+
+class Visit:
+    """One socket of one visitor, from `hello` to close."""
+
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse, tenant: str,
+                 ch: WebchatChannel):
+        self.request, self.ws, self.tenant, self.channel = request, ws, tenant, ch.instance_id
+        self.settings = ch.settings
+        self.redis = ch.runtime.redis
+        self.secret = request.config_dict[SETTINGS].secret_bytes()
+        self.hub = hub_for(self.redis)
+        self.visitor = ""
+        self.base = ""
+        self.locale = ""
+        self.conn: Conn | None = None
+        self.tasks: list[asyncio.Task] = []
+        self.inbox: asyncio.Queue[Any] = asyncio.Queue(INBOX)
+        self.allowance = float(self.settings.rate)
+        self.stamp = time.monotonic()
+
+    async def run(self) -> None:
+        hello = await self._hello()
+        if hello is None:
+            return
+        conn = self.conn = Conn(self.ws, hello.last_seq)
+        self.tasks.append(asyncio.create_task(conn.pump()))
+        await self.hub.join(self.base, conn)
+        frames, newest, resumed = await ob.since(self.redis, self.base, hello.last_seq)
+        if not resumed:
+            conn.last = 0
+        conn.send(_frame(Ready(visitor=self.visitor, token=visitor_token(
+            self.secret, self.tenant, self.channel, self.visitor), seq=newest, resumed=resumed)))
+        texts = [raw.decode() if isinstance(raw, bytes) else raw for raw in frames]
+        conn.replay([(raw, frame_seq(raw)) for raw in texts])
+        self.tasks.append(asyncio.create_task(self._work()))
+        async for msg in self.ws:
+            if msg.type == WSMsgType.TEXT:
+                self._receive(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                self._error("bad_frame", "frames are JSON text")
+            else:
+                break
+
+    async def _hello(self) -> Hello | None:
+        try:
+            msg = await self.ws.receive(timeout=HELLO_TIMEOUT)
+        except asyncio.TimeoutError:
+            await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"hello expected")
+            return None
+        if msg.type != WSMsgType.TEXT:
+            return None
+        try:
+            frame = client_decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            await self._refuse("bad_frame", str(exc))
+            return None
+        if not isinstance(frame, Hello):
+            await self._refuse("hello_first", "the first frame must be hello")
+            return None
+        if frame.visitor is None:
+            self.visitor = new_visitor()
+        elif check_token(self.secret, self.tenant, self.channel, frame.visitor, frame.token):
+            self.visitor = frame.visitor
+        else:
+            await self._refuse("bad_token", "unknown visitor or wrong token", close=4403)
+            return None
+        self.base = ob.conv_base(self.tenant, self.channel, self.visitor)
+        self.locale = _locale(frame.locale)
+        return frame
+
+    async def _refuse(self, code: str, message: str, *, close: int = 4400) -> None:
+        """An error frame, then close: the client learns why (4403: forget this identity)."""
+        with contextlib.suppress(Exception):
+            await self.ws.send_str(_frame(Error(code=code, message=message[:300])))
+            await self.ws.close(code=close, message=code.encode())
+
+    def _error(self, code: str, message: str = "", cid: str = "", retry: bool = False) -> None:
+        if self.conn is not None:
+            self.conn.send(_frame(Error(code=code, message=message[:300], id=cid, retry=retry)))
+
+    def _receive(self, data: str) -> None:
+        """Validate a frame as it arrives; the worker handles valid ones in order."""
+        if len(data) > MAX_FRAME:
+            self._error("too_large", f"frames are limited to {MAX_FRAME} bytes")
+            return
+        try:
+            frame = client_decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            self._error("bad_frame", str(exc))
+            return
+        if isinstance(frame, Ping):
+            self.conn.send(_frame(Pong()))
+            return
+        if isinstance(frame, Hello):
+            self._error("bad_frame", "hello was already received")
+            return
+        if not self._allow():
+            self._error("rate_limited", "too many messages, slow down", frame.id, retry=True)
+            return
+        try:
+            self.inbox.put_nowait(frame)
+        except asyncio.QueueFull:
+            self._error("rate_limited", "too many messages waiting", frame.id, retry=True)
+
+    def _allow(self) -> bool:
+        """Token bucket: `rate` frames per minute, bursts up to `rate`."""
+        now = time.monotonic()
+        rate = float(self.settings.rate)
+        self.allowance = min(rate, self.allowance + (now - self.stamp) * rate / 60.0)
+        self.stamp = now
+        if self.allowance < 1.0:
+            return False
+        self.allowance -= 1.0
+        return True
+
+    async def _work(self) -> None:
+        while True:
+            frame = await self.inbox.get()
+            try:
+                await self._handle(frame)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("tenant %s: webchat frame failed", self.tenant)
+                self._error("internal", "the message could not be handled", frame.id, retry=True)
+
+    async def _handle(self, frame: Open | Text | Pick) -> None:
+        now = time.time()
+        fresh = True
+        msg = InboundMessage(tenant=self.tenant, channel=self.channel,
+                             native_id=f"{self.visitor}.{frame.id}", contact=self.visitor,
+                             ts=now, locale=self.locale)
+        if isinstance(frame, Open):
+            msg.kind = "open"
+            msg.referral = Referral(source="widget", ref=frame.ref, url=frame.page[:1000])
+        else:
+            text = frame.text.strip() if isinstance(frame, Text) else (frame.text or frame.payload)
+            if isinstance(frame, Text):
+                msg.kind, msg.text = "text", text
+            else:
+                msg.kind, msg.payload, msg.text = "choice", frame.payload, frame.text
+            # The visitor's own words join the outbox too: other tabs and a reload show them.
+            echo = Message(id=frame.id, role="visitor", text=text[:4000], ts=round(now, 3))
+            _, fresh = await ob.append(self.redis, self.base, encoder.encode(echo),
+                                       keep=self.settings.history, ttl=self.settings.history_ttl,
+                                       once="in." + frame.id)
+        try:
+            await self.request.config_dict[PIPELINE].handle(self.tenant, self.channel, [msg])
+        except Busy:
+            self._error("busy", "the conversation is busy, try again", frame.id, retry=True)
+            return
+        seq = await ob.newest(self.redis, self.base)
+        self.conn.send(_frame(Ack(id=frame.id, seq=seq, duplicate=not fresh)))
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                await self.hub.leave(self.base, self.conn)
+        if not self.ws.closed:
+            with contextlib.suppress(Exception):
+                await self.ws.close()
