@@ -1,0 +1,114 @@
+"""Messages for Business end to end: the whole gateway on 127.0.0.1, JWT-signed MSP webhooks
+in, the bot's replies at a fake MSP gateway, shaped by the device's capability-list."""
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+
+from causette_apple import jwt
+from causette_apple.channel import CAPABILITIES
+
+MSP = "3f9a2c1e-6b7d-4e8f-9a0b-1c2d3e4f5a6b"
+KEY = b"e2e-msp-secret-0123456789abcdefg"
+BIZ = "a884eddf-1234-4abc-9def-1234567890ab"
+USER = "urn:mbid:AQAAe2e-user"
+
+QUIZ = {
+    "format": 1, "id": "quiz", "name": "Quiz", "engine": "tree", "locale": "fr",
+    "triggers": [{"type": "start"}], "start": "hello",
+    "nodes": {
+        "hello": {"type": "message", "text": "Bonjour !", "next": "pick"},
+        "pick": {"type": "choice", "text": "Femme ou homme ?", "save_as": "category",
+                 "choices": [{"id": "w", "title": "Femme", "next": "done"},
+                             {"id": "m", "title": "Homme", "next": "done"}]},
+        "done": {"type": "end", "outcome": "converted", "text": "Merci, c'est noté."},
+    },
+}
+
+
+def tenant(provider):
+    return {"slug": "apple-shop", "name": "Apple shop", "locale": "fr", "plugins": {"tree": {}},
+            "channels": [{"id": "apple-main", "type": "apple", "settings": {
+                "msp_id": MSP, "secret": base64.b64encode(KEY).decode(), "business_id": BIZ,
+                "api_base": provider.url, "attempts": 2}}],
+            "flows": [QUIZ]}
+
+
+def signed(body: dict, caps: str | None, key: bytes = KEY) -> tuple[bytes, dict[str, str]]:
+    h = {"Content-Type": "application/json", "id": body["id"], "source-id": USER,
+         "destination-id": BIZ, "device-agent": "iPhone OS",
+         "Authorization": "Bearer " + jwt.encode({"aud": MSP, "iat": int(time.time())}, key)}
+    if caps is not None:
+        h["capability-list"] = caps
+    return json.dumps(body).encode(), h
+
+
+def text(mid: str, t: str) -> dict:
+    return {"id": mid, "type": "text", "v": 1, "sourceId": USER, "destinationId": BIZ, "body": t,
+            "locale": "fr_FR"}
+
+
+async def post(gw, body, headers):
+    async with gw.http.post(f"{gw.url}/t/apple-shop/channels/apple-main", data=body,
+                            headers=headers) as r:
+        return r.status, await r.text()
+
+
+@pytest.fixture(autouse=True)
+def _forget_capabilities():
+    CAPABILITIES.clear()
+    yield
+    CAPABILITIES.clear()
+
+
+async def test_apple_conversation_with_quick_replies(gateway, provider):
+    gw = await gateway(tenants=[tenant(provider)])
+    assert (await post(gw, *signed(text("m-1", "Bonjour"), "QUICK,LIST,TIME")))[0] == 200
+    sent = [json.loads(r["body"]) for r in provider.requests]
+    assert [s["type"] for s in sent] == ["text", "interactive"]
+    assert sent[0]["body"] == "Bonjour !"
+    quick = sent[1]["interactiveData"]["data"]["quick-reply"]
+    assert quick == {"summaryText": "Femme ou homme ?", "items": [
+        {"identifier": "w", "title": "Femme"}, {"identifier": "m", "title": "Homme"}]}
+    for r in provider.requests:
+        assert (r["headers"]["Source-Id"], r["headers"]["Destination-Id"]) == (BIZ, USER)
+        assert jwt.decode(r["headers"]["Authorization"][7:], KEY, audience=MSP, max_age=60)
+
+    answer = {"id": "m-2", "type": "interactive", "v": 1, "sourceId": USER, "destinationId": BIZ,
+              "interactiveData": {"bid": "x", "data": {"version": "1.0", "requestIdentifier":
+                                  sent[1]["id"], "quick-reply": {"selectedIdentifier": "w",
+                                                                 "selectedIndex": 0}}}}
+    assert (await post(gw, *signed(answer, "QUICK,LIST,TIME")))[0] == 200
+    assert json.loads(provider.requests[-1]["body"])["body"] == "Merci, c'est noté."
+
+
+async def test_apple_device_without_quick_replies_gets_numbered_text(gateway, provider):
+    gw = await gateway(tenants=[tenant(provider)])
+    assert (await post(gw, *signed(text("m-1", "Bonjour"), "TIME")))[0] == 200
+    assert [json.loads(r["body"])["body"] for r in provider.requests] == [
+        "Bonjour !", "Femme ou homme ?\n1. Femme\n2. Homme"]
+    assert (await post(gw, *signed(text("m-2", "2"), "TIME")))[0] == 200
+    assert json.loads(provider.requests[-1]["body"])["body"] == "Merci, c'est noté."
+
+
+@pytest.mark.parametrize("label", ["wrong key", "no Authorization"])
+async def test_apple_unsigned_webhook_is_refused(gateway, provider, label):
+    gw = await gateway(tenants=[tenant(provider)])
+    body, headers = signed(text("m-1", "Bonjour"), "QUICK", key=b"not-the-secret")
+    if label == "no Authorization":
+        headers.pop("Authorization")
+    assert (await post(gw, body, headers))[0] == 403
+    assert provider.requests == []
+    assert ("apple-shop", "apple-main", USER) not in CAPABILITIES
+
+
+async def test_apple_close_is_an_optout(gateway, provider):
+    gw = await gateway(tenants=[tenant(provider)])
+    close = {"id": "m-9", "type": "close", "v": 1, "sourceId": USER, "destinationId": BIZ}
+    assert (await post(gw, *signed(close, None)))[0] == 200
+    assert provider.requests == []
+    await gw.flush_events()
+    assert any(e["type"] == "consent.optout" for e in await gw.store.list_events("apple-shop"))

@@ -1,0 +1,127 @@
+"""RBM end to end: the whole gateway on 127.0.0.1, signed Pub/Sub webhooks in, the bot's
+replies at a fake RBM API; the 404 fallback through another channel instance."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+
+import pytest
+
+TOKEN = "e2e-client-token"
+PHONE = "+33612345678"
+
+QUIZ = {
+    "format": 1, "id": "quiz", "name": "Quiz", "engine": "tree", "locale": "fr",
+    "triggers": [{"type": "start"}], "start": "hello",
+    "nodes": {
+        "hello": {"type": "message", "text": "Bonjour !", "next": "pick"},
+        "pick": {"type": "choice", "text": "Femme ou homme ?", "save_as": "category",
+                 "choices": [{"id": "w", "title": "Femme", "next": "done"},
+                             {"id": "m", "title": "Homme", "next": "done"}]},
+        "done": {"type": "end", "outcome": "converted", "text": "Merci, c'est noté."},
+    },
+}
+
+
+def tenant(provider, **rcs_settings):
+    settings = {"agent_id": "demo-bot@rbm.goog", "client_token": TOKEN,
+                "access_token": "ya29.e2e-token", "api_base": provider.url, "attempts": 2}
+    settings.update(rcs_settings)
+    return {"slug": "rcs-shop", "name": "RCS shop", "locale": "fr", "plugins": {"tree": {}},
+            "channels": [{"id": "rcs-main", "type": "rcs", "settings": settings},
+                         {"id": "rcs-backup", "type": "rcs",
+                          "settings": {"agent_id": "backup-bot@rbm.goog", "client_token": TOKEN,
+                                       "access_token": "ya29.backup", "api_base": provider.url}}],
+            "flows": [QUIZ]}
+
+
+def signed(payload: dict, token: str = TOKEN) -> tuple[bytes, dict[str, str]]:
+    data = json.dumps(payload).encode()
+    body = json.dumps({"message": {"data": base64.b64encode(data).decode(), "messageId": "1",
+                                   "publishTime": "2026-11-26T09:00:00Z"},
+                       "subscription": "projects/p/subscriptions/s"}).encode()
+    sig = base64.b64encode(hmac.new(token.encode(), data, hashlib.sha512).digest()).decode()
+    return body, {"X-Goog-Signature": sig, "Content-Type": "application/json"}
+
+
+def user_message(mid: str, **content) -> dict:
+    return {"senderPhoneNumber": PHONE, "messageId": mid, "sendTime": "2026-11-26T09:00:00Z",
+            "agentId": "demo-bot@rbm.goog", **content}
+
+
+async def post(gw, body, headers, channel="rcs-main"):
+    async with gw.http.post(f"{gw.url}/t/rcs-shop/channels/{channel}", data=body,
+                            headers=headers) as r:
+        return r.status, await r.text()
+
+
+def texts(provider):
+    return [json.loads(r["body"])["contentMessage"].get("text") for r in provider.requests]
+
+
+async def test_rcs_conversation_end_to_end(gateway, provider):
+    gw = await gateway(tenants=[tenant(provider)])
+    assert await post(gw, *signed(user_message("u1", text="salut"))) == (200, "ok")
+    assert texts(provider) == ["Bonjour !", "Femme ou homme ?"]
+    ask = json.loads(provider.requests[1]["body"])["contentMessage"]
+    assert ask["suggestions"] == [{"reply": {"text": "Femme", "postbackData": "w"}},
+                                  {"reply": {"text": "Homme", "postbackData": "m"}}]
+    r = provider.requests[0]
+    assert r["path"] == f"/v1/phones/{PHONE}/agentMessages"
+    assert r["query"]["agentId"] == "demo-bot@rbm.goog"
+    assert r["headers"]["Authorization"] == "Bearer ya29.e2e-token"
+
+    # the tap on a suggested reply, delivered twice by Google: one answer
+    tap = signed(user_message("u2", suggestionResponse={"postbackData": "w", "text": "Femme",
+                                                         "type": "REPLY"}))
+    assert (await post(gw, *tap))[0] == 200
+    assert (await post(gw, *tap))[0] == 200
+    assert texts(provider) == ["Bonjour !", "Femme ou homme ?", "Merci, c'est noté."]
+
+    # a read receipt is recorded, not answered
+    read = signed({"senderPhoneNumber": PHONE, "eventType": "READ", "eventId": "e1",
+                   "messageId": provider.requests[2]["query"]["messageId"], "agentId": "x"})
+    assert (await post(gw, *read))[0] == 200
+    assert len(provider.requests) == 3
+    await gw.flush_events()
+    events = await gw.store.list_events("rcs-shop")
+    assert any(e["type"] == "message.status" and e["data"]["status"] == "read" for e in events)
+
+
+@pytest.mark.parametrize("label,headers", [
+    ("no signature", {}),
+    ("wrong token", None),
+])
+async def test_rcs_bad_signature_is_refused_and_changes_nothing(gateway, provider, label, headers):
+    gw = await gateway(tenants=[tenant(provider)])
+    body, good = signed(user_message("u1", text="salut"))
+    if headers is None:
+        headers = signed(user_message("u1", text="salut"), token="not-the-token")[1]
+    assert (await post(gw, body, headers))[0] == 403
+    assert provider.requests == []
+    assert await gw.redis.keys("cst:*rcs-shop*") == []
+
+
+async def test_rcs_webhook_verification_through_the_gateway(gateway, provider):
+    gw = await gateway(tenants=[tenant(provider)])
+    body = json.dumps({"clientToken": TOKEN, "secret": "8675309"}).encode()
+    assert await post(gw, body, {"Content-Type": "application/json"}) == (200, "8675309")
+    bad = json.dumps({"clientToken": "nope", "secret": "1"}).encode()
+    assert (await post(gw, bad, {}))[0] == 403
+
+
+async def test_rcs_user_without_rcs_gets_the_reply_through_the_fallback_channel(gateway, provider):
+    gw = await gateway(tenants=[tenant(provider, fallback_channel="rcs-backup")])
+    provider.answer(404, {"error": {"code": 404, "message": "Requested entity was not found.",
+                                    "status": "NOT_FOUND"}})
+    assert (await post(gw, *signed(user_message("u1", text="salut"))))[0] == 200
+    agents = [r["query"]["agentId"] for r in provider.requests]
+    # the first reply: 404 on the main agent, then through the fallback instance
+    assert agents[:2] == ["demo-bot@rbm.goog", "backup-bot@rbm.goog"]
+    assert texts(provider)[1] == "Bonjour !"
+    await gw.flush_events()
+    events = await gw.store.list_events("rcs-shop")
+    assert any(e["type"] == "message.out" and e["data"].get("fallback_from") == "rcs-main"
+               for e in events)

@@ -1,0 +1,131 @@
+"""WeChat end to end: the whole gateway on 127.0.0.1; the first reply comes back inline as
+passive XML (encrypted in safe mode), the next ones reach a fake customer-service API."""
+from __future__ import annotations
+
+import base64
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from causette_wechat import channel as wechat_channel
+from causette_wechat.crypto import MessageCrypto, signature
+
+TOKEN = "e2e-wechat-token"
+APPID = "wxe2e0000000000001"
+AESKEY = base64.b64encode(bytes(range(100, 132))).decode().rstrip("=")
+OA = "gh_e2e000000001"
+USER = "oE2EUser_0123456789abcdefghi"
+TS, NONCE = "1795683600", "42"
+
+QUIZ = {
+    "format": 1, "id": "quiz", "name": "Quiz", "engine": "tree", "locale": "fr",
+    "triggers": [{"type": "start"}], "start": "hello",
+    "nodes": {
+        "hello": {"type": "message", "text": "Bonjour !", "next": "pick"},
+        "pick": {"type": "choice", "text": "Femme ou homme ?", "save_as": "category",
+                 "choices": [{"id": "w", "title": "Femme", "next": "done"},
+                             {"id": "m", "title": "Homme", "next": "done"}]},
+        "done": {"type": "end", "outcome": "converted", "text": "Merci, c'est noté."},
+    },
+}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tokens():
+    wechat_channel._tokens.clear()
+    yield
+    wechat_channel._tokens.clear()
+
+
+def tenant(provider, mode="plain"):
+    return {"slug": "wechat-shop", "name": "WeChat shop", "locale": "fr", "plugins": {"tree": {}},
+            "channels": [{"id": "wechat-main", "type": "wechat", "settings": {
+                "token": TOKEN, "app_id": APPID, "app_secret": "e2e-app-secret",
+                "encoding_aes_key": AESKEY, "mode": mode, "api_base": provider.url,
+                "attempts": 2}}],
+            "flows": [QUIZ]}
+
+
+def message(msg_id: str, content: str) -> bytes:
+    return (f"<xml><ToUserName><![CDATA[{OA}]]></ToUserName><FromUserName><![CDATA[{USER}]]>"
+            f"</FromUserName><CreateTime>1795683600</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+            f"<Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId></xml>").encode()
+
+
+def query(token: str = TOKEN) -> str:
+    return f"signature={signature(token, TS, NONCE)}&timestamp={TS}&nonce={NONCE}&openid={USER}"
+
+
+async def post(gw, body: bytes, qs: str):
+    async with gw.http.post(f"{gw.url}/t/wechat-shop/channels/wechat-main?{qs}", data=body,
+                            headers={"Content-Type": "text/xml"}) as r:
+        return r.status, await r.text()
+
+
+def passive(xml_text: str) -> dict[str, str]:
+    return {c.tag: c.text or "" for c in ET.fromstring(xml_text)}
+
+
+@pytest.fixture
+def token_endpoint(provider):
+    from aiohttp import web
+    calls = []
+
+    async def token(request, body):
+        calls.append(dict(request.query))
+        return web.json_response({"access_token": "E2E_ACCESS_TOKEN", "expires_in": 7200})
+
+    provider.routes["/cgi-bin/token"] = token
+    return calls
+
+
+async def test_wechat_conversation_plain_mode(gateway, provider, token_endpoint):
+    gw = await gateway(tenants=[tenant(provider)])
+    status, text = await post(gw, message("1001", "你好"), query())
+    assert status == 200
+    x = passive(text)
+    assert (x["ToUserName"], x["FromUserName"], x["MsgType"], x["Content"]) == \
+        (USER, OA, "text", "Bonjour !")
+    # the second reply of the turn goes through the customer-service API
+    [req] = provider.requests
+    assert req["path"] == "/cgi-bin/message/custom/send"
+    assert req["query"] == {"access_token": "E2E_ACCESS_TOKEN"}
+    assert json.loads(req["body"]) == {"touser": USER, "msgtype": "text",
+                                       "text": {"content": "Femme ou homme ?\n1. Femme\n2. Homme"}}
+    assert len(token_endpoint) == 1
+
+    # "1" picks the first option; WeChat's retry of the same MsgId gets no second answer
+    status, text = await post(gw, message("1002", "1"), query())
+    assert passive(text)["Content"] == "Merci, c'est noté."
+    status, text = await post(gw, message("1002", "1"), query())
+    assert (status, text) == (200, "success")
+    assert len(provider.requests) == 1
+
+
+async def test_wechat_conversation_safe_mode(gateway, provider, token_endpoint):
+    gw = await gateway(tenants=[tenant(provider, mode="safe")])
+    crypto = MessageCrypto(TOKEN, AESKEY, APPID)
+    enc = crypto.encrypt(message("2001", "hello"))
+    body = f"<xml><ToUserName><![CDATA[{OA}]]></ToUserName><Encrypt><![CDATA[{enc}]]></Encrypt></xml>"
+    qs = query() + f"&encrypt_type=aes&msg_signature={signature(TOKEN, TS, NONCE, enc)}"
+    status, text = await post(gw, body.encode(), qs)
+    assert status == 200
+    env = passive(text)
+    assert env["MsgSignature"] == signature(TOKEN, env["TimeStamp"], env["Nonce"], env["Encrypt"])
+    inner = passive(crypto.decrypt(env["Encrypt"]).decode())
+    assert (inner["ToUserName"], inner["Content"]) == (USER, "Bonjour !")
+    # safe mode refuses the plain form of the same message
+    assert (await post(gw, message("2002", "hello"), query()))[0] == 403
+
+
+async def test_wechat_handshake_and_refusals(gateway, provider):
+    gw = await gateway(tenants=[tenant(provider)])
+    url = f"{gw.url}/t/wechat-shop/channels/wechat-main"
+    async with gw.http.get(f"{url}?{query()}&echostr=echo123") as r:
+        assert (r.status, await r.text()) == (200, "echo123")
+    async with gw.http.get(f"{url}?{query('other-token')}&echostr=echo123") as r:
+        assert r.status == 403
+    assert (await post(gw, message("3001", "hi"), query("other-token")))[0] == 403
+    assert (await post(gw, message("3001", "hi"), f"timestamp={TS}&nonce={NONCE}"))[0] == 403
+    assert provider.requests == []
