@@ -1,0 +1,555 @@
+"""Validation of `tree` flows: every problem at once, each with a JSON path, a code, a
+sentence and a severity. Errors block publishing; warnings are advice.
+
+Shape is checked node by node with the msgspec Structs of `model` (so one bad node does
+not hide the others); meaning is checked on the decoded nodes: links, steps, cycles,
+templates, variables, translations, and each channel instance's limits.
+"""
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+import msgspec
+
+from gateway.types import Problem
+
+from . import model
+from .compiled import duration
+from .matching import normalize
+from .template import Template, TemplateError
+
+if TYPE_CHECKING:
+    from gateway.channels import Capabilities
+    from gateway.flows import Step
+
+_SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+# Nodes after which the run stops until the contact (or an agent) does something.
+_USER_WAIT = ("choice", "input", "handoff")
+
+
+def key_path(base: str, key: str) -> str:
+    return f"{base}.{key}" if _SAFE_KEY.match(key) else f"{base}[{msgspec.json.encode(key).decode()}]"
+
+
+class Report:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def error(self, path: str, code: str, message: str) -> None:
+        self.problems.append(Problem(path=path, code=code, message=message))
+
+    def warn(self, path: str, code: str, message: str) -> None:
+        self.problems.append(Problem(path=path, code=code, message=message, severity="warning"))
+
+
+def _msgspec_problem(r: Report, base: str, exc: msgspec.ValidationError, code: str) -> None:
+    text = str(exc)
+    sub = ""
+    if " - at `$" in text:
+        text, sub = text.rsplit(" - at `$", 1)
+        sub = sub.rstrip("`")
+    r.error(base + sub, code, text)
+
+
+def validate(flow: Any, *, steps: Mapping[str, "Step"] = {},
+             channels: "Mapping[str, Capabilities]" = {},
+             flows: "set[str] | frozenset[str] | None" = None) -> list[Problem]:
+    r = Report()
+    if not isinstance(flow, dict):
+        r.error("$", "flow.not_object", "a flow is a JSON object")
+        return r.problems
+    top = dict(flow)
+    if "format" not in flow:
+        r.error("$.format", "flow.format_missing", 'say which format the flow is written in: "format": 1')
+        top["format"] = model.FORMAT
+    elif flow["format"] != model.FORMAT:
+        r.error("$.format", "flow.format_unsupported",
+                f"format {flow['format']!r} is not supported; this engine reads format {model.FORMAT}")
+        top["format"] = model.FORMAT
+    raw_nodes = flow.get("nodes")
+    if not isinstance(raw_nodes, dict) or not raw_nodes:
+        r.error("$.nodes", "flow.no_nodes", "a flow needs a `nodes` object with at least one node")
+        raw_nodes = {}
+    start = flow.get("start")
+    if not start or not isinstance(start, str):
+        r.error("$.start", "flow.start_missing", "name the node the flow starts at: \"start\": \"<node id>\"")
+    elif start not in raw_nodes:
+        r.error("$.start", "flow.start_unknown", f"the start node {start!r} is not among the nodes")
+    top["start"] = "x"
+    top["nodes"] = {}
+    try:
+        head = msgspec.convert(top, model.Flow)
+    except msgspec.ValidationError as exc:
+        _msgspec_problem(r, "$", exc, "flow.invalid")
+        head = None
+
+    specs: dict[str, Any] = {}
+    for nid, raw in raw_nodes.items():
+        path = key_path("$.nodes", nid)
+        if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$", nid):
+            r.error(path, "node.invalid_id", f"node id {nid!r}: use letters, digits, _ . - (64 at most)")
+        if not isinstance(raw, dict):
+            r.error(path, "node.invalid", "a node is a JSON object with a `type`")
+            continue
+        kind = raw.get("type")
+        if kind not in model.NODE_TYPES:
+            r.error(path + ".type", "node.unknown_type",
+                    f"unknown node type {kind!r} (types: {', '.join(model.NODE_TYPES)})")
+            continue
+        if kind == "input" and raw.get("validate", "text") not in model.VALIDATORS:
+            r.error(path + ".validate", "input.unknown_validator",
+                    f"unknown validator {raw.get('validate')!r} (validators: {', '.join(model.VALIDATORS)})")
+            raw = {**raw, "validate": "text"}
+        try:
+            specs[nid] = msgspec.convert(raw, model.AnyNode)
+        except msgspec.ValidationError as exc:
+            _msgspec_problem(r, path, exc, "node.invalid")
+
+    locale = head.locale if head else str(flow.get("locale") or "fr")
+    v = _Checker(r, specs, raw_nodes, steps, flows, locale)
+    v.check_nodes()
+    if isinstance(start, str) and start in specs:
+        v.reachability(start)
+    v.cycles()
+    v.variables(head.vars if head else {})
+    v.translations(head.locales if head else [])
+    for cid, caps in channels.items():
+        v.channel(cid, caps)
+    if head is not None:
+        _check_head(r, head, flows)
+    return r.problems
+
+
+def _check_head(r: Report, head: model.Flow, flows: "set[str] | frozenset[str] | None") -> None:
+    a = head.active
+    if a is not None:
+        for name, t in (("from", a.from_), ("until", a.until)):
+            if t is not None and t.tzinfo is None:
+                r.warn(f"$.active.{name}", "active.no_offset",
+                       "give the time with its UTC offset (2027-01-08T08:00:00+01:00); "
+                       "without one it is read in the server's time zone")
+        if a.from_ and a.until:
+            fa, ua = a.from_, a.until
+            if (fa.tzinfo is None) == (ua.tzinfo is None) and fa >= ua:
+                r.error("$.active", "active.empty", "`until` must come after `from`")
+        if a.flow and flows is not None and a.flow not in flows:
+            r.error("$.active.flow", "flow.unknown", f"no flow {a.flow!r} in this tenant")
+    seen: dict[str, int] = {}
+    for i, t in enumerate(head.triggers):
+        if isinstance(t, model.KeywordTrigger):
+            for j, word in enumerate(t.any):
+                n = normalize(word)
+                if not n:
+                    r.error(f"$.triggers[{i}].any[{j}]", "trigger.empty_keyword",
+                            "a keyword needs letters or digits")
+                elif n in seen:
+                    r.warn(f"$.triggers[{i}].any[{j}]", "trigger.duplicate",
+                           f"keyword {word!r} is listed twice (accents and case don't count)")
+                seen[n] = i
+
+
+class _Checker:
+    def __init__(self, r: Report, specs: dict[str, Any], raw: dict[str, Any],
+                 steps: Mapping[str, "Step"], flows: Any, locale: str):
+        self.r, self.specs, self.raw, self.steps, self.flows = r, specs, raw, steps, flows
+        self.locale = locale
+        self.edges: dict[str, list[tuple[str, str]]] = {n: [] for n in raw}   # src -> [(dst, path)]
+        self.refs: list[tuple[str, str]] = []       # (var, path) read by templates/conditions
+        self.sets: set[str] = set()                 # variables some node sets
+        self.set_prefixes: set[str] = set()         # step save_as namespaces
+        self.texts: list[tuple[str, Any]] = []      # (path, Text) shown to the contact
+        self.known = set(raw)
+
+    # --- helpers ------------------------------------------------------------------------
+    def link(self, src: str, dst: str, path: str) -> None:
+        if not dst:
+            return
+        if dst not in self.known:
+            self.r.error(path, "next.unknown", f"{dst!r} is not a node of this flow")
+            return
+        self.edges[src].append((dst, path))
+
+    def template(self, s: str, path: str) -> Template | None:
+        try:
+            t = Template(s)
+        except TemplateError as exc:
+            self.r.error(path, "template.invalid", str(exc))
+            return None
+        for lk in t.lookups:
+            if lk.source == "vars":
+                self.refs.append((lk.path[0], path))
+        return t
+
+    def text(self, value: Any, path: str, shown: bool = True) -> None:
+        if value is None:
+            return
+        if shown:
+            self.texts.append((path, value))
+        if isinstance(value, str):
+            self.template(value, path)
+        else:
+            for loc, s in value.items():
+                self.template(s, key_path(path, loc))
+
+    def strings(self, value: Any, path: str) -> None:
+        if isinstance(value, str):
+            self.template(value, path)
+        elif isinstance(value, list):
+            for i, x in enumerate(value):
+                self.strings(x, f"{path}[{i}]")
+        elif isinstance(value, dict):
+            for k, x in value.items():
+                self.strings(x, key_path(path, k))
+
+    def saves(self, name: str) -> None:
+        if name and not name.startswith("contact."):
+            self.sets.add(name)
+
+    def dur(self, value: Any, path: str) -> None:
+        try:
+            duration(value)
+        except ValueError as exc:
+            self.r.error(path, "duration.invalid", str(exc))
+
+    # --- nodes --------------------------------------------------------------------------
+    def check_nodes(self) -> None:
+        for nid, n in self.specs.items():
+            p = key_path("$.nodes", nid)
+            getattr(self, "_" + n.__struct_config__.tag)(nid, n, p)
+
+    def _message(self, nid: str, n: model.Message, p: str) -> None:
+        self.text(n.text, p + ".text")
+        for i, m in enumerate(n.media):
+            self.template(m.url, f"{p}.media[{i}].url")
+            self.text(m.caption, f"{p}.media[{i}].caption")
+        if n.text is None and not n.media:
+            self.r.warn(p, "message.empty", "this message has neither text nor media")
+        self.link(nid, n.next, p + ".next")
+
+    def _waits(self, nid: str, n: Any, p: str) -> None:
+        if n.retry is not None:
+            self.text(n.retry.text, p + ".retry.text")
+            self.link(nid, n.retry.then, p + ".retry.then")
+        if n.timeout is not None:
+            self.dur(n.timeout.after, p + ".timeout.after")
+            self.text(n.timeout.reminder, p + ".timeout.reminder")
+            self.link(nid, n.timeout.then, p + ".timeout.then")
+
+    def _choice(self, nid: str, n: model.ChoiceNode, p: str) -> None:
+        self.text(n.text, p + ".text")
+        ids: set[str] = set()
+        for i, c in enumerate(n.choices):
+            cp = f"{p}.choices[{i}]"
+            if c.id in ids:
+                self.r.error(cp + ".id", "choice.duplicate_id", f"two choices have the id {c.id!r}")
+            ids.add(c.id)
+            self.text(c.title, cp + ".title")
+            self.text(c.description, cp + ".description")
+            if not c.next and not n.next:
+                self.r.warn(cp + ".next", "choice.no_next",
+                            "this choice has no `next` (nor has the node): choosing it ends the run")
+            self.link(nid, c.next, cp + ".next")
+        self.link(nid, n.next, p + ".next")
+        self.saves(n.save_as)
+        self._waits(nid, n, p)
+
+    def _input(self, nid: str, n: model.Input, p: str) -> None:
+        self.text(n.text, p + ".text")
+        if n.validate == "regex":
+            if not n.pattern:
+                self.r.error(p + ".pattern", "input.invalid_pattern", 'validate "regex" needs a `pattern`')
+            else:
+                try:
+                    re.compile(n.pattern)
+                except re.error as exc:
+                    self.r.error(p + ".pattern", "input.invalid_pattern", f"not a regular expression: {exc}")
+        elif n.pattern:
+            self.r.warn(p + ".pattern", "input.pattern_ignored", 'a `pattern` only counts with validate "regex"')
+        self.saves(n.save_as)
+        self.link(nid, n.next, p + ".next")
+        self._waits(nid, n, p)
+
+    def _condition(self, nid: str, n: model.Condition, p: str) -> None:
+        for i, b in enumerate(n.branches):
+            self.expr(b.if_, f"{p}.branches[{i}].if")
+            self.link(nid, b.next, f"{p}.branches[{i}].next")
+        self.link(nid, n.else_, p + ".else")
+        if not n.else_:
+            self.r.warn(p + ".else", "condition.no_else",
+                        "no `else`: when no branch holds, the run ends here")
+
+    def expr(self, e: model.Expr, p: str) -> None:
+        combos = [c for c, attr in (("all", "all"), ("any", "any"), ("not", "not_"))
+                  if getattr(e, attr) is not msgspec.UNSET]
+        ops = [o for o in model.OPERATORS if getattr(e, "in_" if o == "in" else o) is not msgspec.UNSET]
+        if combos:
+            if len(combos) > 1 or ops or e.var:
+                self.r.error(p, "condition.invalid",
+                             "use one of all / any / not alone, or a `var` with one operator")
+            for c in combos:
+                sub = getattr(e, "not_" if c == "not" else c)
+                for i, x in enumerate(sub if isinstance(sub, list) else [sub]):
+                    self.expr(x, f"{p}.{c}[{i}]" if isinstance(sub, list) else f"{p}.not")
+            return
+        if not e.var:
+            self.r.error(p, "condition.invalid", "name the variable to test: {\"var\": \"category\", \"eq\": \"w\"}")
+            return
+        if len(ops) != 1:
+            self.r.error(p, "condition.invalid",
+                         f"give exactly one operator with `var` (operators: {', '.join(model.OPERATORS)})"
+                         + (f"; found {', '.join(ops)}" if ops else ""))
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$", e.var):
+            self.r.error(p + ".var", "condition.invalid", f"{e.var!r} is not a variable path")
+        elif not e.var.startswith("contact."):
+            self.refs.append((e.var.split(".")[0].removeprefix("vars."), p + ".var"))
+        if e.matches is not msgspec.UNSET:
+            try:
+                re.compile(e.matches)  # type: ignore[arg-type]
+            except re.error as exc:
+                self.r.error(p + ".matches", "condition.invalid", f"not a regular expression: {exc}")
+        for o in ops:
+            if o in ("matches",):
+                continue
+            val = getattr(e, "in_" if o == "in" else o)
+            self.strings(val, f"{p}.{o}")
+
+    def _set(self, nid: str, n: model.SetNode, p: str) -> None:
+        for k, val in n.vars.items():
+            if not re.match(r"^(contact\.)?[A-Za-z_][A-Za-z0-9_]{0,63}$", k):
+                self.r.error(key_path(p + ".vars", k), "var.invalid_name",
+                             f"{k!r}: a variable name is letters, digits and _ (or contact.<name>)")
+            self.strings(val, key_path(p + ".vars", k))
+            self.saves(k)
+        self.link(nid, n.next, p + ".next")
+
+    def _step(self, nid: str, n: model.StepNode, p: str) -> None:
+        self.strings(n.with_, p + ".with")
+        step = self.steps.get(n.step)
+        if step is None:
+            known = ", ".join(sorted(self.steps)) or "none installed"
+            self.r.error(p + ".step", "step.unknown", f"no installed step is called {n.step!r} (steps: {known})")
+        else:
+            self._step_args(step, n, p)
+            for name in getattr(step, "outputs", ()) or ():
+                self.saves(name)
+        save = n.with_.get("save")
+        if isinstance(save, dict):
+            for k in save:
+                self.saves(k)
+        if n.save_as:
+            self.sets.add(n.save_as)
+        self.link(nid, n.next, p + ".next")
+        self.link(nid, n.on_error, p + ".on_error")
+        for b, target in n.branches.items():
+            self.link(nid, target, key_path(p + ".branches", b))
+
+    def _step_args(self, step: "Step", n: model.StepNode, p: str) -> None:
+        try:
+            msgspec.convert(n.with_, step.Args, str_keys=True)
+        except msgspec.ValidationError as exc:
+            text = str(exc)
+            sub = text.rsplit(" - at `$", 1)[1].rstrip("`") if " - at `$" in text else ""
+            m = re.match(r"^\.([A-Za-z0-9_]+)", sub)
+            val = n.with_.get(m.group(1)) if m else None
+            if isinstance(val, str) and "{{" in val:
+                return  # a template's type is only known at run time
+            _msgspec_problem(self.r, p + ".with", exc, "step.invalid_args")
+
+    def _goto(self, nid: str, n: model.Goto, p: str) -> None:
+        if bool(n.node) == bool(n.flow):
+            self.r.error(p, "goto.invalid", "a goto names either a `node` of this flow or a `flow`")
+            return
+        if n.node:
+            self.link(nid, n.node, p + ".node")
+        elif self.flows is not None and n.flow not in self.flows:
+            self.r.error(p + ".flow", "flow.unknown", f"no flow {n.flow!r} in this tenant")
+
+    def _wait(self, nid: str, n: model.Wait, p: str) -> None:
+        self.dur(n.for_, p + ".for")
+        self.text(n.text, p + ".text")
+        self.link(nid, n.next, p + ".next")
+
+    def _end(self, nid: str, n: model.End, p: str) -> None:
+        self.text(n.text, p + ".text")
+
+    def _handoff(self, nid: str, n: model.Handoff, p: str) -> None:
+        self.text(n.text, p + ".text")
+        self.link(nid, n.next, p + ".next")
+
+    def _split(self, nid: str, n: model.Split, p: str) -> None:
+        if sum(v.weight for v in n.variants) <= 0:
+            self.r.error(p + ".variants", "split.no_weight", "at least one variant needs a weight above 0")
+        ids: set[str] = set()
+        for i, v in enumerate(n.variants):
+            if v.id in ids:
+                self.r.error(f"{p}.variants[{i}].id", "split.duplicate_id", f"two variants have the id {v.id!r}")
+            ids.add(v.id)
+            self.link(nid, v.next, f"{p}.variants[{i}].next")
+
+    def _foreach(self, nid: str, n: model.Foreach, p: str) -> None:
+        if not re.match(r"^(contact\.)?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$", n.list):
+            self.r.error(p + ".list", "foreach.invalid_list", f"{n.list!r} is not a variable path")
+        elif not n.list.startswith("contact."):
+            self.refs.append((n.list.split(".")[0], p + ".list"))
+        self.sets.update((n.as_, n.as_ + "_index"))
+        self.link(nid, n.do, p + ".do")
+        self.link(nid, n.next, p + ".next")
+        if not n.do:
+            self.r.error(p + ".do", "next.unknown", "a foreach needs `do`: the first node of its body")
+
+    # --- graph-wide checks ----------------------------------------------------------------
+    def reachability(self, start: str) -> None:
+        seen, todo = {start}, [start]
+        while todo:
+            for dst, _ in self.edges.get(todo.pop(), ()):
+                if dst not in seen:
+                    seen.add(dst)
+                    todo.append(dst)
+        for nid in self.raw:
+            if nid not in seen:
+                self.r.warn(key_path("$.nodes", nid), "node.unreachable",
+                            f"no path from the start node leads to {nid!r}")
+
+    def cycles(self) -> None:
+        """A loop that never waits for the contact would run until the hop limit: an error.
+        A loop whose only pause is a `wait` node re-sends forever: a warning. A loop through
+        a `foreach` is bounded by its `max`."""
+        types = {nid: n.__struct_config__.tag for nid, n in self.specs.items()}
+        stop_hard = set(_USER_WAIT) | {"foreach"}
+        for kinds, code, sev in ((stop_hard | {"wait"}, "flow.loop_without_input", "error"),
+                                 (stop_hard, "flow.loop_wait_only", "warning")):
+            graph = {n: [d for d, _ in self.edges.get(n, ()) if d in types]
+                     for n in types if types[n] not in kinds}
+            for comp in _sccs(graph):
+                if len(comp) == 1 and comp[0] not in graph.get(comp[0], ()):
+                    continue
+                if sev == "warning" and not any(types[n] == "wait" for n in comp):
+                    continue  # reported as an error already
+                first = sorted(comp)[0]
+                msg = (f"these nodes can loop without waiting for the contact: {', '.join(sorted(comp))}"
+                       if sev == "error" else
+                       f"this loop only pauses at a wait node and never asks the contact: "
+                       f"{', '.join(sorted(comp))}")
+                (self.r.error if sev == "error" else self.r.warn)(key_path("$.nodes", first), code, msg)
+
+    def variables(self, defaults: Mapping[str, Any]) -> None:
+        known = self.sets | set(defaults)
+        for var, path in self.refs:
+            if var not in known and var not in self.set_prefixes:
+                self.r.warn(path, "var.never_set",
+                            f"no node sets the variable {var!r} (a step may; set a default in "
+                            f"the flow's `vars` to be sure)")
+
+    def translations(self, declared: list[str]) -> None:
+        wanted = set(declared)
+        if not wanted:
+            for _, t in self.texts:
+                if isinstance(t, dict):
+                    wanted.update(t)
+            if wanted:
+                wanted.add(self.locale)
+        if len(wanted) < 2:
+            return
+        for path, t in self.texts:
+            if isinstance(t, dict):
+                missing = sorted(wanted - set(t))
+                if missing:
+                    self.r.warn(path, "text.missing_translation",
+                                f"no {', '.join(missing)} text: contacts in that locale get "
+                                f"the {self.locale if self.locale in t else next(iter(t))} one")
+            elif declared:
+                self.r.warn(path, "text.missing_translation",
+                            f"a plain text in a flow declared for {', '.join(sorted(wanted))}: "
+                            f"every contact gets it as written")
+
+    def channel(self, cid: str, caps: "Capabilities") -> None:
+        where = f"channel {cid!r}"
+        for nid, n in self.specs.items():
+            p = key_path("$.nodes", nid)
+            if isinstance(n, model.ChoiceNode):
+                count = len(n.choices)
+                titles = [(i, s) for i, c in enumerate(n.choices) for s in _variants(c.title)]
+                if caps.buttons and count <= caps.buttons:
+                    limit, what = caps.button_title, "button"
+                elif caps.list_rows and count <= caps.list_rows:
+                    self.r.warn(p + ".choices", "channel.too_many_buttons",
+                                f"{where} shows {caps.buttons} buttons at most: these {count} "
+                                f"choices go out as a list")
+                    limit, what = caps.list_title, "list row"
+                else:
+                    shown = f"{caps.buttons} buttons" if caps.buttons else "no buttons"
+                    if caps.list_rows:
+                        shown += f" and lists of {caps.list_rows} rows"
+                    self.r.warn(p + ".choices", "channel.too_many_buttons",
+                                f"{where} has {shown}: these {count} choices go out as "
+                                f"numbered options in the text")
+                    limit, what = 0, ""
+                for i, title in titles:
+                    if limit and len(title) > limit:
+                        self.r.warn(f"{p}.choices[{i}].title", "channel.title_too_long",
+                                    f"{where} shows {limit} characters per {what}: "
+                                    f"{title!r} is cut to {title[:limit]!r}")
+            for field in ("text",):
+                value = getattr(n, field, None)
+                for s in _variants(value):
+                    if len(s) > caps.text_length:
+                        self.r.warn(f"{p}.{field}", "channel.text_too_long",
+                                    f"{where} takes {caps.text_length} characters per message: this "
+                                    f"text ({len(s)}) is split or cut by the channel")
+
+
+def _variants(text: Any) -> Iterable[str]:
+    if text is None:
+        return ()
+    return (text,) if isinstance(text, str) else tuple(text.values())
+
+
+def _sccs(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components, iterative (flows can be deep)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on: set[str] = set()
+    stack: list[str] = []
+    out: list[list[str]] = []
+    counter = 0
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(graph.get(root, ())))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on.add(root)
+        while work:
+            node, it = work[-1]
+            advanced = False
+            for nxt in it:
+                if nxt not in graph:
+                    continue
+                if nxt not in index:
+                    index[nxt] = low[nxt] = counter
+                    counter += 1
+                    stack.append(nxt)
+                    on.add(nxt)
+                    work.append((nxt, iter(graph.get(nxt, ()))))
+                    advanced = True
+                    break
+                if nxt in on:
+                    low[node] = min(low[node], index[nxt])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp.append(w)
+                    if w == node:
+                        break
+                out.append(comp)
+    return out
+
