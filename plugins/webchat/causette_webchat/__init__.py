@@ -9,7 +9,7 @@ from __future__ import annotations
 from gateway.hookspecs import hookimpl
 
 from .channel import WebchatChannel
-from .routes import origin_allowed, routes
+from .routes import origin_allowed, route_defs
 
 __all__ = ["WebchatChannel", "origin_allowed"]
 
@@ -21,4 +21,4 @@ def register_channels():
 
 @hookimpl
 def register_routes():
-    return list(routes)
+    return route_defs()

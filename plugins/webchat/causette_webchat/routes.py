@@ -35,7 +35,6 @@ log = logging.getLogger("causette.webchat")
 STATIC = Path(__file__).parent / "static"
 HELLO_TIMEOUT = 15.0
 INBOX = 32            # client frames waiting for their turn on one socket
-routes = web.RouteTableDef()
 
 
 _TITLES = {400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
@@ -97,7 +96,6 @@ async def _channels(request: web.Request) -> tuple[Any, dict[str, WebchatChannel
 
 
 # --- widget.js and the demo page ------------------------------------------------------------
-@routes.get("/widget.js")
 async def widget_js(request: web.Request) -> web.StreamResponse:
     rt, chans = await _channels(request)
     if rt is None:
@@ -120,7 +118,6 @@ async def widget_js(request: web.Request) -> web.StreamResponse:
                         charset="utf-8")
 
 
-@routes.get("/demo")
 async def demo_page(request: web.Request) -> web.StreamResponse:
     rt, chans = await _channels(request)
     if rt is None or not chans:
@@ -139,7 +136,6 @@ async def demo_page(request: web.Request) -> web.StreamResponse:
 
 
 # --- the socket ------------------------------------------------------------------------------
-@routes.get("ws")
 async def socket(request: web.Request) -> web.StreamResponse:
     rt, chans = await _channels(request)
     ch = chans.get(request.query.get("channel", ""))
@@ -325,3 +321,9 @@ class Visit:
         if not self.ws.closed:
             with contextlib.suppress(Exception):
                 await self.ws.close()
+
+
+def route_defs() -> list[web.RouteDef]:
+    # web.route, not web.get: the gateway adds these with router.add_route (no allow_head).
+    return [web.route("GET", "/widget.js", widget_js), web.route("GET", "/demo", demo_page),
+            web.route("GET", "ws", socket)]

@@ -1,0 +1,214 @@
+"""The widget's WebSocket against the whole gateway: real Redis, real HTTP on 127.0.0.1."""
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+
+import aiohttp
+import pytest
+
+from causette_webchat.tokens import visitor_token
+
+from wc_support import SHOP, Widget, bot, choices_of, cid, ws_url
+
+
+@pytest.fixture
+def shop():
+    return copy.deepcopy(SHOP)
+
+
+async def test_conversation_over_the_socket(gateway, shop):
+    gw = await gateway(tenants=[shop])
+    w = await Widget.connect(gw)
+    assert w.ready["visitor"].startswith("v_") and w.ready["seq"] == 0
+    ack, frames = await w.open()
+    texts = [f["text"] for f in bot(frames)]
+    assert texts[0].startswith("Bonjour !") and "Pour qui" in texts[-1]
+    assert [c["id"] for c in choices_of(frames)] == ["women", "men"]
+    assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))
+    ack, frames = await w.click(choices_of(frames)[0])
+    assert frames[0]["role"] == "visitor" and frames[0]["text"] == "Femme"   # the echo
+    assert bot(frames)[-1]["text"] == "Merci, voici nos offres women !"
+    assert not ack.get("duplicate")
+    await w.close()
+
+
+async def test_resume_after_a_dropped_socket_gets_the_missed_replies_once(gateway, shop):
+    gw = await gateway(tenants=[shop])
+    w = await Widget.connect(gw)
+    _, frames = await w.open()
+    seen = w.last_seq
+    # The visitor clicks, and the socket dies before the answer arrives.
+    click = cid()
+    await w.send({"type": "choice", "id": click, "payload": "men", "text": "Homme"})
+    await w.close()
+    await asyncio.sleep(0.3)   # not a timing assertion: let the turn finish while nobody listens
+    again = await Widget.connect(gw, visitor=w.visitor, token=w.token, last_seq=seen)
+    assert again.ready["resumed"] is True and again.ready["seq"] > seen
+    # The widget resends what was never acked, with the same id: no second reply.
+    await again.send({"type": "choice", "id": click, "payload": "men", "text": "Homme"})
+    ack, missed = await again.until_ack(click)
+    assert ack["duplicate"] is True
+    replayed = again.frames
+    assert [f["seq"] for f in replayed] == list(range(seen + 1, ack["seq"] + 1))
+    assert [f["text"] for f in replayed] == ["Homme", "Merci, voici nos offres men !"]
+    await again.close()
+
+
+async def test_a_new_page_gets_the_kept_history(gateway, shop):
+    gw = await gateway(tenants=[shop])
+    w = await Widget.connect(gw)
+    _, frames = await w.open()
+    await w.close()
+    page2 = await Widget.connect(gw, visitor=w.visitor, token=w.token, last_seq=0)
+    want = len(frames)
+    while len(page2.frames) < want:
+        await page2.next()
+    assert [f["seq"] for f in page2.frames] == [f["seq"] for f in frames]
+    await page2.close()
+
+
+async def test_a_resent_message_id_gets_no_second_reply(gateway, shop):
+    gw = await gateway(tenants=[shop])
+    w = await Widget.connect(gw)
+    await w.open()
+    msg = cid()
+    ack1, first = await w.say("Femme", msg)
+    assert bot(first)
+    ack2, second = await w.say("Femme", msg)
+    assert ack2["duplicate"] is True and second == [] and ack2["seq"] == ack1["seq"]
+    # Nothing else arrives: a ping is answered before any late frame could be.
+    await w.send({"type": "ping"})
+    assert (await w.next())["type"] == "pong"
+    await w.close()
+
+
+async def test_a_foreign_visitor_token_is_refused(gateway, shop):
+    gw = await gateway(tenants=[shop])
+    alice = await Widget.connect(gw)
+    await alice.open()
+    mallory = await Widget.connect(gw)
+    thief = await Widget.connect(gw, visitor=alice.visitor, token=mallory.token)
+    assert thief.error["code"] == "bad_token"
+    assert (await thief.next())["type"] == "closed" and thief.ws.close_code == 4403
+    forged = visitor_token(b"not-the-gateway-secret", "wc-shop", "web", alice.visitor)
+    thief2 = await Widget.connect(gw, visitor=alice.visitor, token=forged)
+    assert thief2.error["code"] == "bad_token"
+    # Alice's own token still works, and her conversation is intact.
+    back = await Widget.connect(gw, visitor=alice.visitor, token=alice.token, last_seq=alice.last_seq)
+    assert back.ready["resumed"] and back.ready["seq"] == alice.last_seq
+    for w in (alice, mallory, thief, thief2, back):
+        await w.close()
+
+
+async def test_malformed_frames_get_error_frames_and_the_socket_lives(gateway, shop):
+    gw = await gateway(tenants=[shop])
+    w = await Widget.connect(gw)
+    await w.ws.send_str("{not json")
+    assert (await w.next())["code"] == "bad_frame"
+    await w.send({"type": "text", "id": "short", "text": "x"})
+    err = await w.next()
+    assert err["code"] == "bad_frame" and "$.id" in err["message"]
+    await w.send({"type": "launch_missiles"})
+    assert (await w.next())["code"] == "bad_frame"
+    await w.ws.send_str(json.dumps({"type": "text", "id": cid(), "text": "x" * 3000}) + " " * 16000)
+    assert (await w.next())["code"] == "too_large"
+    await w.ws.send_bytes(b"\x00\x01")
+    assert (await w.next())["code"] == "bad_frame"
+    await w.send({"type": "hello"})
+    assert (await w.next())["code"] == "bad_frame"
+    _, frames = await w.open()            # still a working conversation
+    assert bot(frames)
+    await w.close()
+
+
+async def test_hello_must_come_first(gateway, shop):
+    gw = await gateway(tenants=[shop])
+    ws = await gw.http.ws_connect(ws_url(gw))
+    await ws.send_json({"type": "text", "id": cid(), "text": "Bonjour"})
+    err = await ws.receive_json(timeout=10)
+    assert err == {"type": "error", "code": "hello_first", "message": "the first frame must be hello"}
+    assert (await ws.receive(timeout=10)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    await ws.close()
+
+
+async def test_origins(gateway, shop):
+    gw = await gateway(tenants=[shop])
+    ok = await Widget.connect(gw, origin="https://shop.example")
+    assert ok.ready
+    own = await Widget.connect(gw, origin=gw.url)          # the demo page is served by the gateway
+    assert own.ready
+    with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+        await Widget.connect(gw, origin="https://evil.example")
+    assert err.value.status == 403
+    await ok.close()
+    await own.close()
+
+
+async def test_rate_limit(gateway, shop):
+    shop["channels"][0]["settings"]["rate"] = 2
+    gw = await gateway(tenants=[shop])
+    w = await Widget.connect(gw)
+    ids = [cid() for _ in range(4)]
+    for i in ids:
+        await w.send({"type": "text", "id": i, "text": "Bonjour"})
+    limited = set()
+    acked = set()
+    async with asyncio.timeout(15):
+        while len(limited) + len(acked) < len(ids):
+            f = await w.next()
+            if f["type"] == "error" and f["code"] == "rate_limited":
+                assert f["retry"] is True
+                limited.add(f["id"])
+            elif f["type"] == "ack":
+                acked.add(f["id"])
+    assert acked == set(ids[:2]) and limited == set(ids[2:])
+    await w.close()
+
+
+async def test_reply_from_another_process_reaches_the_socket(gateway, shop):
+    gw1 = await gateway(tenants=[shop])
+    gw2 = await gateway()     # same Redis and store: a second gateway process
+    w = await Widget.connect(gw1)
+    await w.open()
+    rt = await gw2.registry.get("wc-shop")
+    await gw2.pipeline.agent(rt, rt.channels["web"], w.visitor, action="reply", agent="Julie",
+                             text="Bonjour, c'est Julie du service client.")
+    f = await w.next()
+    while f["type"] != "message":
+        f = await w.next()
+    assert f["role"] == "agent" and f["agent"] == "Julie" and f["text"].startswith("Bonjour, c'est Julie")
+    await w.close()
+
+
+async def test_widget_script_and_demo_page(gateway, shop):
+    gw = await gateway(tenants=[shop])
+    async with gw.http.get(gw.url + "/t/wc-shop/widget.js") as r:
+        assert r.status == 200 and r.content_type == "application/javascript"
+        js = await r.text()
+        etag = r.headers["ETag"]
+    assert '"web": {"title": "Maison Test"' in js and "/*__CONFIG__*/null" not in js
+    assert "allowed_origins" not in js and "shop.example" not in js    # settings stay server-side
+    async with gw.http.get(gw.url + "/t/wc-shop/widget.js", headers={"If-None-Match": etag}) as r:
+        assert r.status == 304
+    async with gw.http.get(gw.url + "/t/wc-shop/demo") as r:
+        assert r.status == 200
+        page = await r.text()
+    assert '<script src="/t/wc-shop/widget.js" data-channel="web" async></script>' in page
+    assert "Maison Test" in page and "Soldes" in page
+    async with gw.http.get(gw.url + "/t/nobody/widget.js") as r:
+        assert r.status == 404
+    async with gw.http.get(ws_url(gw).replace("ws", "http", 1)) as r:
+        assert r.status == 400                     # a plain GET is not a socket
+    async with gw.http.get(ws_url(gw, channel="nope").replace("ws", "http", 1)) as r:
+        assert r.status == 404
+
+
+async def test_tenant_without_the_plugin_has_no_widget(gateway, shop):
+    shop["plugins"].pop("webchat")
+    gw = await gateway(tenants=[shop])
+    async with gw.http.get(gw.url + "/t/wc-shop/widget.js") as r:
+        assert r.status == 404
+    async with gw.http.get(gw.url + "/t/wc-shop/demo") as r:
+        assert r.status == 404
