@@ -30,6 +30,7 @@ log = logging.getLogger("causette.telegram")
 TEXT_LIMIT = 4096          # UTF-16 code units, after entity parsing
 CAPTION_LIMIT = 1024
 CALLBACK_DATA_LIMIT = 64   # bytes
+MAX_BUTTONS = 100          # buttons of one inline keyboard
 START_PAYLOAD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -96,7 +97,7 @@ class TelegramChannel(Channel):
     Settings: ClassVar[type[msgspec.Struct]] = TelegramSettings
     secrets: ClassVar[tuple[str, ...]] = ("token", "secret_token")
     capabilities: ClassVar[Capabilities] = Capabilities(
-        text_length=TEXT_LIMIT, buttons=20, button_title=64, cards=10, card_buttons=3,
+        text_length=TEXT_LIMIT, buttons=MAX_BUTTONS, button_title=64, cards=10, card_buttons=3,
         media=True, inline=0, window_hours=0, typing=True)
     refusal_status: ClassVar[int] = 401
 
@@ -247,13 +248,17 @@ class TelegramChannel(Channel):
         if buttons and not text:
             text = "…"                                   # sendMessage needs a text to carry buttons
         chunks = split_text(text) if text else []
+        # More buttons than one keyboard holds: the rest follow in messages of their own.
+        boards = [buttons[i:i + MAX_BUTTONS] for i in range(0, len(buttons), MAX_BUTTONS)] or [[]]
         for i, chunk in enumerate(chunks):
             last = i == len(chunks) - 1
             calls.append(wire.Call(method="sendMessage", text=chunk,
-                                   reply_markup=self.keyboard(buttons) if last else None))
+                                   reply_markup=self.keyboard(boards[0]) if last else None))
+        for board in boards[1:]:
+            calls.append(wire.Call(method="sendMessage", text="…", reply_markup=self.keyboard(board)))
         for m in reply.media:
             calls.append(self._media_call(m))
-        for card in reply.cards:
+        for card in reply.cards[: self.capabilities.cards]:
             calls.append(self._card_call(card))
         return calls
 
@@ -269,7 +274,7 @@ class TelegramChannel(Channel):
         if card.url:
             buttons.append(wire.InlineButton(text=card.title[:64], url=card.url))
         buttons += [wire.InlineButton(text=b.title[:64], callback_data=callback_data(b.id))
-                    for b in card.buttons]
+                    for b in card.buttons[: self.capabilities.card_buttons]]
         text = "\n".join(x for x in (card.title, card.subtitle) if x)
         if card.image:
             return wire.Call(method="sendPhoto", photo=card.image, caption=text[:CAPTION_LIMIT],
