@@ -1,0 +1,342 @@
+"""`make bench` (python -m bench): Causette's turn against the floors and a peer, side by side.
+
+    python -m bench                 # the full run: 3 interleaved runs of 5 s warm-up + 20 s each
+    python -m bench --quick         # 1 run of 1 s + 4 s, 1,000 tenants for the scale test
+    python -m bench --only bare,causette --runs 1 --duration 5
+    BENCH_ARGS="--quick" make bench
+
+docs/benchmarks.md explains what each configuration does and how to read the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from . import report
+from .common import ASK1, ASK2, DONE, HEADER, SECRET, USERS, body, sign
+from .harness import (BENCH, LOAD_CORE, NCPU, RAW, ROOT, SERVER_CORE, VENV_BIN, BenchRedis, Server,
+                      ensure_wrk, free_port, load, log, machine)
+
+RESULTS = BENCH / "results"
+ALL = ("bare", "redispy", "lean", "causette", "botkit", "causette_10k", "causette_2proc")
+LABELS = {
+    "bare": "floor: bare aiohttp",
+    "redispy": "floor: aiohttp + redis-py",
+    "lean": "floor: aiohttp + lean client",
+    "causette": "Causette (1 tenant)",
+    "botkit": "peer: Botkit 4.15",
+    "causette_10k": "Causette (10k tenants)",
+    "causette_2proc": "Causette (2 processes)",
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="short runs while developing")
+    ap.add_argument("--runs", type=int, help="runs of each configuration, interleaved (3)")
+    ap.add_argument("--warmup", type=float, help="seconds of warm-up before each run (5)")
+    ap.add_argument("--duration", type=float, help="measured seconds per run (20)")
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--tenants", type=int, help="tenants of the scale test (10000)")
+    ap.add_argument("--only", help="comma-separated configurations: " + ",".join(ALL))
+    ap.add_argument("--skip", default="", help="comma-separated configurations to leave out")
+    ap.add_argument("--load", choices=("auto", "wrk", "python"), default="auto")
+    ap.add_argument("--no-install", action="store_true", help="never apt-get wrk nor npm install")
+    ap.add_argument("--profile", action="store_true",
+                    help="also record a py-spy profile of Causette's turn (bench/results/raw/)")
+    ap.add_argument("--output", default=str(RESULTS / "latest.json"))
+    a = ap.parse_args(argv)
+    a.runs = a.runs or (1 if a.quick else 3)
+    a.warmup = a.warmup if a.warmup is not None else (1.0 if a.quick else 5.0)
+    a.duration = a.duration or (4.0 if a.quick else 20.0)
+    a.tenants = a.tenants or (1000 if a.quick else 10_000)
+    names = [n.strip() for n in (a.only or ",".join(ALL)).split(",") if n.strip()]
+    bad = [n for n in names if n not in ALL]
+    if bad:
+        ap.error(f"unknown configuration(s) {bad}; choose from {ALL}")
+    a.names = [n for n in names if n not in a.skip.split(",")]
+    return a
+
+
+# --- configurations ---------------------------------------------------------------------------
+def ensure_botkit(install: bool) -> str:
+    """'' when the peer is ready, else why not."""
+    if not shutil.which("node"):
+        return "node is not installed"
+    peer = BENCH / "peers" / "botkit"
+    if not (peer / "node_modules" / "botkit").exists():
+        if not install or not shutil.which("npm"):
+            return "the peer's node_modules are missing (npm install in bench/peers/botkit)"
+        log("installing the Botkit peer from the npm registry (bench/peers/botkit)")
+        cmd = ["npm", "ci" if (peer / "package-lock.json").exists() else "install",
+               "--no-audit", "--no-fund", "--loglevel=error"]
+        r = subprocess.run(cmd, cwd=peer, capture_output=True, text=True)
+        if r.returncode != 0:
+            return "npm install failed: " + (r.stderr or r.stdout)[-300:]
+    return ""
+
+
+def causette_env(data: Path, redis_url: str, port: int) -> dict[str, str]:
+    from .tenants import SECRET as GW_SECRET
+    return {"REDIS_URL": redis_url, "CAUSETTE_DATA": str(data), "CAUSETTE_PORT": str(port),
+            "CAUSETTE_HOST": "127.0.0.1", "CAUSETTE_SECRET": GW_SECRET, "PYTHONUNBUFFERED": "1"}
+
+
+def build_server(name: str, redis_url: str, a: argparse.Namespace, notes: list[str]) -> Server | None:
+    py = sys.executable
+    port = free_port(18100 + 10 * ALL.index(name))
+    if name in ("bare", "redispy", "lean"):
+        return Server(name, [[py, "-m", "bench.floors", "--kind", name, "--port", str(port),
+                              "--redis", redis_url]], port, label=LABELS[name],
+                      session_match=f"floor:{name}:*" if name != "bare" else "")
+    if name == "botkit":
+        why = ensure_botkit(not a.no_install)
+        if why:
+            notes.append(f"peer skipped: {why}")
+            log(notes[-1])
+            return None
+        env = {"PORT": str(port), "REDIS_URL": redis_url, "SECRET": SECRET, "NODE_ENV": "production",
+               "DIALOG": json.dumps({"ask1": ASK1, "ask2": ASK2, "done": DONE})}
+        return Server(name, [["node", "bot.js"]], port, env=env, cwd=BENCH / "peers" / "botkit",
+                      label=LABELS[name], session_match="botkit:*")
+    from .tenants import data_dir
+    causette = str(VENV_BIN / "causette")
+    if name == "causette":
+        data = data_dir(1)
+        return Server(name, [[causette, "serve"]], port, env=causette_env(data, redis_url, port),
+                      label=LABELS[name], session_match="cst:{bench}:c:*:s")
+    if name == "causette_10k":
+        data = data_dir(a.tenants)
+        return Server(name, [[causette, "serve"]], port, env=causette_env(data, redis_url, port),
+                      label=f"Causette ({a.tenants:,} tenants)", tenants=a.tenants,
+                      session_match="cst:{bench-0*}:c:*:s")
+    if name == "causette_2proc":
+        data = data_dir(1)
+        cores = [SERVER_CORE, LOAD_CORE] if NCPU > 1 else [SERVER_CORE, SERVER_CORE]
+        return Server(name, [[causette, "serve", "--reuse-port"]] * 2, port,
+                      env=causette_env(data, redis_url, port), cores=cores, label=LABELS[name],
+                      session_match="cst:{bench}:c:*:s")
+    raise ValueError(name)
+
+
+# --- measuring --------------------------------------------------------------------------------
+def measure(srv: Server, redis: BenchRedis, tool: str, a: argparse.Namespace, tag: str) -> dict[str, Any]:
+    if a.warmup > 0:
+        w = load(tool, srv.url, a.warmup, f"{tag}w", srv.tenants, a.connections)
+        if w["status"] or w["socket_errors"]:
+            log(f"  warm-up of {srv.name} had errors: {w}")
+    cmds0, cpu0, rcpu0 = redis.commandstats(), srv.cpu(), _proc_cpu(redis.proc.pid)
+    res = load(tool, srv.url, a.duration, tag, srv.tenants, a.connections)
+    cmds1, cpu1, rcpu1 = redis.commandstats(), srv.cpu(), _proc_cpu(redis.proc.pid)
+    n = max(1, res["requests"])
+    calls = sum(v - cmds0.get(k, 0) for k, v in cmds1.items() if k != "info")
+    run = {"rps": round(res["rps"], 1), "requests": res["requests"],
+           "p50_ms": res["p50"] / 1000, "p90_ms": res["p90"] / 1000, "p99_ms": res["p99"] / 1000,
+           "max_ms": res["max"] / 1000,
+           "cpu_us": round((cpu1 - cpu0) / n * 1e6, 1),
+           "redis_cpu_us": round((rcpu1 - rcpu0) / n * 1e6, 1),
+           "redis_cmds_per_turn": round(calls / n, 2),
+           "rss_bytes": srv.rss(),
+           "status_errors": res["status"], "socket_errors": res["socket_errors"]}
+    run["accepted"] = res["status"] == 0 and res["socket_errors"] == 0 and res["requests"] > 0
+    return run
+
+
+def _proc_cpu(pid: int) -> float:
+    from .harness import cpu_seconds
+    return cpu_seconds(pid)
+
+
+def sessions(redis: BenchRedis, match: str, sample: int = 200) -> dict[str, Any]:
+    if not match:
+        return {}
+    r = redis.client()
+    try:
+        keys: list[bytes] = []
+        for k in r.scan_iter(match=match, count=1000):
+            keys.append(k)
+            if len(keys) >= sample:
+                break
+        if not keys:
+            return {}
+        mem = sorted(r.memory_usage(k, samples=0) or 0 for k in keys)
+        size = sorted(r.strlen(k) for k in keys)
+        return {"session_bytes": mem[len(mem) // 2], "session_value_bytes": size[len(size) // 2],
+                "sessions_sampled": len(keys)}
+    finally:
+        r.close()
+
+
+def round_trips(srv: Server, redis: BenchRedis, turns: int = 90) -> dict[str, float]:
+    """Top-level Redis commands per turn (each is at most one round trip; concurrent turns may
+    share one), and commands run inside Lua scripts, counted with MONITOR over sequential turns."""
+    r = redis.client()
+    seen: list[dict] = []
+    marker = f"bench-marker-{uuid.uuid4().hex}"
+    ready = threading.Event()
+
+    def watch() -> None:
+        with r.monitor() as m:
+            ready.set()
+            while True:
+                c = m.next_command()
+                if marker in c.get("command", ""):
+                    return
+                seen.append(c)
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    ready.wait(5)
+    time.sleep(0.1)
+    prefix = f"rt{uuid.uuid4().hex[:8]}"
+    users = turns // 3
+    for step in range(3):
+        for u in range(users):
+            path, raw = body(prefix, step * USERS + u + 5000, srv.tenants)
+            req = urllib.request.Request(srv.url + path, data=raw, method="POST",
+                                         headers={"Content-Type": "application/json", HEADER: sign(raw)})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                resp.read()
+    time.sleep(0.05)
+    other = redis.client()
+    other.echo(marker)
+    other.close()
+    t.join(10)
+    r.close()
+    top = sum(1 for c in seen if c.get("client_type") != "lua" and "monitor" not in c.get("command", "").lower())
+    lua = sum(1 for c in seen if c.get("client_type") == "lua")
+    n = users * 3
+    return {"round_trips_per_turn": round(top / n, 2), "script_cmds_per_turn": round(lua / n, 2)}
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in runs if r["accepted"]]
+    out: dict[str, Any] = {"runs": runs, "accepted": len(ok), "rejected": len(runs) - len(ok)}
+    if not ok:
+        return out
+    med, rng = {}, {}
+    for k in ("rps", "p50_ms", "p90_ms", "p99_ms", "cpu_us", "redis_cpu_us", "redis_cmds_per_turn",
+              "rss_bytes"):
+        vals = [r[k] for r in ok]
+        med[k] = statistics.median(vals)
+        rng[k] = [min(vals), max(vals)]
+    out["median"], out["range"] = med, rng
+    return out
+
+
+def profile(srv: Server, tool: str, a: argparse.Namespace) -> dict[str, str]:
+    """py-spy (a dev tool, installed into the venv on demand) on Causette under load."""
+    spy = shutil.which("py-spy") or str(VENV_BIN / "py-spy")
+    if not Path(spy).exists():
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "py-spy"], capture_output=True)
+    if not Path(spy).exists():
+        return {"error": "py-spy unavailable"}
+    out = {}
+    for fmt, ext in (("speedscope", "json"), ("flamegraph", "svg"), ("raw", "txt")):
+        dest = RAW / f"profile-{srv.name}.{ext}"
+        rec = subprocess.Popen([spy, "record", "-p", str(srv.pids[0]), "-d", str(int(a.duration)),
+                                "-r", "200", "-f", fmt, "-o", str(dest), "--nonblocking"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: os.sched_setaffinity(0, LOAD_CORE))
+        time.sleep(0.5)
+        load(tool, srv.url, a.duration, f"prof{uuid.uuid4().hex[:6]}", srv.tenants, a.connections)
+        rec.wait(60)
+        out[fmt] = str(dest)
+        if fmt == "raw":
+            out["top"] = report.top_frames(dest)
+        break_after = fmt == "flamegraph" and a.quick
+        if break_after:
+            break
+    return out
+
+
+# --- main -------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    os.chdir(ROOT)
+    RAW.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    if NCPU < 2:
+        notes.append("one core only: server and load share it")
+    tool, note = ("python", "load from bench.loadgen (asked for)") if a.load == "python" else \
+        ensure_wrk(install=not a.no_install)
+    if a.load == "wrk" and tool != "wrk":
+        log("wrk asked for but unavailable")
+        return 2
+    if note:
+        notes.append(note)
+    log(f"load tool: {tool}; configurations: {', '.join(a.names)}; {a.runs} run(s) of "
+        f"{a.warmup:g} s warm-up + {a.duration:g} s at c={a.connections}")
+    redis = BenchRedis(RAW / "redis")
+    redis_url = redis.start()
+    log(f"bench redis on {redis_url} (pinned to core {sorted(LOAD_CORE)})")
+    servers: dict[str, Server] = {}
+    results: dict[str, Any] = {}
+    run_id = uuid.uuid4().hex[:8]
+    try:
+        for name in a.names:
+            try:
+                srv = build_server(name, redis_url, a, notes)
+            except Exception as exc:   # a missing piece must not cost the other figures
+                notes.append(f"{name} skipped: {type(exc).__name__}: {exc}")
+                log(notes[-1])
+                continue
+            if srv is None:
+                continue
+            try:
+                srv.start()
+                srv.check_dialog()
+            except Exception as exc:
+                notes.append(f"{name} did not start: {exc}"[:600])
+                log(notes[-1])
+                srv.stop()
+                continue
+            servers[name] = srv
+            log(f"{name} ready on {srv.url} (pids {srv.pids})")
+        runs: dict[str, list[dict[str, Any]]] = {n: [] for n in servers}
+        for i in range(a.runs):
+            for name, srv in servers.items():
+                r = measure(srv, redis, tool, a, f"{run_id}-{name}-{i}")
+                runs[name].append(r)
+                log(f"run {i + 1}/{a.runs} {name:15s} {r['rps']:9.0f} req/s  p99 {r['p99_ms']:6.1f} ms  "
+                    f"cpu {r['cpu_us']:6.0f} µs/req  redis {r['redis_cmds_per_turn']:.1f} cmd/turn"
+                    + ("" if r["accepted"] else f"  REJECTED ({r['status_errors']} non-2xx, "
+                                                 f"{r['socket_errors']} socket errors)"))
+        for name, srv in servers.items():
+            results[name] = {"label": srv.label, **summarize(runs[name]),
+                             **sessions(redis, srv.session_match)}
+            if name != "bare":
+                try:
+                    results[name].update(round_trips(srv, redis))
+                except Exception as exc:
+                    notes.append(f"{name}: round trips not counted ({type(exc).__name__}: {exc})")
+        if a.profile and "causette" in servers:
+            log("profiling Causette with py-spy")
+            results["causette"]["profile"] = profile(servers["causette"], tool, a)
+    finally:
+        for srv in servers.values():
+            srv.stop()
+        redis.stop()
+    out = report.assemble(results, machine(), tool, notes, a)
+    Path(a.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.output).write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    report.write_docs(out, Path(a.output))
+    log(f"results: {a.output}")
+    print(report.table(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Turning runs into bench/results/latest.json, a Markdown table, an SVG plot and the
+figures section of docs/benchmarks.md."""
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- bench:figures:begin -->", "<!-- bench:figures:end -->"
+
+TARGETS = [  # issue 6, item 5
+    ("ratio_floor", ">=", 1.0, "Causette / redis-py floor"),
+    ("ratio_lean", ">=", 0.5, "Causette / lean floor"),
+    ("ratio_peer", ">=", 3.0, "Causette / Botkit"),
+    ("causette_p99_ms", "<", 25.0, "Causette p99 at c=64 (ms)"),
+    ("redis_round_trips_per_turn", "<=", 2.0, "Redis round trips per turn"),
+    ("session_bytes", "<", 512, "bytes per session (MEMORY USAGE)"),
+    ("tenants_10k_ratio", ">=", 0.9, "10k tenants / 1 tenant"),
+]
+
+
+def _med(results: dict, name: str, key: str = "rps") -> float | None:
+    return results.get(name, {}).get("median", {}).get(key)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def assemble(results: dict[str, Any], machine: dict[str, Any], tool: str, notes: list[str],
+             a: Any) -> dict[str, Any]:
+    c = _med(results, "causette")
+    causette = results.get("causette", {})
+    rss1, rss10k = _med(results, "causette", "rss_bytes"), _med(results, "causette_10k", "rss_bytes")
+    out: dict[str, Any] = {
+        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine,
+        "load_tool": tool,
+        "settings": {"runs": a.runs, "warmup_s": a.warmup, "duration_s": a.duration,
+                     "connections": a.connections, "users": 10_000, "tenants_scale": a.tenants,
+                     "quick": a.quick},
+        "notes": notes,
+        "causette_rps": c,
+        "floor_rps": _med(results, "redispy"),
+        "lean_floor_rps": _med(results, "lean"),
+        "bare_rps": _med(results, "bare"),
+        "peer_rps": _med(results, "botkit"),
+        "ratio_floor": _ratio(c, _med(results, "redispy")),
+        "ratio_lean": _ratio(c, _med(results, "lean")),
+        "ratio_peer": _ratio(c, _med(results, "botkit")),
+        "ratio_bare": _ratio(c, _med(results, "bare")),
+        "causette_p99_ms": _med(results, "causette", "p99_ms"),
+        "causette_cpu_us": _med(results, "causette", "cpu_us"),
+        "redis_cmds_per_turn": _med(results, "causette", "redis_cmds_per_turn"),
+        "redis_round_trips_per_turn": causette.get("round_trips_per_turn"),
+        "session_bytes": causette.get("session_bytes"),
+        "session_value_bytes": causette.get("session_value_bytes"),
+        "tenants_10k_ratio": _ratio(_med(results, "causette_10k"), c),
+        "memory_per_tenant_bytes": round((rss10k - rss1) / a.tenants) if rss1 and rss10k else None,
+        "procs_2_ratio": _ratio(_med(results, "causette_2proc"), c),
+        "p99s": {n: r.get("median", {}).get("p99_ms") for n, r in results.items()},
+        "configs": results,
+    }
+    out["targets"] = {}
+    for key, op, target, label in TARGETS:
+        v = out.get(key)
+        met = None if v is None else {">=": v >= target, "<": v < target, "<=": v <= target}[op]
+        out["targets"][key] = {"label": label, "target": f"{op} {target}", "value": v, "met": met}
+    return out
+
+
+def _f(v: Any, fmt: str = "{:,.0f}") -> str:
+    return "–" if v is None else fmt.format(v)
+
+
+def table(out: dict[str, Any]) -> str:
+    rows = ["| Configuration | req/s (median) | req/s range | p50 ms | p90 ms | p99 ms | server CPU µs/req "
+            "| Redis CPU µs/req | Redis cmds/turn | round trips/turn | session bytes | RSS MB | runs kept |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in out["configs"].items():
+        m, g = r.get("median", {}), r.get("range", {})
+        rng = g.get("rps")
+        rows.append("| " + " | ".join([
+            r.get("label", name), _f(m.get("rps")),
+            f"{rng[0]:,.0f}–{rng[1]:,.0f}" if rng else "–",
+            _f(m.get("p50_ms"), "{:.1f}"), _f(m.get("p90_ms"), "{:.1f}"), _f(m.get("p99_ms"), "{:.1f}"),
+            _f(m.get("cpu_us")), _f(m.get("redis_cpu_us")), _f(m.get("redis_cmds_per_turn"), "{:.1f}"),
+            _f(r.get("round_trips_per_turn"), "{:.2f}"), _f(r.get("session_bytes")),
+            _f(m.get("rss_bytes") / 1e6 if m.get("rss_bytes") else None, "{:.0f}"),
+            f"{r.get('accepted', 0)}/{r.get('accepted', 0) + r.get('rejected', 0)}"]) + " |")
+    lines = ["\n".join(rows), "", "| Figure | Value | Target | Met |", "|---|---:|---:|:---:|"]
+    for key, t in out["targets"].items():
+        v = t["value"]
+        lines.append(f"| {t['label']} (`{key}`) | {_f(v, '{:,.3g}') if isinstance(v, float) else _f(v)} "
+                     f"| {t['target']} | {'–' if t['met'] is None else ('yes' if t['met'] else 'no')} |")
+    extra = []
+    if out.get("memory_per_tenant_bytes") is not None:
+        extra.append(f"memory per tenant: {out['memory_per_tenant_bytes']:,} bytes of server RSS")
+    if out.get("procs_2_ratio") is not None:
+        extra.append(f"2 processes / 1: {out['procs_2_ratio']:.2f}")
+    if extra:
+        lines += ["", "; ".join(extra) + "."]
+    return "\n".join(lines)
+
+
+def svg(out: dict[str, Any]) -> str:
+    names = [n for n, r in out["configs"].items() if r.get("median")]
+    row, top, label_w, panel_w, gap = 30, 50, 210, 300, 40
+    height = top + row * len(names) + 40
+    width = label_w + 2 * panel_w + gap + 30
+    colours = {"bare": "#9aa0a6", "redispy": "#80868b", "lean": "#5f6368", "botkit": "#e8710a"}
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+             '<rect width="100%" height="100%" fill="white"/>',
+             f'<text x="{label_w}" y="20" font-weight="bold">requests/s (median, bar = range of runs)</text>',
+             f'<text x="{label_w + panel_w + gap}" y="20" font-weight="bold">p99 latency, ms (c=64)</text>']
+    for p, key in enumerate(("rps", "p99_ms")):
+        x0 = label_w + p * (panel_w + gap)
+        vmax = max((out["configs"][n]["range"][key][1] for n in names), default=1) or 1
+        scale = (panel_w - 50) / vmax
+        parts.append(f'<line x1="{x0}" y1="{top - 8}" x2="{x0}" y2="{top + row * len(names)}" stroke="#333"/>')
+        for i, n in enumerate(names):
+            r = out["configs"][n]
+            med, (lo, hi) = r["median"][key], r["range"][key]
+            y = top + i * row
+            colour = colours.get(n, "#1a73e8")
+            parts.append(f'<rect x="{x0}" y="{y}" width="{med * scale:.1f}" height="{row - 10}" fill="{colour}"/>')
+            yc = y + (row - 10) / 2
+            parts.append(f'<line x1="{x0 + lo * scale:.1f}" y1="{yc}" x2="{x0 + hi * scale:.1f}" y2="{yc}" '
+                         f'stroke="black" stroke-width="1.5"/>')
+            txt = f"{med:,.0f}" if key == "rps" else f"{med:.1f}"
+            parts.append(f'<text x="{x0 + max(med, hi) * scale + 4:.1f}" y="{yc + 4}">{txt}</text>')
+            if p == 0:
+                parts.append(f'<text x="{label_w - 8}" y="{yc + 4}" text-anchor="end">'
+                             f'{html.escape(r.get("label", n))}</text>')
+    m = out["machine"]
+    parts.append(f'<text x="10" y="{height - 12}" fill="#555">{html.escape(m.get("cpu", ""))}, '
+                 f'{m.get("cores")} cores; server pinned to core {m.get("server_core")}, load '
+                 f'({out["load_tool"]}) and Redis to core {m.get("load_core")}; {out["when"]}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def write_docs(out: dict[str, Any], json_path: Path) -> None:
+    svg_path = json_path.with_suffix(".svg")
+    svg_path.write_text(svg(out))
+    md = table(out)
+    json_path.with_suffix(".md").write_text(md + "\n")
+    if not DOC.exists() or json_path.parent != ROOT / "bench" / "results":
+        return
+    text = DOC.read_text()
+    if BEGIN not in text or END not in text:
+        return
+    m = out["machine"]
+    s = out["settings"]
+    block = (f"{BEGIN}\nMeasured {out['when']} on {m.get('cpu')} ({m.get('cores')} cores, "
+             f"{m.get('memory_bytes', 0) / 2**30:.0f} GiB, Linux {m.get('kernel')}, Python {m.get('python')}, "
+             f"{m.get('redis')}, node {m.get('node') or '–'}), load from **{out['load_tool']}**; "
+             f"{s['runs']} interleaved run(s) per configuration of {s['warmup_s']:g} s warm-up + "
+             f"{s['duration_s']:g} s at c={s['connections']}, {s['users']:,} users"
+             + (" (quick run)" if s.get("quick") else "") + ".\n\n"
+             + md + "\n\n![requests/s and p99 per configuration](../bench/results/latest.svg)\n"
+             + ("\nNotes: " + "; ".join(out["notes"]) + ".\n" if out["notes"] else "") + END)
+    DOC.write_text(re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _m: block, text, flags=re.S))
+
+
+def top_frames(raw: Path, n: int = 25) -> list[dict[str, Any]]:
+    """Self and inclusive sample shares per function from py-spy's collapsed-stack output."""
+    own: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        k = int(count)
+        total += k
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        own[frames[-1]] += k
+        for f in set(frames):
+            incl[f] += k
+    if not total:
+        return []
+    return [{"frame": f, "self_pct": round(100 * c / total, 1), "incl_pct": round(100 * incl[f] / total, 1)}
+            for f, c in own.most_common(n)]
