@@ -39,7 +39,7 @@ def phone(answer: str, node: Any) -> str | None:
         return None
     if s.startswith("00"):
         digits = digits[2:]
-    if not 6 <= len(digits) <= 15:
+    if not 8 <= len(digits) <= 15:
         return None
     return "+" + digits if plus else digits
 

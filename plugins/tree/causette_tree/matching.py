@@ -8,7 +8,8 @@ least certain, and answers None rather than guess between two options:
 2. the whole answer equal to an id, a title (any locale) or a synonym;
 3. a position: "2", "#2", "2️⃣", "deux", "la deuxième", "second", "the 2nd one", "dernier";
 4. yes / no words ("oui", "ouais", "yep", "nope", "👍") for options that are yes or no;
-5. an option's title or synonym inside a longer answer ("pour homme svp"), not negated;
+5. an option's title or synonym inside a longer answer ("pour homme svp"), not negated,
+   or the answer inside a longer title ("livraison" for "Livraison à domicile");
 6. small typos (rapidfuzz ratio >= 80, with a clear lead over the runner-up).
 """
 from __future__ import annotations
@@ -173,6 +174,16 @@ def match(answer: str, options: Sequence[Option], payload: str = "") -> Match | 
                     tie = True
     if best is not None and not tie:
         return Match(best[0], "contains")
+    # Part of a longer title: "livraison" for "Livraison à domicile".
+    words = [t for t in core if len(t) >= 4]
+    if words and len(words) == len(core):
+        hits = {i for i, o in enumerate(options) for name in o.names
+                if " " in name and set(words) <= set(name.split())}
+        if len(hits) == 1:
+            return Match(hits.pop(), "partial")
+    plain = [t for i, t in enumerate(core) if not (i and core[i - 1] in NEGATIONS) and t not in NEGATIONS]
+    if len(plain) < len(core) and len(core) > 1:
+        return None     # "pas homme": a negated answer never matches by a guess
     return _fuzzy(" ".join(core), core, options)
 
 
