@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from gateway.hookspecs import hookimpl
 
-from .channel import Settings, WhatsAppChannel
+# No module-level `Settings`: the plugin host would take it for per-tenant plugin settings.
+# A channel instance's settings are `WhatsAppChannel.Settings`.
+from .channel import WhatsAppChannel
 
-__all__ = ["Settings", "WhatsAppChannel"]
+__all__ = ["WhatsAppChannel"]
 
 
 @hookimpl

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from causette_whatsapp import Settings, WhatsAppChannel
+from causette_whatsapp.channel import Settings, WhatsAppChannel
 from causette_whatsapp.channel import signature
 from gateway.channels import ParseError
 from gateway.conformance import make_webhook
