@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from gateway.channels import Capabilities
     from gateway.flows import Step
 
-_SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(.+)`$")
 # Nodes after which the run stops until the contact (or an agent) does something.
 _USER_WAIT = ("choice", "input", "handoff")
 
@@ -43,12 +44,17 @@ class Report:
         self.problems.append(Problem(path=path, code=code, message=message, severity="warning"))
 
 
-def _msgspec_problem(r: Report, base: str, exc: msgspec.ValidationError, code: str) -> None:
+def _msgspec_problem(r: Report, base: str, exc: msgspec.ValidationError, code: str,
+                     unknown_code: str = "field.unknown") -> None:
     text = str(exc)
     sub = ""
     if " - at `$" in text:
         text, sub = text.rsplit(" - at `$", 1)
         sub = sub.rstrip("`")
+    m = _UNKNOWN_FIELD.match(text)
+    if m:
+        r.error(key_path(base + sub, m.group(1)), unknown_code, f"unknown field {m.group(1)!r}")
+        return
     r.error(base + sub, code, text)
 
 
@@ -118,7 +124,7 @@ def validate(flow: Any, *, steps: Mapping[str, "Step"] = {},
         v.channel(cid, caps)
     if head is not None:
         _check_head(r, head, flows)
-    return r.problems
+    return sorted(r.problems, key=lambda p: p.severity != "error")   # errors first, stable
 
 
 def _check_head(r: Report, head: model.Flow, flows: "set[str] | frozenset[str] | None") -> None:
@@ -354,7 +360,7 @@ class _Checker:
             val = n.with_.get(m.group(1)) if m else None
             if isinstance(val, str) and "{{" in val:
                 return  # a template's type is only known at run time
-            _msgspec_problem(self.r, p + ".with", exc, "step.invalid_args")
+            _msgspec_problem(self.r, p + ".with", exc, "step.invalid_args", "step.invalid_args")
 
     def _goto(self, nid: str, n: model.Goto, p: str) -> None:
         if bool(n.node) == bool(n.flow):
