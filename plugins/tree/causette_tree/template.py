@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 _TAG = re.compile(r"\{\{(.*?)\}\}", re.S)
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+_SPACES = re.compile(r" +(?=\n)| (?= )")
 _FILTER = re.compile(r'^([a-z_]+)\s*(?::\s*(?:"([^"]*)"|\'([^\']*)\'|(-?\d+)))?$')
 
 
@@ -132,7 +133,17 @@ class Template:
     def render(self, vars: Mapping[str, Any], contact: Mapping[str, Any]) -> str:
         if len(self.parts) == 1 and isinstance(self.parts[0], str):
             return self.parts[0]
-        return "".join(p if isinstance(p, str) else _text(p.value(vars, contact)) for p in self.parts)
+        out, blank = [], False
+        for p in self.parts:
+            if isinstance(p, str):
+                out.append(p)
+            else:
+                s = _text(p.value(vars, contact))
+                blank = blank or not s
+                out.append(s)
+        text = "".join(out)
+        # "Bonjour {{contact.first_name}} !" without a name reads "Bonjour !", not "Bonjour  !".
+        return _SPACES.sub("", text).strip(" ") if blank else text
 
     def value(self, vars: Mapping[str, Any], contact: Mapping[str, Any]) -> Any:
         """Like render, but a template that is exactly one lookup keeps the value's type

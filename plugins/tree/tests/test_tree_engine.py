@@ -177,11 +177,11 @@ def step_flow(**step):
 
 
 @pytest.mark.parametrize("with_,text", [
-    ({"vars": {"n": 3}}, "ok 3 "),
+    ({"vars": {"n": 3}}, "ok 3"),
     ({"ok": False}, "failed"),
     ({"branch": "404"}, "not found"),
     ({"branch": "promo"}, "promo"),
-    ({"branch": "other"}, "ok  "),
+    ({"branch": "other"}, "ok"),
 ])
 async def test_step_results_route(conversation, echo_step, with_, text):
     c = conversation(step_flow(**{"with": with_}), steps={"test.echo": echo_step})
@@ -196,7 +196,7 @@ async def test_step_templates_save_as_and_replies(conversation, echo_step):
     c = conversation(flow, steps={"test.echo": echo_step})
     t = await c.start()
     assert c.calls == [("test.echo", {"vars": {"n": 7}, "say": "Recherche pour Léa…"})]
-    assert c.texts(t) == ["Recherche pour Léa…", "ok  7"]
+    assert c.texts(t) == ["Recherche pour Léa…", "ok 7"]
     assert c.session.vars["res"] == {"n": 7}
 
 

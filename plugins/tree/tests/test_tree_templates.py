@@ -27,6 +27,9 @@ CONTACT = {"first_name": "léa", "email": "lea@example.fr"}
     ("{{contact.first_name | truncate: 2}}", "l…"),
     ("no template at all", "no template at all"),
     ("{{__class__}}", ""),
+    ("Bonjour {{contact.nickname}} !", "Bonjour !"),
+    ("Bonjour {{contact.nickname}}\n\n{{tags}}  ok", "Bonjour\n\nvip, soldes ok"),
+    ("Bonjour {{contact.first_name}}  !", "Bonjour {{contact.first_name}}  !".replace("{{contact.first_name}}", "léa")),
 ])
 def test_render(source, expected):
     assert Template(source).render(VARS, CONTACT) == expected
