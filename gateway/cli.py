@@ -171,6 +171,7 @@ async def _chat(args: argparse.Namespace) -> int:
             print(f"unknown tenant {args.tenant!r}", file=sys.stderr)
             return 2
         ch = ConsoleChannel(rt.slug, "console", ConsoleChannel.Settings())
+        ch.prefix = "bot> " if sys.stdin.isatty() else ""
         contact = args.contact or f"cli-{uuid.uuid4().hex[:8]}"
         pipeline = app[PIPELINE]
         tty = sys.stdin.isatty()
@@ -183,8 +184,14 @@ async def _chat(args: argparse.Namespace) -> int:
             for out in await pipeline.handle(rt, ch, [msg]):
                 print(("bot> " if tty else "") + out.replace("\n", "\n" + ("     " if tty else "")), flush=True)
 
+        if args.draft and not args.flow:
+            print("--draft needs --flow FLOW_ID", file=sys.stderr)
+            return 2
         if args.flow:
-            await pipeline.start_flow(rt, ch, contact, args.flow, source="cli")
+            from .registry import DRAFT
+            await pipeline.start_flow(rt, ch, contact, args.flow, source="cli",
+                                      version=DRAFT if args.draft else 0)
+
         loop = asyncio.get_running_loop()
         while True:
             if tty:
@@ -219,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     cp.add_argument("tenant")
     cp.add_argument("--contact", help="contact address to use (default: a new one)")
     cp.add_argument("--flow", help="start this flow right away")
+    cp.add_argument("--draft", action="store_true", help="run the flow's draft, not its published version")
     kp = sub.add_parser("keys", help="admin API keys").add_subparsers(dest="kcmd", required=True)
     kp = kp.add_parser("create", help="create an admin API key (shown once, stored hashed)")
     kp.add_argument("--agency", action="store_true")

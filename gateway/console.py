@@ -11,6 +11,7 @@ class ConsoleChannel(Channel):
     type = "console"
     # Everything comes back "inline": the CLI prints what the pipeline returns.
     capabilities = Capabilities(text_length=4096, buttons=0, inline=1000)
+    prefix = ""
 
     def verify(self, hook: Webhook) -> bool:
         return True
@@ -28,5 +29,6 @@ class ConsoleChannel(Channel):
         return ["\n".join(lines)] if lines else []
 
     async def send(self, contact: str, payload: Any, *, key: str) -> SendResult:
-        print(payload, flush=True)
+        # Replies not given inline (a flow started by --flow, a timer) are printed here.
+        print(self.prefix + str(payload).replace("\n", "\n" + " " * len(self.prefix)), flush=True)
         return SendResult(status="sent")

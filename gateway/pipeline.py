@@ -107,9 +107,10 @@ class Pipeline:
 
     async def start_flow(self, rt: TenantRuntime, ch: Channel, contact: str, flow_id: str, *,
                          vars: dict[str, Any] | None = None, source: str = "campaign",
-                         key: str = "") -> bool:
-        """Start a flow without an inbound message (campaigns, API). Idempotent per `key`."""
-        extra = {"flow": flow_id, "vars": vars or {}, "source": source}
+                         key: str = "", version: int = 0) -> bool:
+        """Start a flow without an inbound message (campaigns, API). Idempotent per `key`.
+        `version` 0 is the latest published one, registry.DRAFT the draft."""
+        extra = {"flow": flow_id, "vars": vars or {}, "source": source, "version": version}
         return await self._turn(rt, ch, contact, key or f"start:{uuid.uuid4().hex}", None, None,
                                 reason="start", extra=extra)
 
@@ -197,7 +198,7 @@ class Pipeline:
                 if isinstance(outside, Reply):
                     return [outside], 0.0
                 target = outside
-            found = await self.registry.flow(rt, target)
+            found = await self.registry.flow(rt, target, (extra or {}).get("version", 0))
             if found is None:
                 ctx.record("flow.missing", flow=target)
                 return [], 0.0

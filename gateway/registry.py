@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("causette.registry")
 INVALIDATE = "cst:invalidate"     # pub/sub channel; the message is the tenant slug
-_MISSING_TTL = 5.0                # seconds an unknown slug stays known-unknown
+_MISSING_TTL = 5.0
+DRAFT = -1                        # the version number a session on a flow's draft carries                # seconds an unknown slug stays known-unknown
 
 
 class TenantRuntime:
@@ -118,7 +119,20 @@ class Registry:
 
     # --- flows ---------------------------------------------------------------------------
     async def flow(self, rt: TenantRuntime, flow_id: str, version: int = 0) -> tuple[FlowVersion, Any] | None:
-        """A flow version and its compiled form; version 0 means the latest published."""
+        """A flow version and its compiled form; version 0 means the latest published,
+        DRAFT (-1) the current draft (for `causette chat --draft`; never used by triggers)."""
+        if version == DRAFT:
+            rec = await self.store.get_flow(rt.slug, flow_id)
+            if rec is None:
+                return None
+            key = (rt.slug, flow_id + "@" + rec.etag, DRAFT)
+            if key not in self._compiled:
+                engine = self.host.engines.get(rec.draft.get("engine", "tree"))
+                if engine is None:
+                    return None
+                self._compiled[key] = engine.compile(rec.draft)
+                self._versions[key] = FlowVersion(id=flow_id, version=DRAFT, definition=rec.draft)
+            return self._versions[key], self._compiled[key]
         if not version:
             fv = rt.flows.get(flow_id)
             if fv is None:
