@@ -20,7 +20,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     # Hosts flows may call: "api.shop.example", "*.shop.example" (subdomains only),
     # "127.0.0.1:8080" (that port only). Empty: every call is refused.
     allowed_hosts: list[str] = []
-    timeout: Annotated[float, msgspec.Meta(gt=0, le=30)] = 8.0
+    # The gateway bounds a whole turn too (plugin_timeout, 5 s by default): keep this below it.
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=30)] = 4.0
     max_bytes: Annotated[int, msgspec.Meta(gt=0, le=10_000_000)] = 1_000_000
     headers: dict[str, str] = {}          # sent with every call (an API key, a User-Agent)
 

@@ -38,10 +38,5 @@ class TreeEngine(FlowEngine):
 
     async def advance(self, ctx: "Context", flow: Any, message: InboundMessage | None) -> Turn:
         f = flow if isinstance(flow, Compiled) else compile_flow(flow)
-        turn = await Run(f, ctx).advance(message)
-        variant = ctx.session.extra.get("variant")
-        if variant:
-            # Analytics compare variants on every later event of the run.
-            for ev in ctx.events:
-                ev.data.setdefault("variant", variant)
-        return turn
+        # Context.record adds session.extra["variant"] (set by split nodes) to every event.
+        return await Run(f, ctx).advance(message)

@@ -67,7 +67,9 @@ class Run:
             return await self.on_choice(node, msg)
         if t == "input":
             return await self.on_input(node, msg)
-        return Turn()
+        # Resting on a node that doesn't wait (a run cut short by a crash in a step): go on
+        # from there rather than leave the contact without an answer.
+        return await self.run(node.id)
 
     # --- answers ---------------------------------------------------------------------------
     async def on_choice(self, node: CNode, msg: InboundMessage) -> Turn:

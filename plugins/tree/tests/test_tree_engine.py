@@ -385,3 +385,11 @@ async def test_raw_definition_is_compiled_on_the_fly(conversation):
     ctx = Context(tenant="t", channel="web", channel_type="webchat", contact="x", session=c.session)
     t = await c.engine.advance(ctx, SALE, None)
     assert c.session.node == "pick" and len(t.replies) == 2
+
+
+async def test_resting_on_a_node_that_does_not_wait_goes_on(conversation):
+    c = conversation(SALE)
+    c.session.node = "offer"                        # left there by a run cut short
+    c.session.vars["category"] = "w"
+    t = await c.say("allo ?")
+    assert t.ended == "converted"
