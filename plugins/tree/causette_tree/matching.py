@@ -167,7 +167,7 @@ def match(answer: str, options: Sequence[Option], payload: str = "") -> Match | 
     for i, o in enumerate(options):
         for name in o.names:
             words = name.split()
-            if len(name) >= 3 and _contains(tokens, words):
+            if (len(name) >= 3 or name.isdigit()) and _contains(tokens, words):
                 if best is None or len(words) > best[1]:
                     best, tie = (i, len(words)), False
                 elif len(words) == best[1] and best[0] != i:

@@ -18,6 +18,9 @@ WHAT = [Option("shoes", ["Chaussures", "Shoes"]), Option("clothes", ["Vêtements
 DELIVERY = [Option("home", ["Livraison à domicile", "Home delivery"], ["domicile", "chez moi"]),
             Option("store", ["Retrait en magasin", "Store pick-up"], ["magasin", "boutique", "store"])]
 
+# Shoe size (titles that are numbers themselves win over positions)
+SIZES = [Option("36", ["36"]), Option("38", ["38"]), Option("40", ["40"])]
+
 TABLE = [
     # numbers and positions
     (WHO, "1", "women"), (WHO, "2", "men"), (WHO, "2.", "men"), (WHO, " 3 ", "kids"),
@@ -26,6 +29,8 @@ TABLE = [
     (WHO, "second", "men"), (WHO, "the second one", "men"), (WHO, "2nd", "men"),
     (WHO, "le premier", "women"), (WHO, "first", "women"), (WHO, "la troisième !", "kids"),
     (WHO, "le dernier", "kids"), (WHO, "4", None), (WHO, "0", None), (WHO, "12", None),
+    (WHO, "je prends le 2", "men"), (WHO, "2 - Homme", "men"), (WHO, "1) Femme", "women"),
+    (WHO, "the first one", "women"), (WHO, "j'ai 2 enfants", "kids"),
     # ids, titles, case, accents, punctuation, emoji
     (WHO, "femme", "women"), (WHO, "FEMME", "women"), (WHO, "Femme !!", "women"),
     (WHO, "homme 👨", "men"), (WHO, "Women", "women"), (WHO, "kids", "kids"),
@@ -46,12 +51,14 @@ TABLE = [
     (YESNO, "carrément !", "yes"), (YESNO, "👍", "yes"), (YESNO, "non", "no"), (YESNO, "nan", "no"),
     (YESNO, "nope", "no"), (YESNO, "non merci", "no"), (YESNO, "pas vraiment", "no"),
     (YESNO, "👎", "no"), (YESNO, "1", "yes"), (YESNO, "2", "no"), (YESNO, "peut-être", None),
-    (YESNO, "Yes please", "yes"), (YESNO, "no thanks", "no"),
+    (YESNO, "Yes please", "yes"), (YESNO, "no thanks", "no"), (YESNO, "of course!", "yes"),
+    (YESNO, "Yes 👍", "yes"), (YESNO, "oui et non", None),
     # longer titles
     (WHAT, "chaussure", "shoes"), (WHAT, "chausures", "shoes"), (WHAT, "vetements", "clothes"),
     (WHAT, "VÊTEMENTS", "clothes"), (WHAT, "accessoires", "bags"), (WHAT, "accesoires", "bags"),
     (WHAT, "👜", None), (WHAT, "robe de soiree", "dress"), (WHAT, "une robe de soirée svp", "dress"),
     (WHAT, "shoes", "shoes"), (WHAT, "ok", None), (WHAT, "4", "dress"),
+    (SIZES, "38", "38"), (SIZES, "2", "38"), (SIZES, "taille 40", "40"), (SIZES, "39", None),
     (DELIVERY, "en magasin", "store"), (DELIVERY, "livraison", "home"), (DELIVERY, "chez moi", "home"),
     (DELIVERY, "retrait", "store"), (DELIVERY, "home delivery please", "home"),
     (DELIVERY, "livraison a domicile", "home"), (DELIVERY, "store pickup", "store"),
