@@ -217,6 +217,16 @@ def case_secrets(case: Any) -> list[str]:
             if k in case.channel.secrets and isinstance(v, str) and len(v) >= 6]
 
 
+def assert_no_secret_logged(records: list[logging.LogRecord], secrets: list[str], what: str = "") -> None:
+    """Fail when any secret value appears in a log record (message, arguments, traceback)."""
+    for rec in records:
+        text = rec.getMessage() + (rec.exc_text or "")
+        if rec.exc_info and rec.exc_info[1] is not None:
+            text += repr(rec.exc_info[1])
+        for secret in secrets:
+            assert secret not in text, f"a secret of {what} reached the log: {rec.name}: {rec.msg!r}"
+
+
 def installed_cases() -> list[tuple[str, Any]]:
     """(channel type, case or None) for every channel the plugin host finds installed."""
     from .plugins import PluginHost
@@ -271,11 +281,7 @@ class ChannelConformance:
         secrets = case_secrets(channel_case)
         caplog.set_level(logging.DEBUG)
         yield
-        for secret in secrets:
-            for rec in caplog.records:
-                text = rec.getMessage() + (rec.exc_text or "")
-                assert secret not in text, \
-                    f"a secret of {channel_case.channel.type} reached the log: {rec.name}: {rec.msg!r}"
+        assert_no_secret_logged(caplog.records, secrets, channel_case.channel.type)
 
     @staticmethod
     def _skip(case: Any, name: str) -> None:
