@@ -496,6 +496,7 @@ class _Checker:
                         self.r.warn(f"{p}.choices[{i}].title", "channel.title_too_long",
                                     f"{where} shows {limit} characters per {what}: "
                                     f"{title!r} is cut to {title[:limit]!r}")
+            self._window(where, caps, n, p)
             for field in ("text",):
                 value = getattr(n, field, None)
                 for s in _variants(value):
@@ -503,6 +504,30 @@ class _Checker:
                         self.r.warn(f"{p}.{field}", "channel.text_too_long",
                                     f"{where} takes {caps.text_length} characters per message: this "
                                     f"text ({len(s)}) is split or cut by the channel")
+
+
+    def _window(self, where: str, caps: "Capabilities", n: Any, p: str) -> None:
+        """Delays past the channel's messaging window: what follows is held by the gateway."""
+        if not caps.window_hours:
+            return
+        window = caps.window_hours * 3600
+        delays = []
+        if isinstance(n, model.Wait):
+            delays.append((p + ".for", n.for_, "after this wait the next message"))
+        timeout = getattr(n, "timeout", None)
+        if timeout is not None:
+            what = "the reminder" if timeout.reminder is not None else "what follows the timeout"
+            delays.append((p + ".timeout.after", timeout.after, what))
+        for path, value, what in delays:
+            try:
+                seconds = duration(value)
+            except ValueError:
+                continue
+            if seconds >= window:
+                self.r.warn(path, "channel.window",
+                            f"{where} lets free-form messages go only within {caps.window_hours:g} h "
+                            f"of the contact's last message: {what} is held"
+                            + (" (a template message can go)" if caps.templates else ""))
 
 
 def _variants(text: Any) -> Iterable[str]:

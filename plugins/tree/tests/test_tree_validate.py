@@ -235,5 +235,16 @@ def test_channel_lint():
     assert [("fb" in p.message, "numbered" in p.message) for p in fb] == [(True, True), (False, True)]
 
 
+def test_channel_window_lint():
+    flow = base(w={"type": "wait", "for": "2d", "next": "q"},
+                q={"type": "choice", "text": "Toujours intéressé ?", "choices": [{"id": "y", "title": "Oui"}],
+                   "timeout": {"after": "25h", "reminder": "Dernière chance !"}, "next": "z"})
+    flow["nodes"]["a"]["next"] = "w"
+    wa = validate(flow, channels={"wa": Capabilities(buttons=3, window_hours=24, templates=True)})
+    assert codes(wa) == [("$.nodes.q.timeout.after", "channel.window"), ("$.nodes.w.for", "channel.window")]
+    assert "24 h" in wa[0].message and "template" in wa[0].message
+    assert validate(flow, channels={"web": Capabilities(buttons=10)}) == []
+
+
 def test_not_an_object():
     assert codes(validate([1, 2])) == [("$", "flow.not_object")]
