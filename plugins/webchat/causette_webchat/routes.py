@@ -35,6 +35,7 @@ log = logging.getLogger("causette.webchat")
 STATIC = Path(__file__).parent / "static"
 HELLO_TIMEOUT = 15.0
 INBOX = 32            # client frames waiting for their turn on one socket
+DRAIN_TIMEOUT = 30.0  # seconds a closed socket's received frames may still take
 
 
 _TITLES = {400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
@@ -273,6 +274,8 @@ class Visit:
     async def _work(self) -> None:
         while True:
             frame = await self.inbox.get()
+            if frame is None:
+                return
             try:
                 await self._handle(frame)
             except asyncio.CancelledError:
@@ -310,6 +313,12 @@ class Visit:
         self.conn.send(_frame(Ack(id=frame.id, seq=seq, duplicate=not fresh)))
 
     async def close(self) -> None:
+        # Frames already received are the visitor's words: finish them, so their replies
+        # wait in the outbox for the next connection, rather than vanish with this one.
+        if len(self.tasks) > 1 and not self.tasks[1].done():
+            self.inbox.put_nowait(None) if not self.inbox.full() else None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self.tasks[1]), DRAIN_TIMEOUT)
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
