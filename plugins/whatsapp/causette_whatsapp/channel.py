@@ -201,17 +201,17 @@ class WhatsAppChannel(Channel):
     def render(self, reply: Reply) -> list[Any]:
         if reply.template is not None:
             return [self._template(reply)]
-        out: list[dict[str, Any]] = []
-        for m in reply.media:
-            out.append(self._media(m))
-        for c in reply.cards:
-            out.append(self._card(c))
         text, choices = reply.text, reply.choices
-        if choices:
-            out.extend(self._choices(text, choices))
-        elif text:
+        rich = [self._media(m) for m in reply.media] + [self._card(c) for c in reply.cards]
+        out: list[dict[str, Any]] = []
+        if text and (rich or not choices):
+            # the text first, then what it is about; buttons come last, under a pointer
             out.extend({"type": "text", "text": {"preview_url": "https://" in part, "body": part}}
                        for part in _split(text, MAX_TEXT))
+            text = ""
+        out.extend(rich)
+        if choices:
+            out.extend(self._choices(text, choices))
         return out or [{"type": "text", "text": {"preview_url": False, "body": "…"}}]
 
     def _choices(self, text: str, choices: list[Choice]) -> list[dict[str, Any]]:
