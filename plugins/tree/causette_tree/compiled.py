@@ -214,9 +214,31 @@ class Compiled:
         self.start = flow.start
         self.defaults = flow.vars
         self.definition = definition
-        self.nodes = {nid: CNode(nid, spec, flow.locale) for nid, spec in flow.nodes.items()}
+        self.nodes: dict[str, CNode] = {}
+        for nid, spec in flow.nodes.items():
+            try:
+                self.nodes[nid] = CNode(nid, spec, flow.locale)
+            except (ValueError, re.error):   # a bad template, duration or pattern (drafts only)
+                continue
 
 
 def compile_flow(definition: Mapping[str, Any]) -> Compiled:
-    flow = msgspec.convert(dict(definition), model.Flow)
+    """Published versions are valid. A draft run from `causette chat --draft` may not be:
+    its broken nodes are left out (reaching one ends the run with a `flow.error` event)
+    rather than refusing the whole draft."""
+    try:
+        flow = msgspec.convert(dict(definition), model.Flow)
+    except msgspec.ValidationError:
+        raw = definition.get("nodes") if isinstance(definition.get("nodes"), dict) else {}
+        nodes = {}
+        for nid, node in raw.items():
+            try:
+                nodes[nid] = msgspec.convert(node, model.AnyNode)
+            except msgspec.ValidationError:
+                continue
+        try:
+            flow = msgspec.convert({**definition, "nodes": {}}, model.Flow)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"flow {definition.get('id')!r} cannot run: {exc}") from None
+        flow.nodes = nodes
     return Compiled(flow, definition)

@@ -393,3 +393,22 @@ async def test_resting_on_a_node_that_does_not_wait_goes_on(conversation):
     c.session.vars["category"] = "w"
     t = await c.say("allo ?")
     assert t.ended == "converted"
+
+
+async def test_a_draft_with_broken_nodes_still_runs(conversation):
+    flow = copy.deepcopy(SALE)
+    flow["nodes"]["email"]["validate"] = "postcode"            # broken node
+    flow["nodes"]["hello"]["text"] = "Bonjour {{oops"          # broken template
+    flow["nodes"]["hello"]["type"] = "message"
+    flow["start"] = "pick"
+    c = conversation(flow)
+    t = await c.start()
+    assert c.texts(t) == ["Que cherchez-vous ?"]
+    t = await c.say("1")
+    assert t.ended == "abandoned" and c.event_types()[-1] == "flow.error"
+
+
+def test_a_flow_that_cannot_run_says_why():
+    from causette_tree import TreeEngine
+    with pytest.raises(ValueError, match="cannot run"):
+        TreeEngine().compile({"format": 1, "id": "x", "nodes": {}})
