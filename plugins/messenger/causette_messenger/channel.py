@@ -321,6 +321,12 @@ class MessengerChannel(Channel):
                               detail="check page_access_token and its permissions: " + detail)
         return SendResult(status="failed", code=code, detail=detail)
 
+    async def sender_action(self, contact: str, action: str = "typing_on") -> SendResult:
+        """`typing_on`, `typing_off` or `mark_seen` in the contact's thread."""
+        out = await self._post("messages", {"recipient": self.recipient(contact),
+                                            "sender_action": action})
+        return SendResult(status="sent") if 200 <= out.status < 300 else self._result(out)
+
     # --- handover protocol -------------------------------------------------------------
     async def pass_thread_control(self, contact: str, target_app_id: str = "",
                                   metadata: str = "") -> SendResult:

@@ -229,3 +229,10 @@ def test_capabilities():
     caps = MessengerChannel.capabilities
     assert (caps.window_hours, caps.templates, caps.buttons, caps.button_title, caps.cards,
             caps.card_buttons, caps.text_length) == (24, False, 13, 20, 10, 3, 2000)
+
+
+@pytest.mark.parametrize("action", ["typing_on", "mark_seen"])
+async def test_sender_action(action, provider, http):
+    provider.answer(200, {"recipient_id": PSID})
+    assert (await channel(provider, http).sender_action(PSID, action)).status == "sent"
+    assert provider.requests[0].json() == {"recipient": {"id": PSID}, "sender_action": action}

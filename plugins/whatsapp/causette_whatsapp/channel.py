@@ -320,6 +320,35 @@ class WhatsAppChannel(Channel):
                               detail="check access_token and its permissions: " + detail)
         return SendResult(status="failed", code=str(code or out.status), detail=detail)
 
+    # --- extras a flow step or a helpdesk can call ------------------------------------
+    async def mark_read(self, message_id: str, typing: bool = False) -> SendResult:
+        """Blue ticks on the contact's message (and a typing indicator for up to 25 s)."""
+        s = self.settings
+        body: dict[str, Any] = {"messaging_product": "whatsapp", "status": "read",
+                                "message_id": message_id}
+        if typing:
+            body["typing_indicator"] = {"type": "text"}
+        out = await _http.call(
+            self.http, "POST", f"{s.api_base.rstrip('/')}/{s.version}/{s.phone_number_id}/messages",
+            data=json.dumps(body).encode(), timeout=s.timeout, attempts=1,
+            headers={"Authorization": f"Bearer {s.access_token}", "Content-Type": "application/json"})
+        return SendResult(status="sent") if 200 <= out.status < 300 else self._result(out)
+
+    async def media_url(self, media_id: str) -> str:
+        """The short-lived download URL of an inbound media id ("" when Meta refuses); the
+        download itself needs the same Bearer token."""
+        s = self.settings
+        out = await _http.call(
+            self.http, "GET", f"{s.api_base.rstrip('/')}/{s.version}/{media_id}",
+            timeout=s.timeout, attempts=s.attempts, retryable=_retryable,
+            headers={"Authorization": f"Bearer {s.access_token}"})
+        if not 200 <= out.status < 300:
+            return ""
+        try:
+            return str(json.loads(out.body).get("url", ""))
+        except ValueError:
+            return ""
+
     def contact_link(self, ref: str = "") -> str:
         phone = re.sub(r"\D", "", self.settings.display_phone)
         if not phone:

@@ -227,3 +227,25 @@ def test_capabilities_declare_window_and_templates():
 def test_payload_is_json_serialisable():
     for _, reply, _ in RENDER:
         json.dumps(channel().render(reply))
+
+
+async def test_mark_read_with_typing_indicator(provider, http):
+    provider.answer(200, {"success": True})
+    res = await channel(provider, http).mark_read("wamid.IN1", typing=True)
+    assert res.status == "sent"
+    [req] = provider.requests
+    assert req.path == f"/v21.0/{PNID}/messages"
+    assert req.json() == {"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.IN1",
+                          "typing_indicator": {"type": "text"}}
+
+
+async def test_media_url(provider, http):
+    provider.answer(200, {"messaging_product": "whatsapp", "url": "https://lookaside.fbsbx.com/x?mid=1",
+                          "mime_type": "image/jpeg", "id": "1479537139650973"})
+    provider.answer(404, {"error": {"code": 100, "message": "Unsupported get request"}})
+    ch = channel(provider, http)
+    assert await ch.media_url("1479537139650973") == "https://lookaside.fbsbx.com/x?mid=1"
+    assert await ch.media_url("gone") == ""
+    req = provider.requests[0]
+    assert (req.method, req.path, req.headers["Authorization"]) == (
+        "GET", "/v21.0/1479537139650973", f"Bearer {TOKEN}")
