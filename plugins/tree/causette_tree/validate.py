@@ -130,11 +130,6 @@ def validate(flow: Any, *, steps: Mapping[str, "Step"] = {},
 def _check_head(r: Report, head: model.Flow, flows: "set[str] | frozenset[str] | None") -> None:
     a = head.active
     if a is not None:
-        for name, t in (("from", a.from_), ("until", a.until)):
-            if t is not None and t.tzinfo is None:
-                r.warn(f"$.active.{name}", "active.no_offset",
-                       "give the time with its UTC offset (2027-01-08T08:00:00+01:00); "
-                       "without one it is read in the server's time zone")
         if a.from_ and a.until:
             fa, ua = a.from_, a.until
             if (fa.tzinfo is None) == (ua.tzinfo is None) and fa >= ua:
