@@ -1,0 +1,258 @@
+"""Flows: drafts under ETag / If-Match, validation, publishing, versions, diff, rollback,
+graph and simulation."""
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..apply import channel_caps, check_flow
+from ..problems import ProblemError, errors_only, invalid, not_found
+from ..store import Conflict, NotFound, PreconditionFailed
+from ..types import Problem
+from .diff import diff_flows
+from .http import host, invalidate, json_response, principal, read_json, require, store
+from .simulate import simulate as run_simulation
+from .wire import (FlowList, FlowOut, FlowSummary, GraphOut, PublishIn, PublishOut, RollbackIn,
+                   SimulateIn, ValidateOut, VersionList, VersionOut)
+
+Definition = dict[str, Any]
+
+
+def _ids(request: web.Request) -> tuple[str, str]:
+    return request.match_info["tenant"], request.match_info["flow"]
+
+
+async def _context(request: web.Request, flow_id: str) -> dict[str, Any]:
+    """What flow validation needs to know about the tenant: channel limits, flow ids, and the
+    other flows' published definitions (trigger conflicts)."""
+    slug, st = request.match_info["tenant"], store(request)
+    caps = channel_caps(host(request), await st.list_channels(slug))
+    ids = {f.id for f in await st.list_flows(slug)}
+    snap = await st.tenant_snapshot(slug)
+    others = [(f.id, f.definition) for f in (snap.flows if snap else []) if f.id != flow_id]
+    return {"channels": caps, "flows": ids | {flow_id}, "others": others}
+
+
+async def _check(request: web.Request, flow_id: str, definition: Any) -> list[Problem]:
+    return check_flow(host(request), definition, "$", flow_id=flow_id, **await _context(request, flow_id))
+
+
+def _out(rec: Any, problems: list[Problem] | None = None) -> FlowOut:
+    return FlowOut(id=rec.id, name=rec.name, engine=rec.engine, revision=rec.revision, etag=rec.etag,
+                   latest_version=rec.latest_version, draft_published=rec.draft_published,
+                   updated_at=rec.updated_at, draft=rec.draft, problems=problems or [])
+
+
+async def _flow(request: web.Request) -> Any:
+    slug, fid = _ids(request)
+    rec = await store(request).get_flow(slug, fid)
+    if rec is None or rec.archived:
+        raise not_found("flow")
+    return rec
+
+
+async def list_flows(request: web.Request) -> web.Response:
+    recs = await store(request).list_flows(request.match_info["tenant"])
+    return json_response(FlowList(flows=[
+        FlowSummary(id=r.id, name=r.name, engine=r.engine, revision=r.revision, etag=r.etag,
+                    latest_version=r.latest_version, draft_published=r.draft_published, updated_at=r.updated_at)
+        for r in recs]))
+
+
+async def create_flow(request: web.Request) -> web.Response:
+    """A new flow; the body is its definition, which becomes the draft (not published)."""
+    definition: Definition = await read_json(request, Definition)
+    fid = definition.get("id")
+    problems = await _check(request, fid if isinstance(fid, str) else "", definition)
+    if any(p.code in ("flow.id", "flow.not_object") for p in problems):
+        raise invalid([p for p in problems if p.code in ("flow.id", "flow.not_object")])
+    slug = request.match_info["tenant"]
+    try:
+        rec = await store(request).create_flow(slug, fid, definition)
+    except Conflict:
+        raise ProblemError(409, "Conflict", f"flow {fid!r} exists; PUT its draft with If-Match") from None
+    await invalidate(request, slug)
+    return json_response(_out(rec, problems), status=201,
+                         headers={"ETag": rec.etag, "Location": f"{request.path}/{fid}"})
+
+
+async def get_flow(request: web.Request) -> web.StreamResponse:
+    rec = await _flow(request)
+    if request.headers.get("If-None-Match", "").strip() == rec.etag:
+        return web.Response(status=304, headers={"ETag": rec.etag})
+    return json_response(_out(rec), headers={"ETag": rec.etag})
+
+
+async def put_flow(request: web.Request) -> web.Response:
+    """Replace the draft. If-Match with the ETag last read is required: a stale one gets 412
+    with the current ETag, so two editors never overwrite each other silently."""
+    slug, fid = _ids(request)
+    if_match = request.headers.get("If-Match")
+    if not if_match:
+        rec = await _flow(request)
+        raise ProblemError(428, "Precondition Required", "send If-Match with the ETag you last read "
+                           "(GET the flow), or If-Match: * to overwrite whatever is there", etag=rec.etag)
+    definition: Definition = await read_json(request, Definition)
+    definition.setdefault("id", fid)
+    try:
+        rec = await store(request).save_draft(slug, fid, definition, if_match)
+    except PreconditionFailed as exc:
+        raise ProblemError(412, "Precondition Failed", "the draft changed since you read it; GET it again, "
+                           "merge, and PUT with the new ETag", etag=exc.etag) from None
+    except NotFound:
+        raise not_found("flow") from None
+    await invalidate(request, slug)
+    return json_response(_out(rec, await _check(request, fid, definition)), headers={"ETag": rec.etag})
+
+
+async def delete_flow(request: web.Request) -> web.Response:
+    """Archive: no new conversation starts it; its versions stay for those still on them."""
+    slug, fid = _ids(request)
+    if not await store(request).archive_flow(slug, fid):
+        raise not_found("flow")
+    await invalidate(request, slug)
+    return web.Response(status=204)
+
+
+async def validate(request: web.Request) -> web.Response:
+    """Validate the draft, or the definition in the body (nothing is saved)."""
+    rec = await _flow(request)
+    body = await read_json(request, Definition | None, optional=True) if request.body_exists else None
+    definition = body if body else rec.draft
+    problems = await _check(request, rec.id, definition)
+    n = len(errors_only(problems))
+    return json_response(ValidateOut(valid=n == 0, errors=n, warnings=len(problems) - n, problems=problems))
+
+
+async def publish(request: web.Request) -> web.Response:
+    """Validate the whole draft and freeze it as the next version. If-Match (optional) pins
+    the draft that was reviewed."""
+    slug, fid = _ids(request)
+    body: PublishIn = await read_json(request, PublishIn, optional=True)
+    rec = await _flow(request)
+    if_match = request.headers.get("If-Match")
+    if if_match and if_match.strip() not in ("*", rec.etag):
+        raise ProblemError(412, "Precondition Failed", "the draft changed since you read it", etag=rec.etag)
+    problems = await _check(request, fid, rec.draft)
+    if errors_only(problems):
+        raise invalid(problems, title="The draft cannot be published",
+                      detail=f"{len(errors_only(problems))} error(s); nothing was published")
+    try:
+        fv, created = await store(request).publish(slug, fid, if_match=rec.etag, by=principal(request).id,
+                                                   note=body.note)
+    except PreconditionFailed as exc:   # changed between our read and the write
+        raise ProblemError(412, "Precondition Failed", "the draft changed while publishing", etag=exc.etag) from None
+    if created:
+        await invalidate(request, slug)
+    return json_response(PublishOut(id=fid, version=fv.version, created=created, published_at=fv.published_at,
+                                    warnings=problems), status=201 if created else 200)
+
+
+async def list_versions(request: web.Request) -> web.Response:
+    slug, fid = _ids(request)
+    await _flow(request)
+    return json_response(VersionList(versions=await store(request).list_versions(slug, fid)))
+
+
+def _version_param(raw: str) -> int | str:
+    if raw == "draft":
+        return raw
+    try:
+        n = int(raw)
+    except ValueError:
+        raise not_found("version") from None
+    if n < 1:
+        raise not_found("version")
+    return n
+
+
+async def _definition(request: web.Request, which: int | str) -> dict[str, Any]:
+    slug, fid = _ids(request)
+    if which == "draft":
+        return (await _flow(request)).draft
+    fv = await store(request).get_flow_version(slug, fid, int(which))
+    if fv is None:
+        raise not_found(f"version {which}")
+    return fv.definition
+
+
+async def get_version(request: web.Request) -> web.Response:
+    slug, fid = _ids(request)
+    await _flow(request)
+    v = _version_param(request.match_info["version"])
+    if v == "draft":
+        raise not_found("version (the draft is GET .../flows/{flow})")
+    infos = {i.version: i for i in await store(request).list_versions(slug, fid)}
+    fv = await store(request).get_flow_version(slug, fid, int(v))
+    if fv is None:
+        raise not_found(f"version {v}")
+    i = infos[int(v)]
+    return json_response(VersionOut(id=fid, version=fv.version, published_at=fv.published_at,
+                                    definition=fv.definition, hash=i.hash, note=i.note, by=i.by,
+                                    rollback_of=i.rollback_of))
+
+
+async def diff(request: web.Request) -> web.Response:
+    """`versions/{a}/diff/{b}`: what changed from a to b, node by node; `draft` names the draft."""
+    await _flow(request)
+    a = _version_param(request.match_info["a"])
+    b = _version_param(request.match_info["b"])
+    da, db = await _definition(request, a), await _definition(request, b)
+    return json_response(diff_flows(request.match_info["flow"], a, da, b, db))
+
+
+async def rollback(request: web.Request) -> web.Response:
+    """Publish an older version again, under a new number."""
+    slug, fid = _ids(request)
+    body: RollbackIn = await read_json(request, RollbackIn)
+    await _flow(request)
+    try:
+        fv = await store(request).rollback(slug, fid, body.version, by=principal(request).id, note=body.note)
+    except NotFound:
+        raise not_found(f"version {body.version}") from None
+    await invalidate(request, slug)
+    return json_response(PublishOut(id=fid, version=fv.version, created=True, published_at=fv.published_at),
+                         status=201)
+
+
+async def graph(request: web.Request) -> web.Response:
+    """The flow as Mermaid text and SVG. `?version=` a number or `draft` (default: draft);
+    `?format=json|mermaid|svg`."""
+    which = _version_param(request.query.get("version", "draft"))
+    definition = await _definition(request, which)
+    engine = host(request).engines.get(definition.get("engine", "tree"))
+    if engine is None:
+        raise ProblemError(422, "Unknown engine", f"no flow engine {definition.get('engine')!r} is installed")
+    try:
+        pics = engine.graph(definition) or {}
+    except Exception as exc:  # an invalid draft may not draw; say why
+        raise ProblemError(422, "Cannot draw this flow", f"{type(exc).__name__}: {exc}; validate it first") from None
+    fmt = request.query.get("format", "json")
+    if fmt == "mermaid":
+        return web.Response(text=pics.get("mermaid", ""), content_type="text/vnd.mermaid")
+    if fmt == "svg":
+        return web.Response(text=pics.get("svg", ""), content_type="image/svg+xml")
+    if fmt != "json":
+        raise ProblemError(400, "Bad format", "format is json, mermaid or svg")
+    return json_response(GraphOut(mermaid=pics.get("mermaid", ""), svg=pics.get("svg", "")))
+
+
+async def simulate(request: web.Request) -> web.Response:
+    """Run the draft (or a version) against a script of inputs; no side effects."""
+    slug, fid = _ids(request)
+    req: SimulateIn = await read_json(request, SimulateIn, optional=True)
+    if req.live_steps:
+        require(request, "editor")
+    await _flow(request)
+    definition = await _definition(request, req.version)
+    problems = await _check(request, fid, definition)
+    if errors_only(problems):
+        raise invalid(problems, title="This flow cannot run", detail="fix its errors first (see `errors`)")
+    snap = await store(request).tenant_snapshot(slug)
+    assert snap is not None
+    flows = {f.id: f.definition for f in snap.flows}
+    out = await run_simulation(host(request), snap, fid, req.version, definition, req, flows)
+    out.problems = problems
+    return json_response(out)
+

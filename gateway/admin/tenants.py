@@ -1,0 +1,247 @@
+"""Tenants, keys, plugins and channel instances."""
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from ..apply import (MASK, apply_tenant, check_channel, check_plugin, decode_tenant,
+                     plugin_secret_fields)
+from ..config import ChannelConfig
+from ..problems import ProblemError, conflict, invalid, not_found
+from ..store import Conflict, TenantInfo
+from .http import (_read_limited, host, invalidate, json_response, principal, read_json,
+                   store)
+from .wire import (ApplyResult, ChannelCreate, ChannelList, ChannelOut, ChannelPut, InstalledList,
+                   InstalledPlugin, KeyCreate, KeyCreated, KeyList, PluginSettingsIn, TenantCreate,
+                   TenantList, TenantPatch, TenantPlugin, TenantPlugins)
+
+
+def _slug(request: web.Request) -> str:
+    return request.match_info["tenant"]
+
+
+def _schema(t: Any) -> dict[str, Any] | None:
+    return msgspec.json.schema(t) if t is not None else None
+
+
+# --- tenants ---------------------------------------------------------------------------------
+async def list_tenants(request: web.Request) -> web.Response:
+    key = principal(request)
+    if key.tenant is None:
+        tenants = await store(request).list_tenants()
+    else:   # a tenant key sees its own tenant only
+        t = await store(request).get_tenant(key.tenant)
+        tenants = [t] if t else []
+    return json_response(TenantList(tenants=tenants))
+
+
+async def create_tenant(request: web.Request) -> web.Response:
+    body: TenantCreate = await read_json(request, TenantCreate)
+    try:
+        t = await store(request).create_tenant(TenantInfo(**msgspec.structs.asdict(body)))
+    except Conflict:
+        raise conflict(f"tenant {body.slug!r} exists") from None
+    await invalidate(request, t.slug)
+    return json_response(t, status=201, headers={"Location": f"{request.path}/{t.slug}"})
+
+
+async def get_tenant(request: web.Request) -> web.Response:
+    return json_response(await store(request).get_tenant(_slug(request)))
+
+
+async def patch_tenant(request: web.Request) -> web.Response:
+    body: TenantPatch = await read_json(request, TenantPatch)
+    fields = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET}
+    t = await store(request).update_tenant(_slug(request), **fields)
+    await invalidate(request, _slug(request))
+    return json_response(t)
+
+
+async def put_tenant(request: web.Request) -> web.Response:
+    """The whole tenant as in tenants/<slug>.json: the same validation and transaction as
+    `causette tenants apply`. The slug in the body must be the one in the path."""
+    raw = await _read_limited(request) if request.body_exists else b""
+    if not raw.strip():
+        raise ProblemError(400, "Missing body", "this request needs a JSON body")
+    cfg = decode_tenant(raw)
+    if cfg.slug != _slug(request):
+        raise invalid([_p("$.slug", "tenant.slug_mismatch", f"the body's slug {cfg.slug!r} is not "
+                          f"{_slug(request)!r}")])
+    changes = await apply_tenant(store(request), host(request), cfg, by=principal(request).id)
+    await invalidate(request, cfg.slug)
+    return json_response(ApplyResult(**msgspec.structs.asdict(changes)))
+
+
+async def delete_tenant(request: web.Request) -> web.Response:
+    await store(request).delete_tenant(_slug(request))
+    await invalidate(request, _slug(request))
+    return web.Response(status=204)
+
+
+# --- keys ------------------------------------------------------------------------------------
+async def list_keys(request: web.Request) -> web.Response:
+    return json_response(KeyList(keys=await store(request).list_keys(_slug(request))))
+
+
+async def create_key(request: web.Request) -> web.Response:
+    body: KeyCreate = await read_json(request, KeyCreate, optional=True)
+    key = principal(request)
+    if key.role != "agency" and key.role != "owner":
+        raise ProblemError(403, "Forbidden", "only owners create keys")
+    clear = await store(request).create_key(_slug(request), body.role, body.name)
+    return json_response(KeyCreated(id=clear.split("_", 2)[1], key=clear, role=body.role,
+                                    tenant=_slug(request), name=body.name), status=201,
+                         headers={"Cache-Control": "no-store"})
+
+
+async def delete_key(request: web.Request) -> web.Response:
+    if not await store(request).revoke_key(_slug(request), request.match_info["key"]):
+        raise not_found("key")
+    return web.Response(status=204)
+
+
+# --- plugins ---------------------------------------------------------------------------------
+def _masked(settings: dict[str, Any], secret_names: list[str]) -> dict[str, Any]:
+    return {**settings, **{k: MASK for k in secret_names}}
+
+
+async def installed_plugins(request: web.Request) -> web.Response:
+    h = host(request)
+    out = [InstalledPlugin(name=p.name, dist=p.dist, version=p.version, hooks=p.hooks, registers=p.registers,
+                           settings_schema=_schema(h.settings_types.get(p.name)),
+                           secrets=list(plugin_secret_fields(h, p.name)))
+           for p in h.plugins]
+    return json_response(InstalledList(plugins=out))
+
+
+async def tenant_plugins(request: web.Request) -> web.Response:
+    h = host(request)
+    enabled = await store(request).get_plugins(_slug(request))
+    available = []
+    for p in h.plugins:
+        on = p.name in enabled
+        settings = _masked(*enabled[p.name]) if on else {}
+        available.append(TenantPlugin(name=p.name, enabled=on, settings=settings, version=p.version,
+                                      settings_schema=_schema(h.settings_types.get(p.name)),
+                                      registers=p.registers))
+    return json_response(TenantPlugins(available=available,
+                                       enabled={n: _masked(*v) for n, v in enabled.items()}))
+
+
+async def get_plugin(request: web.Request) -> web.Response:
+    h, name = host(request), request.match_info["plugin"]
+    info = next((p for p in h.plugins if p.name == name), None)
+    if info is None:
+        raise not_found("plugin")
+    enabled = await store(request).get_plugins(_slug(request))
+    return json_response(TenantPlugin(name=name, enabled=name in enabled,
+                                      settings=_masked(*enabled[name]) if name in enabled else {},
+                                      settings_schema=_schema(h.settings_types.get(name)),
+                                      version=info.version, registers=info.registers))
+
+
+async def put_plugin(request: web.Request) -> web.Response:
+    """Enable a plugin for the tenant with its settings (validated by the plugin's Settings)."""
+    body: PluginSettingsIn = await read_json(request, PluginSettingsIn, optional=True)
+    slug, name = _slug(request), request.match_info["plugin"]
+    st = store(request)
+    planned, problems = check_plugin(host(request), name, body.settings, "$.settings",
+                                     await st.plugin_secrets(slug, name))
+    if planned is None:
+        if problems and problems[0].code == "plugin.unknown":
+            raise not_found("plugin")
+        raise invalid(problems)
+    created = await st.set_plugin(slug, name, planned.settings, planned.secrets)
+    await invalidate(request, slug)
+    return await _plugin_answer(request, 201 if created else 200)
+
+
+async def _plugin_answer(request: web.Request, status: int) -> web.Response:
+    resp = await get_plugin(request)
+    resp.set_status(status)
+    return resp
+
+
+async def delete_plugin(request: web.Request) -> web.Response:
+    slug, name = _slug(request), request.match_info["plugin"]
+    in_use = [c.id for c in await store(request).list_channels(slug)
+              if c.type in host(request).channels and host(request).owner("channel", c.type) == name]
+    if in_use:
+        raise conflict(f"channel instance(s) {', '.join(in_use)} use plugin {name!r}; delete them first")
+    if not await store(request).remove_plugin(slug, name):
+        raise not_found("enabled plugin")
+    await invalidate(request, slug)
+    return web.Response(status=204)
+
+
+# --- channels --------------------------------------------------------------------------------
+def _channel_out(request: web.Request, rec: Any) -> ChannelOut:
+    h = host(request)
+    cls = h.channels.get(rec.type)
+    return ChannelOut(id=rec.id, type=rec.type, settings=_masked(rec.settings, rec.secrets_set),
+                      enabled=rec.enabled, webhook=f"/t/{_slug(request)}/channels/{rec.id}",
+                      plugin=h.owner("channel", rec.type) if cls else "",
+                      capabilities=msgspec.to_builtins(cls.capabilities) if cls else {},
+                      created_at=rec.created_at, updated_at=rec.updated_at)
+
+
+async def list_channels(request: web.Request) -> web.Response:
+    recs = await store(request).list_channels(_slug(request))
+    return json_response(ChannelList(channels=[_channel_out(request, r) for r in recs]))
+
+
+async def get_channel(request: web.Request) -> web.Response:
+    rec = await store(request).get_channel(_slug(request), request.match_info["channel"])
+    if rec is None:
+        raise not_found("channel")
+    return json_response(_channel_out(request, rec))
+
+
+async def _write_channel(request: web.Request, cfg: ChannelConfig, *, create_only: bool) -> web.Response:
+    slug, st = _slug(request), store(request)
+    enabled = await st.get_plugins(slug)
+    planned, problems = check_channel(host(request), cfg, "$", await st.channel_secrets(slug, cfg.id),
+                                      enabled=enabled)
+    if planned is None:
+        raise invalid(problems)
+    try:
+        created = await st.put_channel(slug, cfg.id, cfg.type, planned.settings, planned.secrets,
+                                       planned.enabled, create_only=create_only)
+    except Conflict:
+        raise conflict(f"channel {cfg.id!r} exists; PUT it to replace it") from None
+    await invalidate(request, slug)
+    rec = await st.get_channel(slug, cfg.id)
+    return json_response(_channel_out(request, rec), status=201 if created else 200,
+                         headers={"Location": f"/admin/v1/tenants/{slug}/channels/{cfg.id}"} if created else None)
+
+
+async def create_channel(request: web.Request) -> web.Response:
+    body: ChannelCreate = await read_json(request, ChannelCreate)
+    return await _write_channel(request, ChannelConfig(id=body.id, type=body.type, settings=body.settings,
+                                                       enabled=body.enabled), create_only=True)
+
+
+async def put_channel(request: web.Request) -> web.Response:
+    body: ChannelPut = await read_json(request, ChannelPut)
+    cid = request.match_info["channel"]
+    try:
+        cfg = msgspec.convert({"id": cid, "type": body.type, "settings": body.settings, "enabled": body.enabled},
+                              ChannelConfig)
+    except msgspec.ValidationError:
+        raise not_found("channel") from None   # an id no channel can have
+    return await _write_channel(request, cfg, create_only=False)
+
+
+async def delete_channel(request: web.Request) -> web.Response:
+    if not await store(request).delete_channel(_slug(request), request.match_info["channel"]):
+        raise not_found("channel")
+    await invalidate(request, _slug(request))
+    return web.Response(status=204)
+
+
+def _p(path: str, code: str, message: str) -> Any:
+    from ..types import Problem
+    return Problem(path=path, code=code, message=message)
+

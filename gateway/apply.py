@@ -1,0 +1,319 @@
+"""Validate and apply tenant definitions (`tenants/*.json`, `PUT /admin/v1/tenants/{t}`).
+
+Everything is checked before anything is written: the TenantConfig shape, each enabled
+plugin's settings against that plugin's `Settings` Struct, each channel instance against its
+channel's `Settings`, each flow with its engine (plus channel lint). Every problem comes back
+at once with its JSON path. Then one transaction writes the tenant; a flow gets a new
+published version only when its definition changed. The admin API uses the same checks.
+
+Secrets: the fields a channel lists in `Channel.secrets` (and a plugin's Settings lists in a
+`secrets` ClassVar) are write-only. A definition may leave them out, or give "***set***",
+to keep the stored value; that way tenant files need not hold credentials.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+import msgspec
+
+from .config import ChannelConfig, TenantConfig
+from .problems import ProblemError, errors_only, from_validation_error, invalid, join_path
+from .store.records import PlannedChannel, PlannedFlow, PlannedPlugin, TenantInfo, TenantPlan
+from .store.sqlite import definition_hash
+from .types import Problem
+from .triggers import trigger_conflicts
+from .validation import validate_flow
+
+if TYPE_CHECKING:
+    from .channels import Capabilities
+    from .plugins import PluginHost
+    from .store import Store
+
+MASK = "***set***"
+FLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+# --- shared checks (the admin API calls these too) -----------------------------------------
+def plugin_secret_fields(host: "PluginHost", plugin: str) -> tuple[str, ...]:
+    st = host.settings_types.get(plugin)
+    return tuple(getattr(st, "secrets", ()) or ()) if st is not None else ()
+
+
+def split_secrets(raw: Mapping[str, Any], secret_fields: Iterable[str],
+                  stored: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(plain settings, secret values to keep): a secret given as MASK or left out keeps the
+    stored value; null or "" clears it."""
+    names = set(secret_fields)
+    plain = {k: v for k, v in raw.items() if k not in names}
+    secret = {k: v for k, v in stored.items() if k in names}
+    for k in names & set(raw):
+        v = raw[k]
+        if v == MASK:
+            continue
+        if v is None or v == "":
+            secret.pop(k, None)
+        else:
+            secret[k] = v
+    return plain, secret
+
+
+def check_plugin(host: "PluginHost", name: str, raw: Any, path: str,
+                 stored_secrets: Mapping[str, Any] = {}) -> tuple[PlannedPlugin | None, list[Problem]]:
+    if name not in host.settings_types:
+        return None, [Problem(path=path, code="plugin.unknown",
+                              message=f"no installed plugin is called {name!r} "
+                                      f"(installed: {', '.join(sorted(host.settings_types)) or 'none'})")]
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        return None, [Problem(path=path, code="type", message="plugin settings are a JSON object")]
+    st = host.settings_types[name]
+    plain, secret = split_secrets(raw, plugin_secret_fields(host, name), stored_secrets)
+    if st is None:
+        if plain or secret:
+            return None, [Problem(path=path, code="plugin.no_settings",
+                                  message=f"plugin {name!r} takes no settings")]
+        return PlannedPlugin(name=name, settings={}), []
+    try:
+        msgspec.convert({**plain, **secret}, st, str_keys=True)
+    except msgspec.ValidationError as exc:
+        return None, [from_validation_error(exc, path)]
+    return PlannedPlugin(name=name, settings=plain, secrets=secret), []
+
+
+def check_channel(host: "PluginHost", cfg: ChannelConfig, path: str, stored_secrets: Mapping[str, Any] = {},
+                  enabled: Iterable[str] | None = None) -> tuple[PlannedChannel | None, list[Problem]]:
+    cls = host.channels.get(cfg.type)
+    if cls is None:
+        return None, [Problem(path=f"{path}.type", code="channel.unknown_type",
+                              message=f"no installed plugin registers a channel of type {cfg.type!r} "
+                                      f"(installed: {', '.join(sorted(host.channels)) or 'none'})")]
+    problems: list[Problem] = []
+    if enabled is not None:
+        owner = host.owner("channel", cfg.type)
+        if owner not in set(enabled):
+            problems.append(Problem(path=f"{path}.type", code="channel.plugin_disabled",
+                                    message=f"channel type {cfg.type!r} comes from plugin {owner!r}, "
+                                            f"which this tenant has not enabled (add it to `plugins`)"))
+    plain, secret = split_secrets(cfg.settings, cls.secrets, stored_secrets)
+    try:
+        msgspec.convert({**plain, **secret}, cls.Settings, str_keys=True)
+    except msgspec.ValidationError as exc:
+        problems.append(from_validation_error(exc, f"{path}.settings"))
+    if problems:
+        return None, problems
+    return PlannedChannel(id=cfg.id, type=cfg.type, settings=plain, secrets=secret, enabled=cfg.enabled), []
+
+
+def check_flow(host: "PluginHost", definition: Any, path: str = "$",
+               channels: "Mapping[str, Capabilities]" = {}, flow_id: str | None = None,
+               flows: "set[str] | None" = None,
+               others: "Iterable[tuple[str, dict[str, Any]]] | None" = None) -> list[Problem]:
+    """Every problem of one flow (errors and warnings), paths under `path`. `flows`: the
+    tenant's flow ids a `goto` may name (engines that take it check them); `others`: the
+    tenant's other flows, whose triggers this one must not take (warnings)."""
+    problems: list[Problem] = []
+    if isinstance(definition, dict):
+        fid = definition.get("id")
+        if not isinstance(fid, str) or not FLOW_ID.match(fid):
+            problems.append(Problem(path="$.id", code="flow.id",
+                                    message="a flow needs an `id`: letters, digits, `_`, `.`, `-` (64 at most)"))
+        elif flow_id is not None and fid != flow_id:
+            problems.append(Problem(path="$.id", code="flow.id_mismatch",
+                                    message=f"the definition's id {fid!r} differs from the flow {flow_id!r}"))
+    engine = host.engines.get(definition.get("engine", "tree")) if isinstance(definition, dict) else None
+    if engine is not None and flows is not None and "flows" in inspect.signature(engine.validate).parameters:
+        problems += engine.validate(definition, steps=host.steps, channels=channels, flows=flows)
+    else:
+        problems += validate_flow(host, definition, channels)
+    if others is not None and isinstance(definition, dict) and isinstance(definition.get("id"), str):
+        for p in trigger_conflicts(definition["id"], definition, others):
+            problems.append(Problem(path=p.path, code=p.code, message=p.message, severity="warning"))
+    return [Problem(path=join_path(path, p.path), code=p.code, message=p.message, severity=p.severity)
+            for p in problems]
+
+
+def channel_caps(host: "PluginHost", channels: Iterable[Any]) -> "dict[str, Capabilities]":
+    """Capabilities of a tenant's channel instances, by instance id, for flow lint."""
+    out = {}
+    for ch in channels:
+        cls = host.channels.get(ch.type)
+        if cls is not None and getattr(ch, "enabled", True):
+            out[ch.id] = cls.capabilities
+    return out
+
+
+# --- apply -----------------------------------------------------------------------------------
+class TenantChanges(msgspec.Struct, omit_defaults=True):
+    slug: str
+    tenant: list[str] = []           # "created" / "updated"
+    plugins: list[str] = []          # enabled or re-configured
+    channels: list[str] = []         # created or changed
+    flows: list[str] = []            # drafts created or changed
+    published: list[str] = []        # "flow@version"
+    removed: list[str] = []          # "plugin x", "channel y"
+    warnings: list[Problem] = []
+
+
+class ApplyReport(msgspec.Struct, omit_defaults=True):
+    tenants: list[TenantChanges] = []
+
+    def slugs(self) -> list[str]:
+        """Tenants that changed (their caches must be invalidated)."""
+        return [t.slug for t in self.tenants if _changed(t)]
+
+    def lines(self) -> list[str]:
+        out = []
+        for t in self.tenants:
+            if not _changed(t):
+                out.append(f"{t.slug}: unchanged")
+            else:
+                parts = []
+                for label in ("tenant", "plugins", "channels", "flows", "published", "removed"):
+                    items = getattr(t, label)
+                    if items:
+                        parts.append(f"{label} {', '.join(items)}")
+                out.append(f"{t.slug}: " + "; ".join(parts))
+            for w in t.warnings:
+                out.append(f"  warning {w.path}  [{w.code}] {w.message}")
+        return out
+
+
+def _changed(t: TenantChanges) -> bool:
+    return any((t.tenant, t.plugins, t.channels, t.flows, t.published, t.removed))
+
+
+def decode_tenant(raw: Any, where: str = "") -> TenantConfig:
+    """A TenantConfig from JSON bytes or a dict; ProblemError (400/422) with the JSON path."""
+    try:
+        if isinstance(raw, (bytes, str)):
+            return msgspec.json.decode(raw, type=TenantConfig)
+        return msgspec.convert(raw, TenantConfig)
+    except msgspec.ValidationError as exc:
+        p = from_validation_error(exc)
+        if where:
+            p.path = f"{where}:{p.path}"
+        raise invalid([p], title="Invalid tenant definition") from None
+    except msgspec.DecodeError as exc:
+        raise ProblemError(400, "Malformed JSON", f"{where + ': ' if where else ''}{exc}") from None
+
+
+async def plan_tenant(store: "Store", host: "PluginHost", cfg: TenantConfig,
+                      where: str = "") -> tuple[TenantPlan, list[Problem]]:
+    """Validate everything; the plan to write and every problem found (errors and warnings)."""
+    problems: list[Problem] = []
+    current = await store.get_tenant(cfg.slug)
+    stored_plugins = await store.get_plugins(cfg.slug) if current else {}
+    plugins = []
+    for name, raw in cfg.plugins.items():
+        secrets = await store.plugin_secrets(cfg.slug, name) if name in stored_plugins else {}
+        planned, probs = check_plugin(host, name, raw, f"$.plugins.{name}", secrets)
+        problems += probs
+        if planned:
+            plugins.append(planned)
+    channels, seen = [], set()
+    for i, ch in enumerate(cfg.channels):
+        path = f"$.channels[{i}]"
+        if ch.id in seen:
+            problems.append(Problem(path=f"{path}.id", code="channel.duplicate",
+                                    message=f"two channel instances are called {ch.id!r}"))
+            continue
+        seen.add(ch.id)
+        secrets = await store.channel_secrets(cfg.slug, ch.id) if current else {}
+        planned, probs = check_channel(host, ch, path, secrets, enabled=cfg.plugins)
+        problems += probs
+        if planned:
+            channels.append(planned)
+    caps = channel_caps(host, cfg.channels)
+    known = {f.id for f in await store.list_flows(cfg.slug)} if current else set()
+    known |= {d["id"] for d in cfg.flows if isinstance(d, dict) and isinstance(d.get("id"), str)}
+    flows, fids = [], set()
+    ordered: list[tuple[str, dict[str, Any]]] = []
+    for i, definition in enumerate(cfg.flows):
+        path = f"$.flows[{i}]"
+        probs = check_flow(host, definition, path, caps, flows=known, others=list(ordered))
+        if isinstance(definition, dict) and isinstance(definition.get("id"), str):
+            ordered.append((definition["id"], definition))
+        problems += probs
+        fid = definition.get("id") if isinstance(definition, dict) else None
+        if isinstance(fid, str) and fid in fids:
+            problems.append(Problem(path=f"{path}.id", code="flow.duplicate",
+                                    message=f"two flows are called {fid!r}"))
+        fids.add(fid)
+        if not errors_only(probs) and isinstance(fid, str):
+            latest = 0
+            existing = await store.get_flow(cfg.slug, fid) if current else None
+            if existing is not None:
+                latest = existing.latest_version
+            publish = True
+            if latest:
+                fv = await store.get_flow_version(cfg.slug, fid, latest)
+                publish = fv is None or definition_hash(fv.definition) != definition_hash(definition)
+            flows.append(PlannedFlow(id=fid, definition=definition, publish=publish))
+    if where:
+        problems = [Problem(path=f"{where}:{p.path}", code=p.code, message=p.message, severity=p.severity)
+                    for p in problems]
+    tenant = TenantInfo(slug=cfg.slug, name=cfg.name, locale=cfg.locale, locales=cfg.locales,
+                        timezone=cfg.timezone, session_ttl=cfg.session_ttl)
+    plan = TenantPlan(tenant=tenant, plugins=plugins, channels=channels, flows=flows,
+                      expect_revision=current.revision if current else 0)
+    return plan, problems
+
+
+async def apply_tenant(store: "Store", host: "PluginHost", cfg: TenantConfig, *, by: str = "apply",
+                       where: str = "") -> TenantChanges:
+    """Validate, then write in one transaction. Raises ProblemError (422) listing every error,
+    having written nothing. The caller invalidates the tenant's caches (`Registry.invalidate`)."""
+    plan, problems = await plan_tenant(store, host, cfg, where)
+    if errors_only(problems):
+        raise invalid(problems, title=f"Invalid tenant {cfg.slug!r}")
+    from .store.sqlite import Conflict
+    try:
+        changes = await store.apply_plan(plan, by=by)
+    except Conflict as exc:
+        raise ProblemError(409, "Conflict", str(exc)) from None
+    return TenantChanges(slug=cfg.slug, warnings=problems, **changes)
+
+
+async def apply_path(store: "Store", host: "PluginHost", path: str | Path) -> ApplyReport:
+    """Apply a tenant file, or every *.json of a folder (sorted). All files are validated
+    before any is written; each tenant is written in its own transaction."""
+    p = Path(path)
+    files = sorted(p.glob("*.json")) if p.is_dir() else [p]
+    if not files:
+        raise ProblemError(400, "Nothing to apply", f"no *.json in {p}")
+    configs: list[tuple[str, TenantConfig]] = []
+    problems: list[Problem] = []
+    for f in files:
+        try:
+            raw = f.read_bytes()
+        except OSError as exc:
+            raise ProblemError(400, "Cannot read", f"{f}: {exc.strerror}") from None
+        try:
+            configs.append((f.name, decode_tenant(raw, f.name)))
+        except ProblemError as exc:
+            if exc.status == 400:
+                raise
+            problems += exc.errors
+    slugs = [c.slug for _, c in configs]
+    for slug in {s for s in slugs if slugs.count(s) > 1}:
+        problems.append(Problem(path="$.slug", code="tenant.duplicate",
+                                message=f"tenant {slug!r} is defined by more than one file"))
+    for name, cfg in configs:
+        _, probs = await plan_tenant(store, host, cfg, name)
+        problems += errors_only(probs)
+    if errors_only(problems):
+        raise invalid(problems, title="Invalid tenant definitions", detail=f"nothing was applied; "
+                      f"{len(errors_only(problems))} error(s)")
+    report = ApplyReport()
+    for name, cfg in configs:
+        report.tenants.append(await apply_tenant(store, host, cfg, where=name))
+    return report
+
+
+def load_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
