@@ -30,7 +30,7 @@
   // --- language ---------------------------------------------------------------------------
   var STRINGS = {
     fr: {
-      open: "Ouvrir la discussion", close: "Fermer la discussion", label: "Votre message",
+      close: "Fermer la discussion", label: "Votre message",
       placeholder: "Écrivez votre message…", send: "Envoyer", typing: "{name} est en train d'écrire",
       online: "En ligne", connecting: "Connexion…", reconnecting: "Connexion perdue, reconnexion…",
       failed: "Non envoyé. Réessayer", retrying: "Envoi en attente…", powered: "Propulsé par Causette",
@@ -39,7 +39,7 @@
       chat: "Discussion avec {name}", choices: "Réponses proposées", cards: "Carrousel"
     },
     en: {
-      open: "Open the chat", close: "Close the chat", label: "Your message",
+      close: "Close the chat", label: "Your message",
       placeholder: "Type your message…", send: "Send", typing: "{name} is typing",
       online: "Online", connecting: "Connecting…", reconnecting: "Connection lost, reconnecting…",
       failed: "Not sent. Retry", retrying: "Waiting to send…", powered: "Powered by Causette",
@@ -100,6 +100,7 @@
   var ICON_CHAT = "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2zm3 6a1.5 1.5 0 1 0 0 .01zm5 0a1.5 1.5 0 1 0 0 .01zm5 0a1.5 1.5 0 1 0 0 .01z";
   var ICON_CLOSE = "M18.3 5.7 12 12l6.3 6.3-1.4 1.4L10.6 13.4 4.3 19.7 2.9 18.3 9.2 12 2.9 5.7l1.4-1.4 6.3 6.3 6.3-6.3z";
   var ICON_SEND = "M3 20.5 21 12 3 3.5v6.6L15 12 3 13.9z";
+  var ICON_DOWN = "M7.4 8.6 12 13.2l4.6-4.6L18 10l-6 6-6-6z";
   var ICON_PREV = "M15.4 7.4 14 6l-6 6 6 6 1.4-1.4L10.8 12z";
   var ICON_NEXT = "M8.6 16.6 10 18l6-6-6-6-1.4 1.4 4.6 4.6z";
 
@@ -132,6 +133,7 @@
     ".x{border:0;background:transparent;color:var(--on);width:36px;height:36px;border-radius:50%;display:grid;place-items:center}",
     ".x:hover{background:rgba(255,255,255,.18)}",
     ".log{flex:1;overflow-y:auto;padding:16px 14px 8px;background:#f6f7fb;display:flex;flex-direction:column;gap:8px;scroll-behavior:smooth}",
+    ".log>*{flex-shrink:0}",
     ".msg{max-width:82%;padding:9px 13px;border-radius:16px;white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word}",
     ".msg a{color:inherit;text-decoration:underline}",
     ".bot{align-self:flex-start;background:#fff;border:1px solid #e5e7eb;border-bottom-left-radius:6px}",
@@ -172,11 +174,11 @@
     ".status:empty{display:none}",
     "form{display:flex;align-items:flex-end;gap:8px;padding:10px 12px;border-top:1px solid #eceef2;background:#fff;margin:0}",
     "textarea{flex:1;resize:none;border:1px solid #d1d5db;border-radius:12px;padding:9px 12px;font:inherit;color:#111827;max-height:120px;min-height:40px;background:#fff;outline:none}",
-    "textarea:focus{border-color:var(--c);box-shadow:0 0 0 3px rgba(79,70,229,.15)}",
+    "textarea:focus{border-color:var(--c);box-shadow:0 0 0 3px rgba(17,24,39,.12);outline:none}",
     ".send{width:40px;height:40px;border-radius:50%;border:0;background:var(--c);color:var(--on);display:grid;place-items:center;flex:none}",
     ".send:disabled{opacity:.45;cursor:default}",
     ".foot{font-size:11px;color:#9ca3af;text-align:center;padding:0 0 8px;background:#fff}",
-    "@media (max-width:480px){.root{bottom:14px;" + (cfg.position === "left" ? "left" : "right") + ":14px}.panel{position:fixed;inset:0;width:100%;height:100%;border-radius:0;bottom:0}}",
+    "@media (max-width:480px){.root{bottom:14px;" + (cfg.position === "left" ? "left" : "right") + ":14px}.panel{position:fixed;inset:0;width:100%;height:100%;border-radius:0;bottom:0}.root.open .launcher{display:none}}",
     "@media (prefers-reduced-motion:reduce){*{animation:none!important;transition:none!important;scroll-behavior:auto!important}}"
   ].join("\n");
 
@@ -186,8 +188,11 @@
   style.textContent = CSS;
 
   var badge = h("span", { "class": "badge", hidden: true, "aria-hidden": "true" });
-  var launcher = h("button", { "class": "launcher", type: "button", "aria-label": t("open"), "aria-expanded": "false",
-    "aria-controls": "causette-panel" }, [svg(ICON_CHAT, 28), badge]);
+  // One constant name; aria-expanded tells whether the panel is open.
+  var iconChat = svg(ICON_CHAT, 28), iconDown = svg(ICON_DOWN, 28);
+  iconDown.style.display = "none";
+  var launcher = h("button", { "class": "launcher", type: "button", "aria-label": t("chat", { name: title }), "aria-expanded": "false",
+    "aria-controls": "causette-panel" }, [iconChat, iconDown, badge]);
   var statusDot = h("span", { "class": "dot", "aria-hidden": "true" });
   var statusText = h("span", { text: cfg.subtitle || t("online") });
   var sub = h("div", { "class": "sub" }, [statusDot, statusText]);
@@ -256,7 +261,7 @@
       if (url) acts.appendChild(h("a", { href: url, target: "_blank", rel: "noopener noreferrer", text: t("view") }));
       var img = c.image && safeUrl(c.image);
       track.appendChild(h("div", { "class": "card", role: "listitem", "aria-label": t("cardOf", { i: i + 1, n: cards.length }) }, [
-        img ? h("img", { src: img, alt: c.title, loading: "lazy" }) : null,
+        img ? h("img", { src: img, alt: c.title, loading: "lazy", onload: scroll }) : null,
         h("div", { "class": "body" }, [h("h3", { text: c.title }), c.subtitle ? h("p", { text: c.subtitle }) : null]),
         acts.childNodes.length ? acts : null
       ]));
@@ -282,7 +287,7 @@
     var url = safeUrl(m.url || "");
     if (!url) return null;
     if (m.kind === "image" || m.kind === "sticker")
-      return h("figure", { "class": "media", style: "margin:0" }, [h("img", { src: url, alt: m.caption || "", loading: "lazy" }),
+      return h("figure", { "class": "media", style: "margin:0" }, [h("img", { src: url, alt: m.caption || "", loading: "lazy", onload: scroll }),
         m.caption ? h("figcaption", { text: m.caption }) : null]);
     return h("div", { "class": "msg bot" }, [h("a", { href: url, target: "_blank", rel: "noopener noreferrer", text: "📎 " + (m.caption || t("file")) })]);
   }
@@ -480,6 +485,7 @@
   }
   function choose(c) {
     post({ type: "choice", id: uid(), payload: c.id, text: c.title }, c.title);
+    input.focus();   // the clicked chip is gone: keep the keyboard in the panel
   }
   // The opening is announced once per browser session, so a flow's welcome is not repeated
   // on every page the visitor browses.
@@ -494,14 +500,15 @@
   function showBadge() {
     badge.hidden = !unread;
     badge.textContent = unread > 9 ? "9+" : String(unread);
-    launcher.setAttribute("aria-label", unread ? t("open") + " – " + t("unread", { n: unread }) : t("open"));
+    launcher.setAttribute("aria-label", t("chat", { name: title }) + (unread ? " – " + t("unread", { n: unread }) : ""));
   }
   function open() {
     if (isOpen) return;
     isOpen = true;
     panel.hidden = false;
     launcher.setAttribute("aria-expanded", "true");
-    launcher.setAttribute("aria-label", t("close"));
+    iconChat.style.display = "none"; iconDown.style.display = "";
+    root.classList.add("open");
     unread = 0; badge.hidden = true;
     put("sessionStorage", "panel", "open");
     showGreeting();
@@ -515,6 +522,8 @@
     isOpen = false;
     panel.hidden = true;
     launcher.setAttribute("aria-expanded", "false");
+    iconChat.style.display = ""; iconDown.style.display = "none";
+    root.classList.remove("open");
     showBadge();
     put("sessionStorage", "panel", null);
     launcher.focus();
