@@ -111,4 +111,4 @@ async def test_apple_close_is_an_optout(gateway, provider):
     assert (await post(gw, *signed(close, None)))[0] == 200
     assert provider.requests == []
     await gw.flush_events()
-    assert any(e["type"] == "consent.optout" for e in await gw.store.list_events("apple-shop"))
+    assert any(e.type == "consent.optout" for e in await gw.store.list_events("apple-shop"))

@@ -87,7 +87,7 @@ async def test_rcs_conversation_end_to_end(gateway, provider):
     assert len(provider.requests) == 3
     await gw.flush_events()
     events = await gw.store.list_events("rcs-shop")
-    assert any(e["type"] == "message.status" and e["data"]["status"] == "read" for e in events)
+    assert any(e.type == "message.status" and e.data["status"] == "read" for e in events)
 
 
 @pytest.mark.parametrize("label,headers", [
@@ -123,5 +123,5 @@ async def test_rcs_user_without_rcs_gets_the_reply_through_the_fallback_channel(
     assert texts(provider)[1] == "Bonjour !"
     await gw.flush_events()
     events = await gw.store.list_events("rcs-shop")
-    assert any(e["type"] == "message.out" and e["data"].get("fallback_from") == "rcs-main"
+    assert any(e.type == "message.out" and e.data.get("fallback_from") == "rcs-main"
                for e in events)
