@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from gateway import appkeys
 from gateway.appkeys import PIPELINE, REGISTRY, SETTINGS
 from gateway.state import Busy
 from gateway.types import InboundMessage, Referral
@@ -33,6 +34,9 @@ from .tokens import check_token, new_visitor, visitor_token
 
 log = logging.getLogger("causette.webchat")
 STATIC = Path(__file__).parent / "static"
+# Open sockets hold up a graceful shutdown until aiohttp's shutdown timeout unless someone
+# closes them; when the gateway offers a set of sockets that it closes on shutdown, join it.
+SOCKETS = getattr(appkeys, "WEBSOCKETS", None)
 HELLO_TIMEOUT = 15.0
 INBOX = 32            # client frames waiting for their turn on one socket
 DRAIN_TIMEOUT = 30.0  # seconds a closed socket's received frames may still take
@@ -149,6 +153,8 @@ async def socket(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         return _problem(400, "WebSocket expected")
     await ws.prepare(request)
+    if SOCKETS is not None and SOCKETS in request.app:
+        request.app[SOCKETS].add(ws)
     visit = Visit(request, ws, rt.slug, ch)
     try:
         await visit.run()

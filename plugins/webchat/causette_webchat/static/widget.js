@@ -253,7 +253,7 @@
       onclick: function () { choose(c); } });
   }
   function renderCards(cards) {
-    var track = h("div", { "class": "track", role: "list" });
+    var track = h("div", { "class": "track", role: "list", tabindex: "0" });
     cards.forEach(function (c, i) {
       var acts = h("div", { "class": "acts" });
       (c.buttons || []).forEach(function (b) { acts.appendChild(choiceButton(b, "")); });
