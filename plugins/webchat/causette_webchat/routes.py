@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
+from redis.exceptions import RedisError
 
 from gateway import appkeys
 from gateway.appkeys import PIPELINE, REGISTRY, SETTINGS
@@ -119,8 +120,10 @@ async def widget_js(request: web.Request) -> web.StreamResponse:
                "Access-Control-Allow-Origin": "*", "X-Content-Type-Options": "nosniff"}
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers=headers)
-    return web.Response(body=body, headers=headers, content_type="application/javascript",
+    resp = web.Response(body=body, headers=headers, content_type="application/javascript",
                         charset="utf-8")
+    resp.enable_compression()   # 30 KB -> 10 KB, on every page view of the brand's site
+    return resp
 
 
 async def demo_page(request: web.Request) -> web.StreamResponse:
@@ -158,6 +161,11 @@ async def socket(request: web.Request) -> web.StreamResponse:
     visit = Visit(request, ws, rt.slug, ch)
     try:
         await visit.run()
+    except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        # Redis unreachable: close so the widget reconnects (with backoff) and resumes.
+        log.warning("tenant %s: webchat socket closed: %s", rt.slug, type(exc).__name__)
+        with contextlib.suppress(Exception):
+            await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"try again")
     finally:
         await visit.close()
     return ws

@@ -158,3 +158,43 @@ async def test_cards_render_as_a_carousel_on_a_phone(gateway, browser, images):
     await page.locator("#causette-widget .msg.visitor", has_text="Add to basket").wait_for()
     await page.locator("#causette-widget .msg.visitor.pending").wait_for(state="detached")
     await ctx.close()
+
+
+async def test_reload_keeps_the_history_and_a_dropped_socket_resumes(gateway, browser):
+    from causette_webchat.hub import hub_for
+    from gateway.types import Reply
+    gw = await gateway(tenants=[copy.deepcopy(SHOP)])
+    ctx = await browser.new_context(locale="fr-FR")
+    page = await ctx.new_page()
+    await page.goto(f"{gw.url}/t/wc-shop/demo")
+    await page.get_by_role("button", name=re.compile("^Discussion avec ")).click()
+    welcome = page.locator("#causette-widget .msg.bot", has_text="Bienvenue chez Maison Test")
+    await welcome.wait_for()
+
+    # Another page of the site: the panel stays open, the history comes back, and the
+    # opening is not announced again (no second welcome).
+    await page.reload()
+    await welcome.wait_for()
+    await page.locator("#causette-widget textarea").fill("Homme")
+    await page.keyboard.press("Enter")
+    await page.locator("#causette-widget .msg.bot", has_text="voici nos offres men").wait_for()
+    assert await welcome.count() == 1
+
+    # The connection drops (the server closes it); a message sent meanwhile shows once.
+    visitor = await page.evaluate("() => JSON.parse(localStorage.getItem('causette:wc-shop:web:id')).visitor")
+    rt = await gw.registry.get("wc-shop")
+    ch = rt.channels["web"]
+    for peers in list(hub_for(rt.channels["web"].runtime.redis).conns.values()):
+        for conn in list(peers):
+            conn.close(1012, "restart")
+    [payload] = ch.render(Reply(text="Vous êtes toujours là ? -10 % avec le code HIVER10", from_agent="Julie"))
+    assert (await ch.send(visitor, payload, key="while-away")).status == "sent"
+    news = page.locator("#causette-widget .msg.bot", has_text="HIVER10")
+    await news.wait_for()
+    await page.locator("#causette-widget .agent-name", has_text="Julie").wait_for()
+    await page.locator("#causette-widget textarea").fill("merci")
+    await page.keyboard.press("Enter")
+    await page.locator("#causette-widget .msg.visitor", has_text="merci").wait_for()
+    await page.locator("#causette-widget .msg.visitor.pending").wait_for(state="detached")
+    assert await news.count() == 1
+    await ctx.close()

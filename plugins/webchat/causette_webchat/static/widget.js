@@ -375,7 +375,8 @@
       ready = false; ws = null;
       clearInterval(pingTimer); clearTimeout(pongTimer);
       if (e.code === 4403) {   // our identity was refused: start over as a new visitor
-        ident = null; put("localStorage", "id", null); put("sessionStorage", "open", null);
+        ident = null; put("localStorage", "id", null); put("sessionStorage", "open", null); openSent = false;
+        pending = [];
         lastSeq = 0; clearTranscript();
       }
       setStatus("down");
@@ -427,6 +428,7 @@
         break;
       case "ack":
         pending = pending.filter(function (p) { return p.frame.id !== f.id; });
+        if (f.id === get("sessionStorage", "open")) put("sessionStorage", "open", "done");
         if (f.seq > lastSeq) {
           // The answer is on its way through another path; if it never comes, resume.
           var expect = waitSeq = f.seq;
@@ -489,10 +491,14 @@
   }
   // The opening is announced once per browser session, so a flow's welcome is not repeated
   // on every page the visitor browses.
+  // An opening not acknowledged yet (the visitor left the page too soon) is resent on the
+  // next page with the same id, which the gateway deduplicates.
+  var openSent = false;
   function sendOpen() {
-    if (get("sessionStorage", "open")) return;
-    var id = uid();
-    put("sessionStorage", "open", id);
+    var id = get("sessionStorage", "open");
+    if (id === "done" || openSent) return;
+    if (!id) { id = uid(); put("sessionStorage", "open", id); }
+    openSent = true;
     post({ type: "open", id: id, page: location.href.slice(0, 2000), ref: ref });
   }
 
