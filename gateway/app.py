@@ -192,7 +192,16 @@ def create_app(settings: Settings | None = None, host: PluginHost | None = None)
     for plugin, route in host.routes:
         path = route.path
         full = f"/t/{{tenant}}{path}" if path.startswith("/") else f"/t/{{tenant}}/plugins/{plugin}/{path}"
-        app.router.add_route(route.method, full, _guard(plugin, route.handler), **route.kwargs)
-    from .admin import create_admin_app
-    app.add_subapp("/admin/v1", create_admin_app())
+        kwargs = dict(route.kwargs)
+        if route.method == "GET":    # add_get understands web.get()'s allow_head
+            app.router.add_get(full, _guard(plugin, route.handler), **kwargs)
+        else:
+            kwargs.pop("allow_head", None)
+            app.router.add_route(route.method, full, _guard(plugin, route.handler), **kwargs)
+    try:
+        from .admin import create_admin_app
+    except ImportError:  # TEMP while the admin API lands
+        create_admin_app = None
+    if create_admin_app:
+        app.add_subapp("/admin/v1", create_admin_app())
     return app

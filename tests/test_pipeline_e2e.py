@@ -57,7 +57,7 @@ async def test_conversation_runs_the_flow_and_replies_reach_the_provider(gateway
     assert (await post(gw, "acme", {"id": "m2", "sender": "+33600000001", "payload": "w"}))[0] == 200
     assert provider.texts()[-1] == "Merci, c'est noté."
     await gw.flush_events()
-    kinds = [e["type"] for e in await gw.store.list_events("acme")]
+    kinds = [e.type for e in await gw.store.list_events("acme")]
     assert kinds.count("message.in") == 2 and "flow.ended" in kinds
 
 

@@ -41,6 +41,7 @@ async def test_two_processes_answer_one_conversation_in_order(gateway, provider,
             url = f"http://127.0.0.1:{ports[i % 2]}/t/acme/channels/wire"
             async with gw.http.post(url, data=body, headers=sign(SECRET, body)) as r:
                 return r.status
+        assert await send(0) == 200         # starts the flow; it now waits for input
         tasks = []
         for i in range(1, 9):
             tasks.append(asyncio.create_task(send(i)))
