@@ -1,0 +1,36 @@
+"""register_routes: a plugin's routes answer only for tenants that enabled the plugin."""
+from aiohttp import web
+
+from gateway.hookspecs import hookimpl
+
+
+class Status:
+    @hookimpl
+    def register_routes(self):
+        async def status(request):
+            return web.json_response({"tenant": request.match_info["tenant"]})
+        return [web.get("status", status), web.post("/hello", status)]
+
+
+def tenant(slug, plugins):
+    return {"slug": slug, "name": slug, "plugins": plugins}
+
+
+async def test_routes_mount_per_tenant_and_respect_enabling(gateway):
+    gw = await gateway(tenants=[tenant("acme", {"status": {}}), tenant("other", {})],
+                       plugins=[("status", Status())])
+    async with gw.http.get(f"{gw.url}/t/acme/plugins/status/status") as r:
+        assert r.status == 200 and (await r.json()) == {"tenant": "acme"}
+    async with gw.http.post(f"{gw.url}/t/acme/hello") as r:
+        assert r.status == 200
+    for url in ("/t/other/plugins/status/status", "/t/ghost/plugins/status/status", "/t/other/hello"):
+        async with gw.http.request("GET" if "status" in url else "POST", gw.url + url) as r:
+            assert r.status == 404 and r.content_type == "application/problem+json"
+
+
+async def test_first_party_catalogue_feed_route(gateway, demo_tenant):
+    gw = await gateway(tenants=[demo_tenant])
+    async with gw.http.get(f"{gw.url}/t/demo/catalogue.json?category=women&budget=mid&limit=5") as r:
+        body = await r.json()
+    assert r.status == 200 and body["count"] == 2
+    assert all(p["category"] == "women" and 50 <= p["price"] < 150 for p in body["products"])
