@@ -6,15 +6,16 @@ import asyncio
 import contextlib
 import json
 import logging
+import weakref
 from typing import Any, AsyncIterator
 
 import aiohttp
 import msgspec
 import redis.asyncio as aioredis
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from . import __version__
-from .appkeys import HTTP, PIPELINE, PLUGINS, REGISTRY, SETTINGS, STATE, STORE
+from .appkeys import HTTP, PIPELINE, PLUGINS, REGISTRY, SETTINGS, STATE, STORE, WEBSOCKETS
 from .background import event_loop, timer_loop
 from .channels import ParseError, Webhook
 from .pipeline import Pipeline, TenantMismatch
@@ -178,6 +179,15 @@ async def index(request: web.Request) -> web.Response:
                               "admin": "/admin/v1/openapi.json"})
 
 
+async def _close_websockets(app: web.Application) -> None:
+    """Plugins' open WebSockets (webchat) would hold a graceful shutdown for its whole
+    timeout; close them (1001, going away) so their clients reconnect elsewhere or later."""
+    sockets = list(app[WEBSOCKETS])
+    if sockets:
+        await asyncio.gather(*(ws.close(code=WSCloseCode.GOING_AWAY, message=b"shutdown")
+                               for ws in sockets), return_exceptions=True)
+
+
 def create_app(settings: Settings | None = None, host: PluginHost | None = None) -> web.Application:
     settings = settings or Settings.from_env()
     host = host or PluginHost(timeout=settings.plugin_timeout)
@@ -185,6 +195,8 @@ def create_app(settings: Settings | None = None, host: PluginHost | None = None)
     app[SETTINGS] = settings
     app[PLUGINS] = host
     app.cleanup_ctx.extend([_redis_ctx, _store_ctx, _http_ctx, _runtime_ctx])
+    app[WEBSOCKETS] = weakref.WeakSet()
+    app.on_shutdown.append(_close_websockets)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", health)
     app.router.add_route("POST", "/t/{tenant}/channels/{channel}", webhook)

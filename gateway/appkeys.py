@@ -1,6 +1,7 @@
 """Typed application state (aiohttp AppKeys), in one place."""
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -21,3 +22,5 @@ STATE: web.AppKey["State"] = web.AppKey("state")
 REGISTRY: web.AppKey["Registry"] = web.AppKey("registry")
 PIPELINE: web.AppKey["Pipeline"] = web.AppKey("pipeline")
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
+# Open WebSockets (webchat): closed with 1001 on shutdown, so they don't hold it up.
+WEBSOCKETS: web.AppKey["weakref.WeakSet[web.WebSocketResponse]"] = web.AppKey("websockets")

@@ -21,8 +21,7 @@ import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 from redis.exceptions import RedisError
 
-from gateway import appkeys
-from gateway.appkeys import PIPELINE, REGISTRY, SETTINGS
+from gateway.appkeys import PIPELINE, REGISTRY, SETTINGS, WEBSOCKETS
 from gateway.state import Busy
 from gateway.types import InboundMessage, Referral
 
@@ -35,9 +34,6 @@ from .tokens import check_token, new_visitor, visitor_token
 
 log = logging.getLogger("causette.webchat")
 STATIC = Path(__file__).parent / "static"
-# Open sockets hold up a graceful shutdown until aiohttp's shutdown timeout unless someone
-# closes them; when the gateway offers a set of sockets that it closes on shutdown, join it.
-SOCKETS = getattr(appkeys, "WEBSOCKETS", None)
 HELLO_TIMEOUT = 15.0
 INBOX = 32            # client frames waiting for their turn on one socket
 DRAIN_TIMEOUT = 30.0  # seconds a closed socket's received frames may still take
@@ -156,8 +152,9 @@ async def socket(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         return _problem(400, "WebSocket expected")
     await ws.prepare(request)
-    if SOCKETS is not None and SOCKETS in request.app:
-        request.app[SOCKETS].add(ws)
+    sockets = request.app.get(WEBSOCKETS)
+    if sockets is not None:    # the gateway closes them on shutdown rather than wait for them
+        sockets.add(ws)
     visit = Visit(request, ws, rt.slug, ch)
     try:
         await visit.run()
