@@ -249,7 +249,7 @@ class Visit:
 
     def _receive(self, data: str) -> None:
         """Validate a frame as it arrives; the worker handles valid ones in order."""
-        if len(data) > MAX_FRAME:
+        if len(data) > MAX_FRAME or len(data.encode("utf-8", "surrogatepass")) > MAX_FRAME:
             self._error("too_large", f"frames are limited to {MAX_FRAME} bytes")
             return
         try:
