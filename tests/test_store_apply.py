@@ -1,0 +1,130 @@
+"""`tenants apply`: validate everything first, write one transaction, publish only changes."""
+import copy
+import json
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from gateway.apply import apply_path, apply_tenant
+from gateway.config import TenantConfig
+from gateway.plugins import PluginHost
+from gateway.problems import ProblemError
+from gateway.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "EAAG-apply-secret-77"
+
+
+@pytest.fixture(scope="module")
+def host():
+    return PluginHost()
+
+
+@pytest.fixture
+async def store(tmp_path):
+    s = await Store.open(str(tmp_path / "c.db"), b"secret")
+    yield s
+    await s.close()
+
+
+def demo() -> dict:
+    return json.loads((ROOT / "tenants" / "demo.json").read_text())
+
+
+def cfg(d: dict) -> TenantConfig:
+    return msgspec.convert(d, TenantConfig)
+
+
+async def test_demo_applies_then_is_unchanged_then_publishes_only_what_changed(store, host):
+    ch = await apply_tenant(store, host, cfg(demo()))
+    assert ch.tenant == ["created"] and ch.published == ["soldes-hiver@1"]
+    assert [e for e in ch.warnings if e.severity == "error"] == []
+    again = await apply_tenant(store, host, cfg(demo()))
+    assert (again.tenant, again.plugins, again.channels, again.flows, again.published) == ([], [], [], [], [])
+    d = demo()
+    d["flows"][0]["name"] = "Soldes d'hiver (v2)"
+    d["name"] = "Maison Lumière Paris"
+    third = await apply_tenant(store, host, cfg(d))
+    assert third.published == ["soldes-hiver@2"] and third.tenant == ["updated"]
+    snap = await store.tenant_snapshot("demo")
+    assert snap.name == "Maison Lumière Paris" and snap.flows[0].version == 2
+
+
+async def test_every_problem_is_reported_at_once_and_nothing_is_written(store, host):
+    d = demo()
+    d["plugins"]["http"]["timeout"] = "soon"
+    d["plugins"]["nosuchplugin"] = {}
+    d["channels"].append({"id": "sms", "type": "carrier-pigeon"})
+    d["flows"][0]["nodes"]["hello"]["next"] = "nowhere"
+    with pytest.raises(ProblemError) as exc:
+        await apply_tenant(store, host, cfg(d))
+    err = exc.value
+    assert err.status == 422
+    paths = {p.path: p.code for p in err.errors if p.severity == "error"}
+    assert paths["$.plugins.http.timeout"] == "type"
+    assert paths["$.plugins.nosuchplugin"] == "plugin.unknown"
+    assert paths["$.channels[1].type"] == "channel.unknown_type"
+    assert any(p.startswith("$.flows[0].nodes.hello") for p in paths)
+    assert await store.get_tenant("demo") is None
+    assert await store.list_tenant_slugs() == []
+
+
+async def test_channels_need_their_plugin_enabled(store, host):
+    d = demo()
+    d["channels"].append({"id": "wa", "type": "whatsapp", "settings": {"phone_number_id": "1"}})
+    with pytest.raises(ProblemError) as exc:
+        await apply_tenant(store, host, cfg(d))
+    assert [(p.path, p.code) for p in exc.value.errors if p.severity == "error"] == \
+        [("$.channels[1].type", "channel.plugin_disabled")]
+
+
+async def test_secrets_left_out_of_a_file_are_kept_and_empty_clears_them(store, host):
+    d = demo()
+    d["plugins"]["whatsapp"] = {}
+    d["channels"].append({"id": "wa", "type": "whatsapp",
+                          "settings": {"phone_number_id": "1", "access_token": TOKEN, "app_secret": "s1"}})
+    await apply_tenant(store, host, cfg(d))
+    without = copy.deepcopy(d)
+    without["channels"][1]["settings"] = {"phone_number_id": "2"}
+    ch = await apply_tenant(store, host, cfg(without))
+    assert ch.channels == ["wa"]
+    wa = next(c for c in (await store.tenant_snapshot("demo")).channels if c.id == "wa")
+    assert wa.settings == {"phone_number_id": "2", "access_token": TOKEN, "app_secret": "s1"}
+    masked = copy.deepcopy(without)
+    masked["channels"][1]["settings"].update(access_token="***set***", app_secret="")
+    await apply_tenant(store, host, cfg(masked))
+    wa = next(c for c in (await store.tenant_snapshot("demo")).channels if c.id == "wa")
+    assert wa.settings == {"phone_number_id": "2", "access_token": TOKEN}
+    # removing the channel from the file removes it
+    await apply_tenant(store, host, cfg(demo() | {"plugins": d["plugins"]}))
+    assert [c.id for c in await store.list_channels("demo")] == ["web"]
+
+
+async def test_apply_path_validates_every_file_before_writing_any(store, host, tmp_path):
+    good = demo()
+    bad = demo() | {"slug": "other", "channels": [{"id": "web", "type": "webchat", "settings": {"nope": 1}}]}
+    (tmp_path / "a.json").write_text(json.dumps(good))
+    (tmp_path / "b.json").write_text(json.dumps(bad))
+    with pytest.raises(ProblemError) as exc:
+        await apply_path(store, host, tmp_path)
+    assert any(p.path.startswith("b.json:$.channels[0].settings") for p in exc.value.errors)
+    assert await store.list_tenant_slugs() == []
+    (tmp_path / "b.json").write_text(json.dumps(demo() | {"slug": "other"}))
+    report = await apply_path(store, host, tmp_path)
+    assert report.slugs() == ["demo", "other"]
+    assert any("published soldes-hiver@1" in line for line in report.lines())
+    report = await apply_path(store, host, tmp_path)
+    assert report.slugs() == [] and report.lines() == ["demo: unchanged", "other: unchanged"]
+
+
+async def test_malformed_and_misshapen_files_are_clear_errors(store, host, tmp_path):
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(ProblemError) as exc:
+        await apply_path(store, host, tmp_path / "x.json")
+    assert exc.value.status == 400 and "x.json" in exc.value.detail
+    (tmp_path / "x.json").write_text(json.dumps({"slug": "Bad Slug", "name": "x"}))
+    with pytest.raises(ProblemError) as exc:
+        await apply_path(store, host, tmp_path / "x.json")
+    assert [p.path for p in exc.value.errors] == ["x.json:$.slug"]
+    assert "x.json:$.slug" in exc.value.render()
