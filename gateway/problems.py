@@ -7,7 +7,7 @@ of `Problem`s (each with the JSON path of what is wrong). The admin API turns it
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 import msgspec
 
@@ -19,6 +19,18 @@ CONTENT_TYPE = "application/problem+json"
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.S)
 
 
+class ProblemItem(msgspec.Struct):
+    """One problem on the wire: every field always present (`severity` included)."""
+    path: str
+    code: str
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+
+def items(problems: Iterable[Problem]) -> list[ProblemItem]:
+    return [ProblemItem(path=p.path, code=p.code, message=p.message, severity=p.severity) for p in problems]
+
+
 class ProblemDoc(msgspec.Struct, omit_defaults=True):
     """The wire shape of an error answer (RFC 9457), `errors` listing each invalid field."""
     type: str
@@ -27,7 +39,7 @@ class ProblemDoc(msgspec.Struct, omit_defaults=True):
     detail: str = ""
     instance: str = ""
     code: str = ""
-    errors: list[Problem] = []
+    errors: list[ProblemItem] = []
     etag: str = ""             # with 412: the resource's current ETag
 
 
@@ -47,7 +59,7 @@ class ProblemError(Exception):
     def doc(self, instance: str = "") -> ProblemDoc:
         return ProblemDoc(type=TYPE_BASE + self.code, title=self.title, status=self.status,
                           detail=self.detail, instance=instance, code=self.code,
-                          errors=self.errors, etag=self.etag)
+                          errors=items(self.errors), etag=self.etag)
 
     def render(self) -> str:
         """Human-readable, for the terminal: one line per problem."""

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from ..apply import channel_caps, check_flow
-from ..problems import ProblemError, errors_only, invalid, not_found
+from ..problems import ProblemError, errors_only, invalid, items, not_found
 from ..store import Conflict, NotFound, PreconditionFailed
 from ..types import Problem
 from .diff import diff_flows
@@ -41,7 +41,7 @@ async def _check(request: web.Request, flow_id: str, definition: Any) -> list[Pr
 def _out(rec: Any, problems: list[Problem] | None = None) -> FlowOut:
     return FlowOut(id=rec.id, name=rec.name, engine=rec.engine, revision=rec.revision, etag=rec.etag,
                    latest_version=rec.latest_version, draft_published=rec.draft_published,
-                   updated_at=rec.updated_at, draft=rec.draft, problems=problems or [])
+                   updated_at=rec.updated_at, draft=rec.draft, problems=items(problems or []))
 
 
 async def _flow(request: web.Request) -> Any:
@@ -122,7 +122,7 @@ async def validate(request: web.Request) -> web.Response:
     definition = body if body else rec.draft
     problems = await _check(request, rec.id, definition)
     n = len(errors_only(problems))
-    return json_response(ValidateOut(valid=n == 0, errors=n, warnings=len(problems) - n, problems=problems))
+    return json_response(ValidateOut(valid=n == 0, errors=n, warnings=len(problems) - n, problems=items(problems)))
 
 
 async def publish(request: web.Request) -> web.Response:
@@ -146,7 +146,7 @@ async def publish(request: web.Request) -> web.Response:
     if created:
         await invalidate(request, slug)
     return json_response(PublishOut(id=fid, version=fv.version, created=created, published_at=fv.published_at,
-                                    warnings=problems), status=201 if created else 200)
+                                    warnings=items(problems)), status=201 if created else 200)
 
 
 async def list_versions(request: web.Request) -> web.Response:
@@ -253,6 +253,6 @@ async def simulate(request: web.Request) -> web.Response:
     assert snap is not None
     flows = {f.id: f.definition for f in snap.flows}
     out = await run_simulation(host(request), snap, fid, req.version, definition, req, flows)
-    out.problems = problems
+    out.problems = items(problems)
     return json_response(out)
 

@@ -20,6 +20,7 @@ from ..store.records import KeyInfo, role_rank
 log = logging.getLogger("causette.admin")
 MAX_BODY = 2 * 1024 * 1024          # bytes; flows are the largest bodies
 _enc = msgspec.json.Encoder()
+KEY = web.RequestKey("causette.key", KeyInfo)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -40,7 +41,7 @@ class Route(NamedTuple):
 
 
 def principal(request: web.Request) -> KeyInfo:
-    return request["causette.key"]
+    return request[KEY]
 
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -107,7 +108,7 @@ def guard(route: Route) -> Handler:
         if key is None:
             raise ProblemError(401, "Unauthorized", "give a valid API key: Authorization: Bearer cst_...",
                                headers={"WWW-Authenticate": 'Bearer realm="causette"'})
-        request["causette.key"] = key
+        request[KEY] = key
         tenant = request.match_info.get("tenant")
         if tenant is not None:
             if key.tenant is not None and key.tenant != tenant:

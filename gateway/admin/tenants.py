@@ -9,7 +9,7 @@ from aiohttp import web
 from ..apply import (MASK, apply_tenant, check_channel, check_plugin, decode_tenant,
                      plugin_secret_fields)
 from ..config import ChannelConfig
-from ..problems import ProblemError, conflict, invalid, not_found
+from ..problems import ProblemError, conflict, invalid, items, not_found
 from ..store import Conflict, TenantInfo
 from .http import (_read_limited, host, invalidate, json_response, principal, read_json,
                    store)
@@ -71,7 +71,9 @@ async def put_tenant(request: web.Request) -> web.Response:
                           f"{_slug(request)!r}")])
     changes = await apply_tenant(store(request), host(request), cfg, by=principal(request).id)
     await invalidate(request, cfg.slug)
-    return json_response(ApplyResult(**msgspec.structs.asdict(changes)))
+    fields = msgspec.structs.asdict(changes)
+    fields["warnings"] = items(changes.warnings)
+    return json_response(ApplyResult(**fields))
 
 
 async def delete_tenant(request: web.Request) -> web.Response:

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from ..config import Ident, Slug
-from ..types import Choice, Event, Problem, Reply
+from ..problems import ProblemItem
+from ..types import Choice, Event, Reply
 from ..store.records import KeyInfo, TenantInfo, VersionInfo
 
 TenantRole = Literal["owner", "editor", "agent", "viewer"]
@@ -44,7 +45,7 @@ class ApplyResult(msgspec.Struct, omit_defaults=True):
     flows: list[str] = []
     published: list[str] = []
     removed: list[str] = []
-    warnings: list[Problem] = []
+    warnings: list[ProblemItem] = []
 
 
 # --- keys ------------------------------------------------------------------------------------
@@ -155,14 +156,14 @@ class FlowOut(msgspec.Struct, omit_defaults=True):
     draft_published: bool
     updated_at: float
     draft: dict[str, Any]
-    problems: list[Problem] = []       # validation of the draft (drafts may be invalid)
+    problems: list[ProblemItem] = []       # validation of the draft (drafts may be invalid)
 
 
 class ValidateOut(msgspec.Struct):
     valid: bool
     errors: int
     warnings: int
-    problems: list[Problem]
+    problems: list[ProblemItem]
 
 
 class PublishIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -174,7 +175,7 @@ class PublishOut(msgspec.Struct, omit_defaults=True):
     version: int
     created: bool                      # False: the draft equals the latest version already
     published_at: float
-    warnings: list[Problem] = []
+    warnings: list[ProblemItem] = []
 
 
 class RollbackIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -280,4 +281,4 @@ class SimulateOut(msgspec.Struct, omit_defaults=True):
     handoff: dict[str, Any] | None = None
     steps: list[StepCall] = []
     events: list[Event] = []
-    problems: list[Problem] = []       # warnings of the simulated definition
+    problems: list[ProblemItem] = []       # warnings of the simulated definition
