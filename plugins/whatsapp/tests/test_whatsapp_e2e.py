@@ -1,0 +1,163 @@
+"""WhatsApp end to end: the whole gateway on 127.0.0.1 with the demo tenant and a WhatsApp
+number added; signed webhooks in, the bot's replies at a fake Graph API."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from causette_whatsapp.channel import signature
+from gateway.conformance import FakeProvider
+
+SECRET = "e2e-app-secret"
+PNID = "106540352242922"
+ANA = "33612345678"
+
+
+@pytest.fixture
+async def graph():
+    n = 0
+
+    def ok(request):
+        nonlocal n
+        n += 1
+        return 200, {"messaging_product": "whatsapp", "messages": [{"id": f"wamid.out{n}"}]}
+
+    async with FakeProvider(default=ok) as fake:
+        yield fake
+
+
+def with_whatsapp(tenant: dict, graph: FakeProvider) -> dict:
+    tenant["channels"].append({"id": "wa", "type": "whatsapp", "settings": {
+        "phone_number_id": PNID, "access_token": "EAAG-e2e-token", "app_secret": SECRET,
+        "verify_token": "e2e-verify", "display_phone": "+33 1 23 45 67 89",
+        "api_base": graph.url, "attempts": 2}})
+    tenant["plugins"]["whatsapp"] = {}    # a channel's plugin is enabled with it
+    return tenant
+
+
+def body(*messages, statuses=()) -> bytes:
+    value = {"messaging_product": "whatsapp",
+             "metadata": {"display_phone_number": "33123456789", "phone_number_id": PNID}}
+    if messages:
+        value["contacts"] = [{"profile": {"name": "Ana"}, "wa_id": ANA}]
+        value["messages"] = list(messages)
+    if statuses:
+        value["statuses"] = list(statuses)
+    return json.dumps({"object": "whatsapp_business_account", "entry": [
+        {"id": "1022", "changes": [{"field": "messages", "value": value}]}]}).encode()
+
+
+def text(mid, t):
+    return {"from": ANA, "id": mid, "timestamp": "1764147600", "type": "text", "text": {"body": t}}
+
+
+def tap(mid, cid, title):
+    return {"from": ANA, "id": mid, "timestamp": "1764147660", "type": "interactive",
+            "interactive": {"type": "button_reply", "button_reply": {"id": cid, "title": title}}}
+
+
+async def post(gw, raw: bytes, secret: str | None = SECRET, tenant="demo"):
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Hub-Signature-256"] = signature(secret, raw)
+    async with gw.http.post(f"{gw.url}/t/{tenant}/channels/wa", data=raw, headers=headers) as r:
+        return r.status
+
+
+def sent(graph):
+    return [r.json() for r in graph.requests]
+
+
+def shown(req: dict) -> str | list:
+    """What the contact sees of one request: a text, or (body, button titles)."""
+    if req["type"] == "text":
+        return req["text"]["body"]
+    inter = req["interactive"]
+    if inter["type"] == "button":
+        return [inter["body"]["text"], *[b["reply"]["title"] for b in inter["action"]["buttons"]]]
+    return [inter["body"]["text"], *[r["title"] for s in inter["action"]["sections"] for r in s["rows"]]]
+
+
+async def test_demo_flow_over_whatsapp(gateway, demo_tenant, graph):
+    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)])
+    assert await post(gw, body(text("wamid.in1", "soldes"))) == 200
+    reqs = sent(graph)
+    assert len(reqs) == 2
+    assert reqs[0]["text"]["body"].startswith("Bonjour") and "soldes d'hiver" in reqs[0]["text"]["body"]
+    assert shown(reqs[1]) == ["Pour qui cherchez-vous ?", "Femme", "Homme", "Enfant"]
+    r = graph.requests[0]
+    assert (r.path, r.headers["Authorization"]) == (f"/v21.0/{PNID}/messages", "Bearer EAAG-e2e-token")
+    assert reqs[1]["to"] == ANA and reqs[1]["messaging_product"] == "whatsapp"
+    ids = [b["reply"]["id"] for b in reqs[1]["interactive"]["action"]["buttons"]]
+    assert ids == ["women", "men", "kids"]
+
+    # the button tap, delivered twice by Meta: one answer
+    again = body(tap("wamid.in2", "women", "Femme"))
+    assert await post(gw, again) == 200
+    assert await post(gw, again) == 200
+    assert [shown(x) for x in sent(graph)[2:]] == [
+        ["Quel est votre budget ?", "Moins de 50 €", "50 à 150 €", "Plus de 150 €"]]
+
+    # free text is matched tolerantly, like a tap
+    assert await post(gw, body(text("wamid.in3", "moins de 50"))) == 200
+    assert shown(sent(graph)[-1])[0].startswith("Voulez-vous recevoir un code")
+
+    # statuses are recorded, never answered
+    n = len(graph.requests)
+    st = body(statuses=[{"id": "wamid.out1", "status": s, "timestamp": "1764147700",
+                         "recipient_id": ANA} for s in ("delivered", "read")])
+    assert await post(gw, st) == 200
+    assert len(graph.requests) == n
+    await gw.flush_events()
+    events = await gw.store.list_events("demo")
+    statuses = [e.data.get("status") for e in events if e.type == "message.status"]
+    assert "delivered" in statuses and "read" in statuses
+    outs = [e for e in events if e.type == "message.out" and e.channel == "wa"]
+    assert outs and outs[0].data["provider_id"].startswith("wamid.out")
+
+
+async def test_wa_me_link_ref_starts_the_referral_flow(gateway, demo_tenant, graph):
+    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)])
+    rt = await gw.registry.get("demo")
+    link = rt.channels["wa"].contact_link("soldes-sms")
+    assert link == "https://wa.me/33123456789?text=Bonjour%20%21%20%5Bref%3Asoldes-sms%5D"
+    assert await post(gw, body(text("wamid.r1", "Bonjour ! [ref:soldes-sms]"))) == 200
+    assert shown(sent(graph)[1])[0] == "Pour qui cherchez-vous ?"
+    await gw.flush_events()
+    ins = [e for e in await gw.store.list_events("demo") if e.type == "message.in"]
+    assert ins and "[ref:" not in json.dumps(ins[0].data)
+
+
+@pytest.mark.parametrize("label,secret", [("no signature", None), ("wrong secret", "not-the-secret")])
+async def test_bad_signature_is_refused_and_changes_nothing(gateway, demo_tenant, graph, label, secret):
+    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)])
+    before = set(await gw.redis.keys("cst:*"))
+    assert await post(gw, body(text("wamid.bad", "soldes")), secret=secret) == 403
+    assert graph.requests == []
+    assert set(await gw.redis.keys("cst:*")) == before
+    # the same message, properly signed, is then handled (it was never marked as seen)
+    assert await post(gw, body(text("wamid.bad", "soldes"))) == 200
+    assert len(graph.requests) == 2
+
+
+async def test_handshake_through_the_gateway(gateway, demo_tenant, graph):
+    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)])
+    url = f"{gw.url}/t/demo/channels/wa"
+    q = {"hub.mode": "subscribe", "hub.challenge": "1158201444", "hub.verify_token": "e2e-verify"}
+    async with gw.http.get(url, params=q) as r:
+        assert (r.status, await r.text()) == (200, "1158201444")
+    async with gw.http.get(url, params={**q, "hub.verify_token": "guess"}) as r:
+        assert r.status == 403
+
+
+async def test_provider_outage_is_reported_and_the_conversation_goes_on(gateway, demo_tenant, graph):
+    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)])
+    graph.answer(500, {"error": {"code": 131000, "message": "Something went wrong"}}, times=4)
+    assert await post(gw, body(text("wamid.o1", "soldes"))) == 200
+    await gw.flush_events()
+    events = await gw.store.list_events("demo")
+    assert [e.data.get("code") for e in events if e.type == "send.retry"] == ["131000", "131000"]
+    # Meta is back: the next message goes through and the conversation continues
+    assert await post(gw, body(tap("wamid.o2", "men", "Homme"))) == 200
+    assert shown(sent(graph)[-1])[0] == "Quel est votre budget ?"
