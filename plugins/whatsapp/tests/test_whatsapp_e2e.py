@@ -103,6 +103,13 @@ async def test_demo_flow_over_whatsapp(gateway, demo_tenant, graph):
     assert await post(gw, body(text("wamid.in3", "moins de 50"))) == 200
     assert shown(sent(graph)[-1])[0].startswith("Voulez-vous recevoir un code")
 
+    # to the end of the flow: no newsletter, the offers, "Je commande" -> converted
+    assert await post(gw, body(tap("wamid.in4", "no", "Non merci"))) == 200
+    buy = shown(sent(graph)[-1])
+    assert buy[0] == "Ça vous tente ?" and "Je commande" in buy
+    assert await post(gw, body(tap("wamid.in5", "order", "Je commande"))) == 200
+    assert "Finalisez votre commande" in sent(graph)[-1]["text"]["body"]
+
     # statuses are recorded, never answered
     n = len(graph.requests)
     st = body(statuses=[{"id": "wamid.out1", "status": s, "timestamp": "1764147700",
@@ -113,6 +120,7 @@ async def test_demo_flow_over_whatsapp(gateway, demo_tenant, graph):
     events = await gw.store.list_events("demo")
     statuses = [e.data.get("status") for e in events if e.type == "message.status"]
     assert "delivered" in statuses and "read" in statuses
+    assert any(e.type == "flow.ended" and e.data.get("outcome") == "converted" for e in events)
     outs = [e for e in events if e.type == "message.out" and e.channel == "wa"]
     assert outs and outs[0].data["provider_id"].startswith("wamid.out")
 
