@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..appkeys import HTTP
 from ..apply import channel_caps, check_flow
 from ..problems import ProblemError, errors_only, invalid, items, not_found
 from ..store import Conflict, NotFound, PreconditionFailed
@@ -252,7 +253,8 @@ async def simulate(request: web.Request) -> web.Response:
     snap = await store(request).tenant_snapshot(slug)
     assert snap is not None
     flows = {f.id: f.definition for f in snap.flows}
-    out = await run_simulation(host(request), snap, fid, req.version, definition, req, flows)
+    out = await run_simulation(host(request), snap, fid, req.version, definition, req, flows,
+                               http=request.config_dict.get(HTTP))
     out.problems = items(problems)
     return json_response(out)
 

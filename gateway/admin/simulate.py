@@ -75,7 +75,7 @@ def _has_message(item: ScriptItem) -> bool:
 
 async def simulate(host: "PluginHost", tenant: TenantSnapshot, flow_id: str, label: int | str,
                    definition: dict[str, Any], req: SimulateIn,
-                   flows: dict[str, dict[str, Any]] | None = None) -> SimulateOut:
+                   flows: dict[str, dict[str, Any]] | None = None, http: Any = None) -> SimulateOut:
     """`flows`: other flows a `goto` may enter (their latest published definitions)."""
     engine = host.engines.get(definition.get("engine", "tree"))
     if engine is None:
@@ -105,7 +105,7 @@ async def simulate(host: "PluginHost", tenant: TenantSnapshot, flow_id: str, lab
             state["turns"] += 1
             ctx = Context(tenant=tenant.slug, channel=channel_id, channel_type=channel_type, contact=CONTACT,
                           session=session, settings=settings, tenant_config=tenant, run_step=run_step,
-                          now=clock, dry_run=True)
+                          now=clock, dry_run=True, http=http if req.live_steps else None)
             ctx.meta["reason"] = reason
             ctx.meta["live_steps"] = req.live_steps
             ctx.meta["simulation"] = True

@@ -37,7 +37,7 @@ class TenantList(msgspec.Struct):
     tenants: list[TenantInfo]
 
 
-class ApplyResult(msgspec.Struct, omit_defaults=True):
+class ApplyResult(msgspec.Struct):
     slug: str
     tenant: list[str] = []
     plugins: list[str] = []
@@ -68,7 +68,7 @@ class KeyList(msgspec.Struct):
 
 
 # --- plugins ---------------------------------------------------------------------------------
-class InstalledPlugin(msgspec.Struct, omit_defaults=True):
+class InstalledPlugin(msgspec.Struct):
     name: str
     dist: str
     version: str
@@ -82,7 +82,7 @@ class InstalledList(msgspec.Struct):
     plugins: list[InstalledPlugin]
 
 
-class TenantPlugin(msgspec.Struct, omit_defaults=True):
+class TenantPlugin(msgspec.Struct):
     name: str
     enabled: bool
     settings: Settings = {}          # secrets shown as "***set***"
@@ -114,7 +114,7 @@ class ChannelPut(msgspec.Struct, forbid_unknown_fields=True):
     enabled: bool = True
 
 
-class ChannelOut(msgspec.Struct, omit_defaults=True):
+class ChannelOut(msgspec.Struct):
     id: str
     type: str
     settings: Settings                 # secret fields appear as "***set***" when they hold a value
@@ -131,7 +131,7 @@ class ChannelList(msgspec.Struct):
 
 
 # --- flows -----------------------------------------------------------------------------------
-class FlowSummary(msgspec.Struct, omit_defaults=True):
+class FlowSummary(msgspec.Struct):
     id: str
     name: str
     engine: str
@@ -146,7 +146,7 @@ class FlowList(msgspec.Struct):
     flows: list[FlowSummary]
 
 
-class FlowOut(msgspec.Struct, omit_defaults=True):
+class FlowOut(msgspec.Struct):
     id: str
     name: str
     engine: str
@@ -170,7 +170,7 @@ class PublishIn(msgspec.Struct, forbid_unknown_fields=True):
     note: Annotated[str, msgspec.Meta(max_length=500)] = ""
 
 
-class PublishOut(msgspec.Struct, omit_defaults=True):
+class PublishOut(msgspec.Struct):
     id: str
     version: int
     created: bool                      # False: the draft equals the latest version already
@@ -187,7 +187,7 @@ class VersionList(msgspec.Struct):
     versions: list[VersionInfo]
 
 
-class VersionOut(msgspec.Struct, omit_defaults=True):
+class VersionOut(msgspec.Struct):
     id: str
     version: int
     published_at: float
@@ -213,7 +213,7 @@ class NodeDiff(msgspec.Struct, omit_defaults=True):
     changes: list[Change] = []
 
 
-class FlowDiff(msgspec.Struct, omit_defaults=True):
+class FlowDiff(msgspec.Struct):
     id: str
     a: int | str
     b: int | str
@@ -269,7 +269,7 @@ class StepCall(msgspec.Struct, omit_defaults=True):
     error: str = ""
 
 
-class SimulateOut(msgspec.Struct, omit_defaults=True):
+class SimulateOut(msgspec.Struct):
     flow: str
     version: int | str
     transcript: list[TranscriptEntry]

@@ -13,7 +13,7 @@ def role_rank(role: str) -> int:
     return ROLES.index(role) if role in ROLES else -1
 
 
-class TenantInfo(msgspec.Struct, omit_defaults=True):
+class TenantInfo(msgspec.Struct):
     slug: str
     name: str
     locale: str = "fr"
@@ -25,7 +25,7 @@ class TenantInfo(msgspec.Struct, omit_defaults=True):
     updated_at: float = 0.0
 
 
-class KeyInfo(msgspec.Struct, omit_defaults=True):
+class KeyInfo(msgspec.Struct):
     """An API key as stored: never the key itself, only its id, scope and role."""
     id: str
     role: Role
@@ -35,7 +35,7 @@ class KeyInfo(msgspec.Struct, omit_defaults=True):
     last_used: float = 0.0
 
 
-class ChannelRecord(msgspec.Struct, omit_defaults=True):
+class ChannelRecord(msgspec.Struct):
     """A channel instance without its secrets; `secrets_set` names those that hold a value."""
     id: str
     type: str
@@ -46,7 +46,7 @@ class ChannelRecord(msgspec.Struct, omit_defaults=True):
     updated_at: float = 0.0
 
 
-class FlowRecord(msgspec.Struct, omit_defaults=True):
+class FlowRecord(msgspec.Struct):
     """A flow: its draft (what editors change) and where its published versions stand."""
     id: str
     draft: dict[str, Any]
@@ -60,7 +60,7 @@ class FlowRecord(msgspec.Struct, omit_defaults=True):
     archived: bool = False
 
 
-class VersionInfo(msgspec.Struct, omit_defaults=True):
+class VersionInfo(msgspec.Struct):
     version: int
     published_at: float
     hash: str

@@ -1,0 +1,251 @@
+"""Flow authoring over the admin API: ETag / If-Match drafts, validation, publishing,
+versions, node-by-node diff, rollback, graph, simulation without side effects."""
+import copy
+import json
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.admin import create_admin_app
+from gateway.appkeys import PLUGINS, STORE
+from gateway.plugins import PluginHost
+from gateway.store import Store
+
+PROBLEM = "application/problem+json"
+
+
+def quiz(port: int) -> dict:
+    return {"format": 1, "id": "quiz", "name": "Quiz", "engine": "tree",
+            "triggers": [{"type": "keyword", "any": ["quiz"]}], "start": "ask",
+            "nodes": {
+                "ask": {"type": "choice", "text": "Tea or coffee?", "save_as": "drink",
+                        "choices": [{"id": "tea", "title": "Tea", "next": "fetch"},
+                                    {"id": "coffee", "title": "Coffee", "next": "fetch"}]},
+                "fetch": {"type": "step", "step": "http.request",
+                          "with": {"url": f"http://127.0.0.1:{port}/price", "query": {"d": "{{drink}}"},
+                                   "save": {"price": "$.price"}},
+                          "next": "done", "on_error": "done"},
+                "done": {"type": "end", "outcome": "completed", "text": "Thanks, {{drink}}!"}}}
+
+
+@pytest.fixture
+async def price_api():
+    """A local HTTP API the flow's step calls; it counts the calls it gets."""
+    calls = []
+
+    async def price(request):
+        calls.append(dict(request.query))
+        return web.json_response({"price": 3.5})
+    app = web.Application()
+    app.router.add_get("/price", price)
+    server = TestServer(app)
+    await server.start_server()
+    server.calls = calls
+    yield server
+    await server.close()
+
+
+class Api:
+    def __init__(self, client, store, keys):
+        self.client, self.store, self.keys = client, store, keys
+
+    async def call(self, method, path, role="editor", headers=None, **kw):
+        h = {"Authorization": f"Bearer {self.keys[role]}", **(headers or {})}
+        async with self.client.request(method, "/admin/v1/tenants/acme" + path, headers=h, **kw) as r:
+            raw = await r.read()
+            data = json.loads(raw) if raw and r.content_type.endswith("json") else raw.decode()
+            return r.status, r.content_type, data, r.headers
+
+
+@pytest.fixture
+async def api(tmp_path, price_api):
+    store = await Store.open(str(tmp_path / "c.db"), b"test-secret")
+    app = web.Application()
+    app[STORE], app[PLUGINS] = store, PluginHost()
+    app.add_subapp("/admin/v1", create_admin_app())
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    from gateway.store import TenantInfo
+    await store.create_tenant(TenantInfo(slug="acme", name="Acme", locale="en"))
+    await store.set_plugin("acme", "tree", {})
+    await store.set_plugin("acme", "http", {"allowed_hosts": [f"127.0.0.1:{price_api.port}"]})
+    keys = {r: await store.create_key("acme", r) for r in ("owner", "editor", "viewer")}
+    yield Api(client, store, keys)
+    await client.close()
+    await store.close()
+
+
+async def test_drafts_use_etags_so_two_editors_never_overwrite_each_other(api, price_api):
+    flow = quiz(price_api.port)
+    s, _, out, hdr = await api.call("POST", "/flows", json=flow)
+    assert s == 201 and hdr["ETag"] == out["etag"] and out["problems"] == [] and out["latest_version"] == 0
+    s, _, got, hdr = await api.call("GET", "/flows/quiz", role="viewer")
+    etag = hdr["ETag"]
+    assert got["draft"] == flow and etag == out["etag"]
+    assert (await api.call("GET", "/flows/quiz", headers={"If-None-Match": etag}))[0] == 304
+    # Two editors read the same draft...
+    alice, bob = copy.deepcopy(flow), copy.deepcopy(flow)
+    alice["nodes"]["ask"]["text"] = "Tea, or coffee?"
+    bob["nodes"]["done"]["text"] = "Cheers!"
+    s, _, a, hdr = await api.call("PUT", "/flows/quiz", json=alice, headers={"If-Match": etag})
+    assert s == 200 and hdr["ETag"] != etag and a["revision"] == 2
+    # ...the second write is refused with the current ETag, and nothing is lost.
+    s, ct, p, hdr = await api.call("PUT", "/flows/quiz", json=bob, headers={"If-Match": etag})
+    assert (s, ct) == (412, PROBLEM) and p["etag"] == hdr["ETag"] == a["etag"]
+    s, _, got, _ = await api.call("GET", "/flows/quiz")
+    assert got["draft"]["nodes"]["ask"]["text"] == "Tea, or coffee?"
+    s, _, p, _ = await api.call("PUT", "/flows/quiz", json=bob)
+    assert s == 428 and p["etag"] == a["etag"]
+    assert (await api.call("PUT", "/flows/quiz", json=bob, headers={"If-Match": "*"}))[0] == 200
+    assert (await api.call("PUT", "/flows/quiz", role="viewer", json=bob, headers={"If-Match": "*"}))[0] == 403
+    assert (await api.call("POST", "/flows", json=flow))[0] == 409
+
+
+async def test_publish_validates_everything_at_once_then_numbers_versions(api, price_api):
+    bad = quiz(price_api.port)
+    bad["nodes"]["ask"]["choices"][0]["next"] = "nowhere"
+    bad["nodes"]["fetch"]["step"] = "no.such.step"
+    s, _, out, hdr = await api.call("POST", "/flows", json=bad)
+    assert s == 201 and len([p for p in out["problems"] if p["severity"] == "error"]) >= 2   # drafts may be invalid
+    s, _, v, _ = await api.call("POST", "/flows/quiz/validate", role="viewer")
+    assert not v["valid"] and v["errors"] >= 2
+    paths = {p["path"] for p in v["problems"]}
+    assert "$.nodes.ask.choices[0].next" in paths and any(p.startswith("$.nodes.fetch") for p in paths)
+    s, ct, p, _ = await api.call("POST", "/flows/quiz/publish", json={"note": "first"})
+    assert (s, ct) == (422, PROBLEM) and {e["path"] for e in p["errors"]} >= {"$.nodes.ask.choices[0].next"}
+    assert all(set(e) == {"path", "code", "message", "severity"} for e in p["errors"])
+    assert (await api.call("GET", "/flows/quiz/versions"))[2]["versions"] == []
+    # the body of validate is checked without being saved
+    s, _, v, _ = await api.call("POST", "/flows/quiz/validate", json=quiz(price_api.port))
+    assert v["valid"] and (await api.call("GET", "/flows/quiz"))[2]["draft"] == bad
+    s, _, got, hdr = await api.call("GET", "/flows/quiz")
+    await api.call("PUT", "/flows/quiz", json=quiz(price_api.port), headers={"If-Match": hdr["ETag"]})
+    s, _, pub, _ = await api.call("POST", "/flows/quiz/publish", json={"note": "first"})
+    assert s == 201 and pub["version"] == 1 and pub["created"]
+    s, _, pub, _ = await api.call("POST", "/flows/quiz/publish")
+    assert s == 200 and pub["version"] == 1 and not pub["created"]
+    assert (await api.call("POST", "/flows/quiz/publish", role="viewer"))[0] == 403
+    s, _, p, _ = await api.call("POST", "/flows/quiz/publish", headers={"If-Match": '"1-stale"'})
+    assert s == 412
+    snap = await api.store.tenant_snapshot("acme")
+    assert [(f.id, f.version) for f in snap.flows] == [("quiz", 1)]
+
+
+async def test_versions_diff_node_by_node_and_rollback_republishes(api, price_api):
+    v1 = quiz(price_api.port)
+    _, _, out, _ = await api.call("POST", "/flows", json=v1)
+    await api.call("POST", "/flows/quiz/publish")
+    v2 = copy.deepcopy(v1)
+    v2["nodes"]["ask"]["text"] = "Tea or coffee today?"
+    v2["nodes"]["ask"]["choices"].append({"id": "juice", "title": "Juice", "next": "done"})
+    del v2["nodes"]["fetch"]
+    for c in v2["nodes"]["ask"]["choices"]:
+        c["next"] = "thanks"
+    v2["nodes"]["thanks"] = {"type": "message", "text": "Noted.", "next": "done"}
+    v2["name"] = "Quiz 2"
+    await api.call("PUT", "/flows/quiz", json=v2, headers={"If-Match": out["etag"]})
+    s, _, pub, _ = await api.call("POST", "/flows/quiz/publish", json={"note": "no more prices"})
+    assert pub["version"] == 2
+    s, _, d, _ = await api.call("GET", "/flows/quiz/versions/1/diff/2", role="viewer")
+    assert s == 200 and not d["identical"]
+    nodes = {n["node"]: n for n in d["nodes"]}
+    assert nodes["fetch"]["status"] == "removed" and nodes["thanks"]["status"] == "added"
+    ask = {c["path"]: c for c in nodes["ask"]["changes"]}
+    assert ask["$.text"] == {"path": "$.text", "op": "changed", "before": "Tea or coffee?",
+                             "after": "Tea or coffee today?"}
+    assert ask["$.choices[2]"]["op"] == "added" and ask["$.choices[0].next"]["after"] == "thanks"
+    assert "done" not in nodes
+    assert d["flow"] == [{"path": "$.name", "op": "changed", "before": "Quiz", "after": "Quiz 2"}]
+    assert d["summary"] == {"added": 1, "removed": 1, "changed": 1, "flow_fields": 1}
+    s, _, d, _ = await api.call("GET", "/flows/quiz/versions/2/diff/draft")
+    assert d["identical"]
+    assert (await api.call("GET", "/flows/quiz/versions/1/diff/9"))[0] == 404
+    # rollback: version 1 again, as version 3
+    s, _, rb, _ = await api.call("POST", "/flows/quiz/rollback", json={"version": 1})
+    assert s == 201 and rb["version"] == 3
+    s, _, vs, _ = await api.call("GET", "/flows/quiz/versions")
+    assert [(v["version"], v["rollback_of"]) for v in vs["versions"]] == [(1, 0), (2, 0), (3, 1)]
+    assert vs["versions"][1]["note"] == "no more prices"
+    assert (await api.call("GET", "/flows/quiz/versions/1/diff/3"))[2]["identical"]
+    s, _, v, _ = await api.call("GET", "/flows/quiz/versions/3")
+    assert v["definition"] == v1 and v["rollback_of"] == 1
+    assert (await api.store.tenant_snapshot("acme")).flows[0].version == 3
+    assert (await api.call("POST", "/flows/quiz/rollback", json={"version": 7}))[0] == 404
+    assert (await api.call("POST", "/flows/quiz/rollback", json={"version": 0}))[0] == 422
+
+
+async def test_graph_as_json_mermaid_and_svg(api, price_api):
+    await api.call("POST", "/flows", json=quiz(price_api.port))
+    s, _, g, _ = await api.call("GET", "/flows/quiz/graph", role="viewer")
+    assert s == 200 and g["mermaid"].startswith("flowchart") and g["svg"].lstrip().startswith("<svg")
+    s, ct, text, _ = await api.call("GET", "/flows/quiz/graph?format=mermaid")
+    assert ct == "text/vnd.mermaid" and "Tea" in text
+    s, ct, svg, _ = await api.call("GET", "/flows/quiz/graph?format=svg&version=draft")
+    assert ct == "image/svg+xml" and "<svg" in svg
+    assert (await api.call("GET", "/flows/quiz/graph?version=1"))[0] == 404
+    assert (await api.call("GET", "/flows/quiz/graph?format=png"))[0] == 400
+
+
+async def test_simulation_has_no_side_effects_and_dry_runs_steps(api, price_api):
+    await api.call("POST", "/flows", json=quiz(price_api.port))
+    before = (await api.store.tenant_snapshot("acme")).revision
+    body = {"script": ["quiz", "2"], "contact": {"first_name": "Léa"}, "now": "2027-01-10T10:00:00+01:00"}
+    s, _, sim, _ = await api.call("POST", "/flows/quiz/simulate", role="viewer", json=body)
+    assert s == 200, sim
+    assert [(t["who"], t["text"]) for t in sim["transcript"]] == [
+        ("user", "quiz"), ("bot", "Tea or coffee?"), ("user", "2"), ("bot", "Thanks, coffee!")]
+    assert sim["transcript"][1]["choices"][0] == {"id": "tea", "title": "Tea"}
+    assert sim["path"] == ["ask", "fetch", "done"] and sim["ended"] == "completed" and sim["waiting"] == ""
+    assert sim["vars"]["drink"] == "coffee" and "price" not in sim["vars"]
+    assert sim["contact"] == {"first_name": "Léa"} and sim["version"] == "draft"
+    assert sim["steps"] == [{"step": "http.request", "args": sim["steps"][0]["args"], "dry_run": True, "ok": True}]
+    assert sim["transcript"][0]["at"] == 1799571600.0
+    assert price_api.calls == []                               # the step was not called
+    assert await api.store.count_events("acme") == 0           # nothing recorded, no contact made
+    assert await api.store.get_contact("acme", "simulator", "simulator") is None
+    assert (await api.store.tenant_snapshot("acme")).revision == before
+    # live steps need an editor, and then really call
+    assert (await api.call("POST", "/flows/quiz/simulate", role="viewer",
+                           json={**body, "live_steps": True}))[0] == 403
+    s, _, sim, _ = await api.call("POST", "/flows/quiz/simulate", json={**body, "live_steps": True})
+    assert price_api.calls == [{"d": "coffee"}] and sim["vars"]["price"] == 3.5
+    assert sim["steps"][0]["dry_run"] is False
+
+
+async def test_simulation_stops_where_the_script_ends_and_reports_retries(api, price_api):
+    await api.call("POST", "/flows", json=quiz(price_api.port))
+    s, _, sim, _ = await api.call("POST", "/flows/quiz/simulate", json={"script": []})
+    assert [t["text"] for t in sim["transcript"]] == ["Tea or coffee?"] and sim["waiting"] == "ask"
+    s, _, sim, _ = await api.call("POST", "/flows/quiz/simulate",
+                                  json={"script": ["hi", "what?", {"choice": "tea"}, "more"]})
+    assert sim["transcript"][-3]["who"] == "bot" and sim["ended"] == "completed"
+    assert sim["transcript"][-1] == {"who": "system", "text": "not answered: the run has ended",
+                                     "at": sim["transcript"][-1]["at"]}
+    assert any(e["type"] == "answer.invalid" for e in sim["events"])
+    s, _, p, _ = await api.call("POST", "/flows/quiz/simulate", json={"script": [3]})
+    assert s == 422 and p["errors"][0]["path"] == "$.script[0]"
+    s, _, p, _ = await api.call("POST", "/flows/quiz/simulate", json={"version": 4})
+    assert s == 404
+
+
+async def test_flow_schema_is_the_engines(api):
+    async with api.client.get("/admin/v1/schemas/flow.json") as r:
+        assert r.status == 200
+        schema = await r.json()
+    assert schema == PluginHost().engines["tree"].schema()
+    async with api.client.get("/admin/v1/schemas/flow.json?engine=nope") as r:
+        assert r.status == 404 and r.content_type == PROBLEM
+
+
+async def test_archived_flows_leave_service_but_keep_versions(api, price_api):
+    await api.call("POST", "/flows", json=quiz(price_api.port))
+    await api.call("POST", "/flows/quiz/publish")
+    assert (await api.call("DELETE", "/flows/quiz", role="viewer"))[0] == 403
+    assert (await api.call("DELETE", "/flows/quiz"))[0] == 204
+    assert (await api.call("GET", "/flows/quiz"))[0] == 404
+    assert (await api.call("GET", "/flows"))[2] == {"flows": []}
+    assert (await api.store.tenant_snapshot("acme")).flows == []
+    assert await api.store.get_flow_version("acme", "quiz", 1) is not None
+    s, _, out, _ = await api.call("POST", "/flows", json=quiz(price_api.port))   # revive
+    assert s == 201 and out["latest_version"] == 1
