@@ -89,9 +89,12 @@ async def test_tenants_crud_by_the_agency_and_tenant_keys_see_their_own(admin):
 
 
 async def test_put_tenant_is_apply_with_the_same_validation(admin):
-    await admin.call("POST", "/tenants", json={"slug": "demo", "name": "x"})
+    s, _, res, _ = await admin.call("PUT", "/tenants/demo", json=demo())      # the agency creates it
+    assert s == 201 and res["tenant"] == ["created"] and res["published"] == ["soldes-hiver@1"]
     s, _, res, _ = await admin.call("PUT", "/tenants/demo", json=demo())
-    assert s == 200 and res["published"] == ["soldes-hiver@1"]
+    assert s == 200 and res["published"] == [] and res["tenant"] == []
+    owner = await admin.store.create_key("demo", "owner")
+    assert (await admin.call("PUT", "/tenants/other", owner, json=demo() | {"slug": "other"}))[0] == 404
     bad = demo()
     bad["plugins"]["http"]["timeout"] = -1
     s, ct, p, _ = await admin.call("PUT", "/tenants/demo", json=bad)

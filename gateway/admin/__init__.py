@@ -52,8 +52,9 @@ ROUTES: list[Route] = [
     Route("GET", T, t.get_tenant, "viewer", "A tenant", response=TenantInfo),
     Route("PATCH", T, t.patch_tenant, "owner", "Change a tenant's name, locales, time zone, session TTL",
           body=TenantPatch, response=TenantInfo, writes=True),
-    Route("PUT", T, t.put_tenant, "owner", "Apply a whole tenant definition (as tenants/<slug>.json)",
-          body=TenantConfig, response=ApplyResult, writes=True),
+    Route("PUT", T, t.put_tenant, "owner",
+          "Apply a whole tenant definition (as tenants/<slug>.json); an agency key may create it this way",
+          body=TenantConfig, response=ApplyResult, writes=True, creates=True),
     Route("DELETE", T, t.delete_tenant, "agency", "Delete a tenant and all its data", status=204, writes=True),
     # keys
     Route("GET", T + "/keys", t.list_keys, "owner", "The tenant's API keys (never the keys themselves)",

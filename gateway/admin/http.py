@@ -38,6 +38,7 @@ class Route(NamedTuple):
     query: tuple[tuple[str, str], ...] = ()        # (name, description)
     headers: tuple[tuple[str, str], ...] = ()      # request headers that matter (If-Match)
     writes: bool = False           # changes something (used by the security test)
+    creates: bool = False          # an agency key may name a tenant that does not exist yet
 
 
 def principal(request: web.Request) -> KeyInfo:
@@ -113,7 +114,8 @@ def guard(route: Route) -> Handler:
         if tenant is not None:
             if key.tenant is not None and key.tenant != tenant:
                 raise ProblemError(404, "Not Found", "no such tenant")
-            if await request.config_dict[STORE].get_tenant(tenant) is None:
+            if not (route.creates and key.role == "agency") and \
+                    await request.config_dict[STORE].get_tenant(tenant) is None:
                 raise ProblemError(404, "Not Found", "no such tenant")
         if route.access == "agency":
             if key.role != "agency":

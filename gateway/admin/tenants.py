@@ -73,7 +73,7 @@ async def put_tenant(request: web.Request) -> web.Response:
     await invalidate(request, cfg.slug)
     fields = msgspec.structs.asdict(changes)
     fields["warnings"] = items(changes.warnings)
-    return json_response(ApplyResult(**fields))
+    return json_response(ApplyResult(**fields), status=201 if "created" in changes.tenant else 200)
 
 
 async def delete_tenant(request: web.Request) -> web.Response:
