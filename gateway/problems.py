@@ -100,8 +100,12 @@ def from_validation_error(exc: msgspec.ValidationError | str, prefix: str = "$",
         code = "required"
     elif msg.startswith("Object contains unknown field"):
         code = "unknown_field"
-    elif msg.startswith("Expected"):
+    elif msg.startswith("Expected") and ", got `" in msg:
         code = "type"
+    elif msg.startswith("Expected"):
+        code = "constraint"            # a bound, a length, a pattern
+    elif msg.startswith("Invalid enum value"):
+        code = "enum"
     return Problem(path=path, code=code, message=msg)
 
 
