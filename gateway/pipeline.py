@@ -37,6 +37,7 @@ FALLBACK = {
     "en": "Sorry, something went wrong on our side. Please try again in a moment.",
 }
 MAX_GOTO = 5
+ENGINE_BUDGET = 4      # an engine's turn may call several steps, each with its own timeout
 BURST_LIMIT, BURST_WINDOW = 20, 300.0    # identical replies to one contact (design 4b)
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(Session)
@@ -275,7 +276,7 @@ class Pipeline:
             turn = FAILED if engine is None else await self.host.invoke(
                 rt.slug, self.host.owner("engine", name), engine.advance,
                 ("ctx", "flow", "message"), {"ctx": ctx, "flow": compiled, "message": msg},
-                f"engine {name}")
+                f"engine {name}", timeout=self.host.timeout * ENGINE_BUDGET)
             if not isinstance(turn, Turn):
                 # The engine failed: the conversation keeps its state and gets the fallback.
                 ctx.session = s = _dec.decode(before)

@@ -188,14 +188,14 @@ class PluginHost:
         return impls
 
     async def invoke(self, tenant: str, plugin: str, fn: Any, argnames: tuple[str, ...],
-                     kwargs: dict[str, Any], what: str) -> Any:
+                     kwargs: dict[str, Any], what: str, timeout: float | None = None) -> Any:
         """Call one plugin function for one tenant, isolated: FAILED on error, timeout or open breaker."""
         if not self.breaker.allows(tenant, plugin):
             return FAILED
         try:
             res = fn(**{a: kwargs[a] for a in argnames})
             if inspect.isawaitable(res):
-                res = await asyncio.wait_for(res, self.timeout)
+                res = await asyncio.wait_for(res, timeout or self.timeout)
             return res
         except Exception as exc:
             self.failures[(tenant, plugin)] += 1

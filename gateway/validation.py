@@ -13,8 +13,10 @@ if TYPE_CHECKING:
 
 
 def validate_flow(host: "PluginHost", flow: Any,
-                  channels: "Mapping[str, Capabilities]" = {}) -> list[Problem]:
-    """Every problem of one flow definition, errors and warnings, with JSON paths."""
+                  channels: "Mapping[str, Capabilities]" = {},
+                  flows: "set[str] | None" = None) -> list[Problem]:
+    """Every problem of one flow definition, errors and warnings, with JSON paths.
+    `flows` (the tenant's flow ids) lets the engine check `goto` and `active.flow` targets."""
     if not isinstance(flow, dict):
         return [Problem(path="$", code="flow.not_object", message="a flow is a JSON object")]
     name = flow.get("engine", "tree")
@@ -23,6 +25,11 @@ def validate_flow(host: "PluginHost", flow: Any,
         return [Problem(path="$.engine", code="flow.unknown_engine",
                         message=f"no installed flow engine is called {name!r} "
                                 f"(installed: {', '.join(sorted(host.engines)) or 'none'})")]
+    if flows is not None:
+        try:
+            return list(engine.validate(flow, steps=host.steps, channels=channels, flows=flows))
+        except TypeError:   # an engine without the `flows` keyword
+            pass
     return list(engine.validate(flow, steps=host.steps, channels=channels))
 
 
