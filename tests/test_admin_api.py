@@ -120,6 +120,22 @@ async def test_keys_are_shown_once_and_need_the_owner_role(admin):
     assert (await admin.call("GET", "/tenants/acme", editor))[0] == 401
 
 
+async def test_agency_keys_are_managed_by_the_agency_and_the_last_one_stays(admin):
+    s, _, k, _ = await admin.call("POST", "/keys", json={"name": "ops"})
+    assert s == 201 and k["role"] == "agency" and "tenant" not in k
+    s, _, lst, _ = await admin.call("GET", "/keys", k["key"])
+    assert len(lst["keys"]) == 2 and k["key"] not in json.dumps(lst)
+    first = next(x["id"] for x in lst["keys"] if x["id"] != k["id"])
+    assert (await admin.call("DELETE", f"/keys/{first}", k["key"]))[0] == 204
+    assert (await admin.call("GET", "/keys"))[0] == 401            # the revoked one
+    s, _, p, _ = await admin.call("DELETE", f"/keys/{k['id']}", k["key"])
+    assert s == 409 and "last agency key" in p["detail"]
+    await admin.call("POST", "/tenants", k["key"], json={"slug": "acme", "name": "Acme"})
+    owner = await admin.store.create_key("acme", "owner")
+    assert (await admin.call("GET", "/keys", owner))[0] == 403
+    assert (await admin.call("POST", "/keys", owner, json={}))[0] == 403
+
+
 async def test_plugins_list_schemas_and_validate_settings(admin, host):
     await admin.call("POST", "/tenants", json={"slug": "acme", "name": "Acme"})
     s, _, inst, _ = await admin.call("GET", "/plugins")

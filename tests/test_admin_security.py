@@ -33,6 +33,7 @@ def tenant(slug: str, mark: str, secret: str) -> dict:
 
 
 SAMPLE_BODIES = {
+    ("POST", "/keys"): {"name": "backdoor"},
     ("POST", "/tenants"): {"slug": "evil", "name": "Evil"},
     ("PATCH", "/tenants/{tenant}"): {"name": "pwned"},
     ("PUT", "/tenants/{tenant}"): tenant("acme", "pwned", "stolen") | {"name": "pwned"},

@@ -13,7 +13,7 @@ from . import flows as f
 from . import tenants as t
 from .http import Route, guard, json_response, problems_middleware
 from .openapi import openapi_document
-from .wire import (ApplyResult, ChannelCreate, ChannelList, ChannelOut, ChannelPut, FlowDiff, FlowList,
+from .wire import (AgencyKeyCreate, ApplyResult, ChannelCreate, ChannelList, ChannelOut, ChannelPut, FlowDiff, FlowList,
                    FlowOut, GraphOut, InstalledList, KeyCreate, KeyCreated, KeyList, PluginSettingsIn,
                    PublishIn, PublishOut, RollbackIn, SimulateIn, SimulateOut, TenantCreate, TenantList,
                    TenantPatch, TenantPlugin, TenantPlugins, ValidateOut, VersionList, VersionOut)
@@ -45,6 +45,12 @@ ROUTES: list[Route] = [
           query=(("engine", "flow engine name (default tree)"),)),
     Route("GET", "/plugins", t.installed_plugins, "any", "Installed plugins, what they register, their settings schema",
           response=InstalledList),
+    # agency keys
+    Route("GET", "/keys", t.list_agency_keys, "agency", "Agency keys (never the keys themselves)", response=KeyList),
+    Route("POST", "/keys", t.create_agency_key, "agency", "Create an agency key; shown once",
+          body=AgencyKeyCreate, response=KeyCreated, status=201, writes=True),
+    Route("DELETE", "/keys/{key}", t.delete_agency_key, "agency", "Revoke an agency key (not the last one)",
+          status=204, writes=True),
     # tenants
     Route("GET", "/tenants", t.list_tenants, "any", "Tenants (a tenant key sees its own)", response=TenantList),
     Route("POST", "/tenants", t.create_tenant, "agency", "Create a tenant", body=TenantCreate,

@@ -13,7 +13,7 @@ from ..problems import ProblemError, conflict, invalid, items, not_found
 from ..store import Conflict, TenantInfo
 from .http import (_read_limited, host, invalidate, json_response, principal, read_json,
                    store)
-from .wire import (ApplyResult, ChannelCreate, ChannelList, ChannelOut, ChannelPut, InstalledList,
+from .wire import (AgencyKeyCreate, ApplyResult, ChannelCreate, ChannelList, ChannelOut, ChannelPut, InstalledList,
                    InstalledPlugin, KeyCreate, KeyCreated, KeyList, PluginSettingsIn, TenantCreate,
                    TenantList, TenantPatch, TenantPlugin, TenantPlugins)
 
@@ -101,6 +101,28 @@ async def create_key(request: web.Request) -> web.Response:
 async def delete_key(request: web.Request) -> web.Response:
     if not await store(request).revoke_key(_slug(request), request.match_info["key"]):
         raise not_found("key")
+    return web.Response(status=204)
+
+
+async def list_agency_keys(request: web.Request) -> web.Response:
+    return json_response(KeyList(keys=await store(request).list_keys(None)))
+
+
+async def create_agency_key(request: web.Request) -> web.Response:
+    body: AgencyKeyCreate = await read_json(request, AgencyKeyCreate, optional=True)
+    clear = await store(request).create_key(None, "agency", body.name)
+    return json_response(KeyCreated(id=clear.split("_", 2)[1], key=clear, role="agency", name=body.name),
+                         status=201, headers={"Cache-Control": "no-store"})
+
+
+async def delete_agency_key(request: web.Request) -> web.Response:
+    keys = await store(request).list_keys(None)
+    kid = request.match_info["key"]
+    if not any(k.id == kid for k in keys):
+        raise not_found("key")
+    if len(keys) == 1:
+        raise conflict("this is the last agency key; create another one first")
+    await store(request).revoke_key(None, kid)
     return web.Response(status=204)
 
 

@@ -54,6 +54,10 @@ class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(max_length=100)] = ""
 
 
+class AgencyKeyCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(max_length=100)] = ""
+
+
 class KeyCreated(msgspec.Struct, omit_defaults=True):
     """The only answer that ever holds the key itself: store it now, it is not shown again."""
     id: str
