@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import report
-from .common import ASK1, ASK2, DONE, HEADER, SECRET, USERS, body, sign
+from .common import ASK1, ASK2, DONE, HEADER, SECRET, USERS, body, sign, user_id
 from .harness import (BENCH, LOAD_CORE, NCPU, RAW, ROOT, SERVER_CORE, VENV_BIN, BenchRedis, Server,
                       ensure_wrk, free_port, load, log, machine)
 
@@ -55,8 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--skip", default="", help="comma-separated configurations to leave out")
     ap.add_argument("--load", choices=("auto", "wrk", "python"), default="auto")
     ap.add_argument("--no-install", action="store_true", help="never apt-get wrk nor npm install")
-    ap.add_argument("--profile", action="store_true",
-                    help="also record a py-spy profile of Causette's turn (bench/results/raw/)")
+    ap.add_argument("--profile", nargs="?", const="causette", default="", metavar="CONFIG",
+                    help="also record a py-spy profile of CONFIG (default causette) under load "
+                         "(bench/results/raw/profile-CONFIG.*)")
     ap.add_argument("--output", default=str(RESULTS / "latest.json"))
     a = ap.parse_args(argv)
     a.runs = a.runs or (1 if a.quick else 3)
@@ -112,19 +113,19 @@ def build_server(name: str, redis_url: str, a: argparse.Namespace, notes: list[s
                "DIALOG": json.dumps({"ask1": ASK1, "ask2": ASK2, "done": DONE})}
         return Server(name, [["node", "bot.js"]], port, env=env, cwd=BENCH / "peers" / "botkit",
                       label=LABELS[name], session_match="botkit:*")
-    from .tenants import data_dir
+    from .tenants import working_copy
     causette = str(VENV_BIN / "causette")
     if name == "causette":
-        data = data_dir(1)
+        data = working_copy(1, name)
         return Server(name, [[causette, "serve"]], port, env=causette_env(data, redis_url, port),
                       label=LABELS[name], session_match="cst:{bench}:c:*:s")
     if name == "causette_10k":
-        data = data_dir(a.tenants)
+        data = working_copy(a.tenants, name)
         return Server(name, [[causette, "serve"]], port, env=causette_env(data, redis_url, port),
                       label=f"Causette ({a.tenants:,} tenants)", tenants=a.tenants,
                       session_match="cst:{bench-0*}:c:*:s")
     if name == "causette_2proc":
-        data = data_dir(1)
+        data = working_copy(1, name)
         cores = [SERVER_CORE, LOAD_CORE] if NCPU > 1 else [SERVER_CORE, SERVER_CORE]
         return Server(name, [[causette, "serve", "--reuse-port"]] * 2, port,
                       env=causette_env(data, redis_url, port), cores=cores, label=LABELS[name],
@@ -138,6 +139,16 @@ def measure(srv: Server, redis: BenchRedis, tool: str, a: argparse.Namespace, ta
         w = load(tool, srv.url, a.warmup, f"{tag}w", srv.tenants, a.connections)
         if w["status"] or w["socket_errors"]:
             log(f"  warm-up of {srv.name} had errors: {w}")
+    if srv.tenants > 1 and not srv.warm:
+        # Steady state is what we compare: every tenant loaded once before the first run.
+        # How long that first pass takes is reported apart (cold start).
+        t0, done = time.monotonic(), 0
+        while done < srv.tenants and time.monotonic() - t0 < 300:
+            w = load(tool, srv.url, 5, f"{tag}c{done}", srv.tenants, a.connections)
+            done += w["requests"]
+        srv.cold_start_s = round(time.monotonic() - t0, 1)
+        srv.warm = True
+        log(f"  {srv.name}: first pass over {srv.tenants} tenants took {srv.cold_start_s} s")
     cmds0, cpu0, rcpu0 = redis.commandstats(), srv.cpu(), _proc_cpu(redis.proc.pid)
     res = load(tool, srv.url, a.duration, tag, srv.tenants, a.connections)
     cmds1, cpu1, rcpu1 = redis.commandstats(), srv.cpu(), _proc_cpu(redis.proc.pid)
@@ -181,8 +192,11 @@ def sessions(redis: BenchRedis, match: str, sample: int = 200) -> dict[str, Any]
 
 
 def round_trips(srv: Server, redis: BenchRedis, turns: int = 90) -> dict[str, float]:
-    """Top-level Redis commands per turn (each is at most one round trip; concurrent turns may
-    share one), and commands run inside Lua scripts, counted with MONITOR over sequential turns."""
+    """Top-level Redis commands per turn, counted with MONITOR over sequential turns of users
+    that nothing else touches meanwhile: each is at most one round trip (concurrent turns may
+    share one). Only commands naming the probe's users or message ids count, so background
+    loops (event flush, timers) and the other servers' idle traffic are left out; commands
+    run inside Lua scripts are not round trips and are left out too."""
     r = redis.client()
     seen: list[dict] = []
     marker = f"bench-marker-{uuid.uuid4().hex}"
@@ -202,6 +216,7 @@ def round_trips(srv: Server, redis: BenchRedis, turns: int = 90) -> dict[str, fl
     time.sleep(0.1)
     prefix = f"rt{uuid.uuid4().hex[:8]}"
     users = turns // 3
+    names = {prefix} | {user_id(5000 + u) for u in range(users)}
     for step in range(3):
         for u in range(users):
             path, raw = body(prefix, step * USERS + u + 5000, srv.tenants)
@@ -215,10 +230,9 @@ def round_trips(srv: Server, redis: BenchRedis, turns: int = 90) -> dict[str, fl
     other.close()
     t.join(10)
     r.close()
-    top = sum(1 for c in seen if c.get("client_type") != "lua" and "monitor" not in c.get("command", "").lower())
-    lua = sum(1 for c in seen if c.get("client_type") == "lua")
-    n = users * 3
-    return {"round_trips_per_turn": round(top / n, 2), "script_cmds_per_turn": round(lua / n, 2)}
+    mine = [c for c in seen if c.get("client_type") != "lua"
+            and any(n in c.get("command", "") for n in names)]
+    return {"round_trips_per_turn": round(len(mine) / (users * 3), 2)}
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -243,8 +257,9 @@ def profile(srv: Server, tool: str, a: argparse.Namespace) -> dict[str, str]:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "py-spy"], capture_output=True)
     if not Path(spy).exists():
         return {"error": "py-spy unavailable"}
-    out = {}
-    for fmt, ext in (("speedscope", "json"), ("flamegraph", "svg"), ("raw", "txt")):
+    out: dict[str, Any] = {}
+    formats = (("raw", "txt"),) if a.quick else (("raw", "txt"), ("flamegraph", "svg"))
+    for fmt, ext in formats:
         dest = RAW / f"profile-{srv.name}.{ext}"
         rec = subprocess.Popen([spy, "record", "-p", str(srv.pids[0]), "-d", str(int(a.duration)),
                                 "-r", "200", "-f", fmt, "-o", str(dest), "--nonblocking"],
@@ -253,12 +268,9 @@ def profile(srv: Server, tool: str, a: argparse.Namespace) -> dict[str, str]:
         time.sleep(0.5)
         load(tool, srv.url, a.duration, f"prof{uuid.uuid4().hex[:6]}", srv.tenants, a.connections)
         rec.wait(60)
-        out[fmt] = str(dest)
-        if fmt == "raw":
+        out[fmt] = str(dest.relative_to(ROOT))
+        if fmt == "raw" and dest.exists():
             out["top"] = report.top_frames(dest)
-        break_after = fmt == "flamegraph" and a.quick
-        if break_after:
-            break
     return out
 
 
@@ -317,14 +329,16 @@ def main(argv: list[str] | None = None) -> int:
         for name, srv in servers.items():
             results[name] = {"label": srv.label, **summarize(runs[name]),
                              **sessions(redis, srv.session_match)}
+            if srv.cold_start_s is not None:
+                results[name]["cold_start_s"] = srv.cold_start_s
             if name != "bare":
                 try:
                     results[name].update(round_trips(srv, redis))
                 except Exception as exc:
                     notes.append(f"{name}: round trips not counted ({type(exc).__name__}: {exc})")
-        if a.profile and "causette" in servers:
-            log("profiling Causette with py-spy")
-            results["causette"]["profile"] = profile(servers["causette"], tool, a)
+        if a.profile and a.profile in servers:
+            log(f"profiling {a.profile} with py-spy")
+            results[a.profile]["profile"] = profile(servers[a.profile], tool, a)
     finally:
         for srv in servers.values():
             srv.stop()

@@ -185,6 +185,8 @@ class Server:
         self.session_match = session_match
         self.procs: list[subprocess.Popen] = []
         self.logs: list[Path] = []
+        self.warm = False
+        self.cold_start_s: float | None = None
 
     @property
     def url(self) -> str:
