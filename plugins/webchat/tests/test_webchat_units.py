@@ -204,3 +204,19 @@ async def test_send_without_redis_is_a_typed_retry():
     assert res.status == "retry" and res.code == "redis"
     await ch.runtime.redis.aclose()
     await asyncio.sleep(0)
+
+
+# --- a socket's ordering -------------------------------------------------------------------------
+def test_a_socket_gets_each_frame_once_in_order_across_replay_and_live():
+    from causette_webchat.hub import Conn
+    conn = Conn(types.SimpleNamespace(closed=False), last=2)
+    conn.publish('{"seq":5}', 5)           # published live while the outbox is being read
+    conn.publish('{"seq":6}', 6)
+    conn.replay([('{"seq":2}', 2), ('{"seq":3}', 3), ('{"seq":4}', 4), ('{"seq":5}', 5)])
+    conn.publish('{"seq":6}', 6)           # a late duplicate
+    conn.publish('{"seq":7}', 7)
+    conn.send('{"type":"pong"}')
+    out = []
+    while not conn.queue.empty():
+        out.append(conn.queue.get_nowait())
+    assert out == ['{"seq":3}', '{"seq":4}', '{"seq":5}', '{"seq":6}', '{"seq":7}', '{"type":"pong"}']
