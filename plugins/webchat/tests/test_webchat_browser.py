@@ -198,3 +198,56 @@ async def test_reload_keeps_the_history_and_a_dropped_socket_resumes(gateway, br
     await page.locator("#causette-widget .msg.visitor.pending").wait_for(state="detached")
     assert await news.count() == 1
     await ctx.close()
+
+
+HOSTILE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Another site</title>
+<style>* {{ font-family: "Comic Sans MS", cursive !important; color: lime !important; }}
+button {{ display: none !important; }} div {{ border: 5px dashed red; padding: 30px; }}</style></head>
+<body><h1>A brand's own site, on another origin, with loud CSS</h1>
+<script src="{gateway}/t/wc-shop/widget.js" data-channel="web" async></script></body></html>"""
+
+
+async def test_widget_on_another_site_keeps_its_looks_and_checks_origins(gateway, browser):
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    where: dict[str, str] = {}
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=HOSTILE.format(gateway=where["gateway"]), content_type="text/html")
+
+    site = web.Application()
+    site.router.add_get("/", page)
+    server = TestServer(site, host="127.0.0.1")
+    await server.start_server()
+    origin = str(server.make_url("")).rstrip("/")
+    shop = copy.deepcopy(SHOP)
+    shop["channels"][0]["settings"]["allowed_origins"] = [origin]
+    gw = await gateway(tenants=[shop])
+    where["gateway"] = gw.url
+    try:
+        ctx = await browser.new_context(locale="fr-FR")
+        pg = await ctx.new_page()
+        await pg.goto(origin + "/")
+        launcher = pg.get_by_role("button", name=re.compile("^Discussion avec "))
+        await launcher.click()                      # the site hides every <button>: not ours
+        await pg.locator("#causette-widget .chips .chip").first.click()
+        await pg.locator("#causette-widget .msg.bot", has_text="voici nos offres").wait_for()
+        color = await pg.locator("#causette-widget .msg.bot").first.evaluate("e => getComputedStyle(e).color")
+        assert color == "rgb(17, 24, 39)"           # the site's lime did not leak in
+        shots = ROOT / "var"
+        shots.mkdir(exist_ok=True)
+        await pg.screenshot(path=str(shots / "webchat-other-site.png"), animations="disabled")
+        await ctx.close()
+
+        # The same page on an origin the brand did not list cannot open the socket.
+        shop["channels"][0]["settings"]["allowed_origins"] = ["https://brand.example"]
+        await gw.apply(shop)
+        ctx = await browser.new_context(locale="fr-FR")
+        pg = await ctx.new_page()
+        await pg.goto(origin + "/")
+        await pg.get_by_role("button", name=re.compile("^Discussion avec ")).click()
+        await pg.locator("#causette-widget .status", has_text="reconnexion").wait_for()
+        await ctx.close()
+    finally:
+        await server.close()

@@ -182,7 +182,10 @@
     "@media (prefers-reduced-motion:reduce){*{animation:none!important;transition:none!important;scroll-behavior:auto!important}}"
   ].join("\n");
 
-  var host = h("div", { id: "causette-widget", "data-tenant": CONFIG.tenant });
+  // A tag of our own (no `div {...}` rule of the site matches it) with inline !important
+  // styles (which beat the site's): the one element of ours that lives in the site's DOM.
+  var host = h("causette-widget", { id: "causette-widget", "data-tenant": CONFIG.tenant,
+    style: "all:initial!important;display:block!important;position:static!important" });
   var shadow = host.attachShadow ? host.attachShadow({ mode: "open" }) : host;
   var style = document.createElement("style");
   style.textContent = CSS;
