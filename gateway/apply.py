@@ -206,6 +206,9 @@ async def plan_tenant(store: "Store", host: "PluginHost", cfg: TenantConfig,
                       where: str = "") -> tuple[TenantPlan, list[Problem]]:
     """Validate everything; the plan to write and every problem found (errors and warnings)."""
     problems: list[Problem] = []
+    if not 60 <= cfg.session_ttl <= 366 * 24 * 3600:
+        problems.append(Problem(path="$.session_ttl", code="constraint",
+                                message="session_ttl is seconds, from 60 to a year (31622400)"))
     current = await store.get_tenant(cfg.slug)
     stored_plugins = await store.get_plugins(cfg.slug) if current else {}
     plugins = []

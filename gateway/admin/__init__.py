@@ -42,7 +42,7 @@ async def flow_schema(request: web.Request) -> web.Response:
 ROUTES: list[Route] = [
     Route("GET", "/openapi.json", openapi, "public", "This document"),
     Route("GET", "/schemas/flow.json", flow_schema, "public", "JSON Schema of the flow format (?engine=tree)",
-          query=(("engine", "flow engine name (default tree)"),)),
+          query=(("engine", "flow engine name (default tree)"),), fails=(404,)),
     Route("GET", "/plugins", t.installed_plugins, "any", "Installed plugins, what they register, their settings schema",
           response=InstalledList),
     # agency keys
@@ -60,7 +60,7 @@ ROUTES: list[Route] = [
           body=TenantPatch, response=TenantInfo, writes=True),
     Route("PUT", T, t.put_tenant, "owner",
           "Apply a whole tenant definition (as tenants/<slug>.json); an agency key may create it this way",
-          body=TenantConfig, response=ApplyResult, writes=True, creates=True),
+          body=TenantConfig, response=ApplyResult, writes=True, creates=True, also=(201,)),
     Route("DELETE", T, t.delete_tenant, "agency", "Delete a tenant and all its data", status=204, writes=True),
     # keys
     Route("GET", T + "/keys", t.list_keys, "owner", "The tenant's API keys (never the keys themselves)",
@@ -73,7 +73,7 @@ ROUTES: list[Route] = [
           response=TenantPlugins),
     Route("GET", T + "/plugins/{plugin}", t.get_plugin, "viewer", "One plugin for this tenant", response=TenantPlugin),
     Route("PUT", T + "/plugins/{plugin}", t.put_plugin, "owner", "Enable a plugin / change its settings",
-          body=PluginSettingsIn, response=TenantPlugin, writes=True),
+          body=PluginSettingsIn, response=TenantPlugin, writes=True, also=(201,)),
     Route("DELETE", T + "/plugins/{plugin}", t.delete_plugin, "owner", "Disable a plugin", status=204, writes=True),
     # channels
     Route("GET", T + "/channels", t.list_channels, "viewer", "Channel instances (secrets masked)",
@@ -84,7 +84,7 @@ ROUTES: list[Route] = [
           response=ChannelOut),
     Route("PUT", T + "/channels/{channel}", t.put_channel, "owner",
           "Create or replace a channel instance (omitted or \"***set***\" secrets are kept)",
-          body=ChannelPut, response=ChannelOut, writes=True),
+          body=ChannelPut, response=ChannelOut, writes=True, also=(201,)),
     Route("DELETE", T + "/channels/{channel}", t.delete_channel, "owner", "Remove a channel instance",
           status=204, writes=True),
     # flows
@@ -107,10 +107,11 @@ ROUTES: list[Route] = [
     Route("POST", FL + "/rollback", f.rollback, "editor", "Publish an older version again as a new number",
           body=RollbackIn, response=PublishOut, status=201, writes=True),
     Route("GET", FL + "/graph", f.graph, "viewer", "The flow as Mermaid and SVG", response=GraphOut,
-          query=(("version", "a version number or `draft` (default)"), ("format", "json (default), mermaid or svg"))),
+          query=(("version", "a version number or `draft` (default)"), ("format", "json (default), mermaid or svg")),
+          fails=(400, 422)),
     Route("POST", FL + "/simulate", f.simulate, "viewer",
           "Run the flow against a script of inputs, without side effects (live_steps needs editor)",
-          body=SimulateIn, response=SimulateOut),
+          body=SimulateIn, response=SimulateOut, fails=(422,)),
 ]
 
 

@@ -14,7 +14,7 @@ from ..types import Problem
 from .diff import diff_flows
 from .http import host, invalidate, json_response, principal, read_json, require, store
 from .simulate import simulate as run_simulation
-from .wire import (FlowList, FlowOut, FlowSummary, GraphOut, PublishIn, PublishOut, RollbackIn,
+from .wire import (MAX_VERSION, FlowList, FlowOut, FlowSummary, GraphOut, PublishIn, PublishOut, RollbackIn,
                    SimulateIn, ValidateOut, VersionList, VersionOut)
 
 Definition = dict[str, Any]
@@ -163,7 +163,7 @@ def _version_param(raw: str) -> int | str:
         n = int(raw)
     except ValueError:
         raise not_found("version") from None
-    if n < 1:
+    if not 1 <= n <= MAX_VERSION:
         raise not_found("version")
     return n
 

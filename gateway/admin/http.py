@@ -39,6 +39,8 @@ class Route(NamedTuple):
     headers: tuple[tuple[str, str], ...] = ()      # request headers that matter (If-Match)
     writes: bool = False           # changes something (used by the security test)
     creates: bool = False          # an agency key may name a tenant that does not exist yet
+    also: tuple[int, ...] = ()     # other success statuses (201 when a PUT created the thing)
+    fails: tuple[int, ...] = ()    # problem statuses beyond those the route's shape implies
 
 
 def principal(request: web.Request) -> KeyInfo:

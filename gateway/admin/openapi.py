@@ -18,7 +18,7 @@ _STATUS = {400: "Malformed JSON or bad parameter", 401: "No or invalid API key",
            403: "The key's role does not allow this", 404: "No such tenant or resource (or not yours)",
            409: "Conflict", 412: "If-Match is stale (the problem carries the current `etag`)",
            413: "Body too large", 415: "Not JSON", 422: "Invalid: `errors` lists each problem with its JSON path",
-           428: "If-Match is required"}
+           428: "If-Match is required", 500: "Internal error (logged)"}
 
 
 def openapi_document(routes: Iterable[Any]) -> dict[str, Any]:
@@ -53,6 +53,8 @@ def openapi_document(routes: Iterable[Any]) -> dict[str, Any]:
         responses: dict[str, Any] = {str(r.status): ok}
         if r.status == 201:
             responses["200"] = {"description": "Nothing new (e.g. publishing an unchanged draft)"}
+        for extra in r.also:
+            responses[str(extra)] = {**ok, "description": "Created" if extra == 201 else "OK"}
         problem = {"content": {CONTENT_TYPE: {"schema": by_type[ProblemDoc]}}}
         codes = [400, 422] if r.body is not None else []
         if r.access != "public":
@@ -63,6 +65,7 @@ def openapi_document(routes: Iterable[Any]) -> dict[str, Any]:
             codes.append(409)
         if any(h == "If-Match" for h, _ in r.headers):
             codes += [412, 428]
+        codes += r.fails
         for c in sorted(set(codes)):
             responses[str(c)] = {"description": _STATUS[c], **problem}
         op["responses"] = responses

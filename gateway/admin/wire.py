@@ -11,6 +11,8 @@ from ..problems import ProblemItem
 from ..types import Choice, Event, Reply
 from ..store.records import KeyInfo, TenantInfo, VersionInfo
 
+MAX_TTL = 366 * 24 * 3600          # a year: sessions idle longer are gone anyway
+MAX_VERSION = 2**31 - 1
 TenantRole = Literal["owner", "editor", "agent", "viewer"]
 Settings = dict[str, Any]
 
@@ -22,7 +24,7 @@ class TenantCreate(msgspec.Struct, forbid_unknown_fields=True):
     locale: str = "fr"
     locales: list[str] = []
     timezone: str = "Europe/Paris"
-    session_ttl: Annotated[int, msgspec.Meta(ge=60)] = 7 * 24 * 3600
+    session_ttl: Annotated[int, msgspec.Meta(ge=60, le=MAX_TTL)] = 7 * 24 * 3600
 
 
 class TenantPatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -30,7 +32,7 @@ class TenantPatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     locale: str | msgspec.UnsetType = msgspec.UNSET
     locales: list[str] | msgspec.UnsetType = msgspec.UNSET
     timezone: str | msgspec.UnsetType = msgspec.UNSET
-    session_ttl: Annotated[int, msgspec.Meta(ge=60)] | msgspec.UnsetType = msgspec.UNSET
+    session_ttl: Annotated[int, msgspec.Meta(ge=60, le=MAX_TTL)] | msgspec.UnsetType = msgspec.UNSET
 
 
 class TenantList(msgspec.Struct):
@@ -183,7 +185,7 @@ class PublishOut(msgspec.Struct):
 
 
 class RollbackIn(msgspec.Struct, forbid_unknown_fields=True):
-    version: Annotated[int, msgspec.Meta(ge=1)]
+    version: Annotated[int, msgspec.Meta(ge=1, le=MAX_VERSION)]
     note: Annotated[str, msgspec.Meta(max_length=500)] = ""
 
 
@@ -245,7 +247,7 @@ class ScriptItem(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
 
 class SimulateIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     script: list[str | ScriptItem] = []
-    version: int | Literal["draft"] = "draft"    # or a published version number
+    version: Annotated[int, msgspec.Meta(ge=1, le=MAX_VERSION)] | Literal["draft"] = "draft"  # or a version
     contact: dict[str, Any] = {}       # contact attributes the flow sees (first_name, email...)
     vars: dict[str, Any] = {}
     channel: str = ""                  # a channel instance id of the tenant, or a channel type
