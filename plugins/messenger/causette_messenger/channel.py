@@ -198,7 +198,8 @@ class MessengerChannel(Channel):
                 p = a.payload or wire.AttachmentPayload()
                 if a.type == "location" and p.coordinates is not None:
                     msg.kind = "location"
-                    msg.location = Location(lat=p.coordinates.lat, lon=p.coordinates.long, name=p.title)
+                    msg.location = Location(lat=p.coordinates.lat, lon=p.coordinates.long,
+                                            name=p.title or a.title)
                 elif p.sticker_id in THUMBS_UP_STICKERS and not m.text:
                     msg.text = "👍"            # the Like button: a word, not an image
                 elif p.sticker_id:

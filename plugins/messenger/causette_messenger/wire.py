@@ -32,6 +32,7 @@ class AttachmentPayload(msgspec.Struct):
 class Attachment(msgspec.Struct):
     type: str = ""              # image, audio, video, file, location, fallback, template
     payload: AttachmentPayload | None = None
+    title: str = ""             # legacy location pins carry their name here
 
 
 class Referral(msgspec.Struct):

@@ -97,7 +97,7 @@ INBOUND = [
     ("location (legacy attachment)",
      envelope({"message": {"mid": "m_11", "attachments": [
          {"type": "location", "title": "Pin", "payload": {"coordinates": {"lat": 45.76, "long": 4.83}}}]}}),
-     [M(native_id="m_11", kind="location", location=Location(lat=45.76, lon=4.83))]),
+     [M(native_id="m_11", kind="location", location=Location(lat=45.76, lon=4.83, name="Pin"))]),
     ("a shared link (fallback attachment) becomes text",
      envelope({"message": {"mid": "m_12", "text": "regarde", "attachments": [
          {"type": "fallback", "payload": {"url": "https://shop.example.com/p/1", "title": "Bonnet"}}]}}),
