@@ -102,15 +102,16 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PIPELINE] = Pipeline(app[PLUGINS], registry, app[STATE], app[HTTP])
     await registry.start()
     tasks = []
+    stop = asyncio.Event()
     if s.background:
-        tasks = [asyncio.create_task(event_loop(app[STATE], app[STORE], s.flush_interval)),
-                 asyncio.create_task(timer_loop(app[STATE], app[PIPELINE], s.timer_interval))]
+        tasks = [asyncio.create_task(event_loop(app[STATE], app[STORE], s.flush_interval, stop)),
+                 asyncio.create_task(timer_loop(app[STATE], app[PIPELINE], s.timer_interval, stop))]
     yield
+    stop.set()
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)
     for t in tasks:
         t.cancel()
-    for t in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await t
     await app[PIPELINE].drain()
     with contextlib.suppress(Exception):
         from .background import flush_events

@@ -218,6 +218,21 @@ async def plan_tenant(store: "Store", host: "PluginHost", cfg: TenantConfig,
         problems += probs
         if planned:
             plugins.append(planned)
+    # A channel instance needs its plugin enabled (its chain hooks must run for this tenant):
+    # enable it implicitly when it needs no settings, with a warning saying so.
+    enabled = set(cfg.plugins)
+    for i, ch in enumerate(cfg.channels):
+        if ch.type in host.channels and host.owner("channel", ch.type) not in enabled:
+            owner = host.owner("channel", ch.type)
+            planned, probs = check_plugin(host, owner, {}, f"$.plugins.{owner}",
+                                          await store.plugin_secrets(cfg.slug, owner) if current else {})
+            if planned is not None:
+                plugins.append(planned)
+                enabled.add(owner)
+                problems.append(Problem(path=f"$.channels[{i}].type", code="channel.plugin_implied",
+                                        severity="warning",
+                                        message=f"plugin {owner!r} (channel type {ch.type!r}) was not in "
+                                                f"`plugins`; it is enabled for this tenant"))
     channels, seen = [], set()
     for i, ch in enumerate(cfg.channels):
         path = f"$.channels[{i}]"
@@ -227,7 +242,7 @@ async def plan_tenant(store: "Store", host: "PluginHost", cfg: TenantConfig,
             continue
         seen.add(ch.id)
         secrets = await store.channel_secrets(cfg.slug, ch.id) if current else {}
-        planned, probs = check_channel(host, ch, path, secrets, enabled=cfg.plugins)
+        planned, probs = check_channel(host, ch, path, secrets, enabled=enabled)
         problems += probs
         if planned:
             channels.append(planned)

@@ -36,8 +36,17 @@ async def flush_events(state: "State", store: "Store") -> int:
     return moved
 
 
-async def event_loop(state: "State", store: "Store", interval: float) -> None:
-    while True:
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass
+
+
+async def event_loop(state: "State", store: "Store", interval: float, stop: asyncio.Event) -> None:
+    # `stop`, not only cancellation, ends the loops: redis-py can swallow a cancellation
+    # that arrives while it is connecting.
+    while not stop.is_set():
         try:
             moved = await flush_events(state, store)
         except asyncio.CancelledError:
@@ -46,11 +55,12 @@ async def event_loop(state: "State", store: "Store", interval: float) -> None:
             log.warning("event flusher: %s", exc)
             moved = 0
         if moved < BATCH:
-            await asyncio.sleep(interval)
+            await _pause(stop, interval)
 
 
-async def timer_loop(state: "State", pipeline: "Pipeline", interval: float) -> None:
-    while True:
+async def timer_loop(state: "State", pipeline: "Pipeline", interval: float,
+                     stop: asyncio.Event) -> None:
+    while not stop.is_set():
         try:
             due = await state.claim_timers(time.time())
             for tenant, channel, contact in due:
@@ -64,4 +74,4 @@ async def timer_loop(state: "State", pipeline: "Pipeline", interval: float) -> N
             log.warning("timer loop: %s", exc)
             due = []
         if len(due) < 100:
-            await asyncio.sleep(interval)
+            await _pause(stop, interval)

@@ -61,6 +61,9 @@ class ProblemError(Exception):
                           detail=self.detail, instance=instance, code=self.code,
                           errors=items(self.errors), etag=self.etag)
 
+    def __str__(self) -> str:
+        return self.render()
+
     def render(self) -> str:
         """Human-readable, for the terminal: one line per problem."""
         lines = [f"{self.title}: {self.detail}" if self.detail else self.title]

@@ -61,6 +61,7 @@ class Registry:
         self._compiled: OrderedDict[tuple[str, str, int], Any] = OrderedDict()
         self._versions: dict[tuple[str, str, int], FlowVersion] = {}
         self._listener: asyncio.Task | None = None
+        self._stopping = False
         self.max_compiled = 50_000
 
     # --- tenants -------------------------------------------------------------------------
@@ -160,25 +161,29 @@ class Registry:
 
     # --- cross-process invalidation --------------------------------------------------------
     async def start(self) -> None:
+        self._stopping = False
         self._listener = asyncio.create_task(self._listen())
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._listener:
             self._listener.cancel()
+            # redis-py may swallow a cancellation while it connects; the flag ends the loop.
             try:
-                await self._listener
-            except (asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._listener, 3)
+            except (asyncio.CancelledError, asyncio.TimeoutError, Exception):
                 pass
 
     async def _listen(self) -> None:
-        while True:
+        while not self._stopping:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(INVALIDATE)
-                # Messages published before we subscribed are covered: reconnects drop all.
+                # Changes published while we were not listening are unknown: drop everything.
                 self._tenants.clear()
-                async for msg in pubsub.listen():
-                    data = msg.get("data")
+                while not self._stopping:
+                    msg = await pubsub.get_message(timeout=1.0)
+                    data = msg.get("data") if msg else None
                     if isinstance(data, bytes):
                         self.forget(data.decode())
             except asyncio.CancelledError:
@@ -186,3 +191,8 @@ class Registry:
             except Exception as exc:
                 log.warning("invalidation listener reconnecting: %s", exc)
                 await asyncio.sleep(1)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:
+                    pass

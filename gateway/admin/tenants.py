@@ -224,12 +224,19 @@ async def get_channel(request: web.Request) -> web.Response:
 
 
 async def _write_channel(request: web.Request, cfg: ChannelConfig, *, create_only: bool) -> web.Response:
-    slug, st = _slug(request), store(request)
-    enabled = await st.get_plugins(slug)
-    planned, problems = check_channel(host(request), cfg, "$", await st.channel_secrets(slug, cfg.id),
-                                      enabled=enabled)
+    slug, st, h = _slug(request), store(request), host(request)
+    enabled = set(await st.get_plugins(slug))
+    implied = None
+    if cfg.type in h.channels and h.owner("channel", cfg.type) not in enabled:
+        # as in `apply`: the channel's plugin is enabled with it when it needs no settings
+        implied, _ = check_plugin(h, h.owner("channel", cfg.type), {}, "$")
+        if implied is not None:
+            enabled.add(implied.name)
+    planned, problems = check_channel(h, cfg, "$", await st.channel_secrets(slug, cfg.id), enabled=enabled)
     if planned is None:
         raise invalid(problems)
+    if implied is not None:
+        await st.set_plugin(slug, implied.name, implied.settings, implied.secrets)
     try:
         created = await st.put_channel(slug, cfg.id, cfg.type, planned.settings, planned.secrets,
                                        planned.enabled, create_only=create_only)
