@@ -211,10 +211,6 @@ def create_app(settings: Settings | None = None, host: PluginHost | None = None)
         else:
             kwargs.pop("allow_head", None)
             app.router.add_route(route.method, full, _guard(plugin, route.handler), **kwargs)
-    try:
-        from .admin import create_admin_app
-    except ImportError:  # TEMP while the admin API lands
-        create_admin_app = None
-    if create_admin_app:
-        app.add_subapp("/admin/v1", create_admin_app())
+    from .admin import create_admin_app
+    app.add_subapp("/admin/v1", create_admin_app())
     return app
