@@ -38,8 +38,19 @@ FLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 # --- shared checks (the admin API calls these too) -----------------------------------------
-def plugin_secret_fields(host: "PluginHost", plugin: str) -> tuple[str, ...]:
+def plugin_settings_type(host: "PluginHost", plugin: str) -> Any:
+    """The plugin's per-tenant Settings Struct, or None. A channel plugin that re-exports its
+    channel's (per-instance) Settings at module level has no per-tenant settings: those are
+    given on each channel instance, not under `plugins`."""
     st = host.settings_types.get(plugin)
+    if st is not None and any(cls.Settings is st and host.owner("channel", t) == plugin
+                              for t, cls in host.channels.items()):
+        return None
+    return st
+
+
+def plugin_secret_fields(host: "PluginHost", plugin: str) -> tuple[str, ...]:
+    st = plugin_settings_type(host, plugin)
     return tuple(getattr(st, "secrets", ()) or ()) if st is not None else ()
 
 
@@ -71,7 +82,7 @@ def check_plugin(host: "PluginHost", name: str, raw: Any, path: str,
         raw = {}
     if not isinstance(raw, dict):
         return None, [Problem(path=path, code="type", message="plugin settings are a JSON object")]
-    st = host.settings_types[name]
+    st = plugin_settings_type(host, name)
     plain, secret = split_secrets(raw, plugin_secret_fields(host, name), stored_secrets)
     if st is None:
         if plain or secret:

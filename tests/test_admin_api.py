@@ -158,13 +158,11 @@ async def test_plugins_list_schemas_and_validate_settings(admin, host):
 async def test_channel_secrets_are_write_only(admin, tmp_path):
     await admin.call("POST", "/tenants", json={"slug": "acme", "name": "Acme"})
     wa = {"id": "wa", "type": "whatsapp", "settings": {"phone_number_id": "106", "access_token": TOKEN}}
-    s, _, p, _ = await admin.call("POST", "/tenants/acme/channels", json=wa)
-    assert s == 422 and p["errors"][0]["code"] == "channel.plugin_disabled"
-    await admin.call("PUT", "/tenants/acme/plugins/whatsapp", json={})
-    s, _, ch, hdr = await admin.call("POST", "/tenants/acme/channels", json=wa)
+    s, _, ch, hdr = await admin.call("POST", "/tenants/acme/channels", json=wa)   # enables its plugin
     assert s == 201 and ch["settings"] == {"phone_number_id": "106", "access_token": "***set***"}
     assert ch["webhook"] == "/t/acme/channels/wa" and ch["plugin"] == "whatsapp"
     assert ch["capabilities"]["buttons"] == 3
+    assert (await admin.call("GET", "/tenants/acme/plugins/whatsapp"))[2]["enabled"]
     assert (await admin.call("POST", "/tenants/acme/channels", json=wa))[0] == 409
     for path in ("/tenants/acme/channels", "/tenants/acme/channels/wa"):
         s, _, body, _ = await admin.call("GET", path)

@@ -7,6 +7,8 @@ import msgspec
 import pytest
 
 from gateway.apply import apply_path, apply_tenant
+from gateway.channels import Channel
+from gateway.hookspecs import hookimpl
 from gateway.config import TenantConfig
 from gateway.plugins import PluginHost
 from gateway.problems import ProblemError
@@ -70,13 +72,42 @@ async def test_every_problem_is_reported_at_once_and_nothing_is_written(store, h
     assert await store.list_tenant_slugs() == []
 
 
-async def test_channels_need_their_plugin_enabled(store, host):
+async def test_a_channels_plugin_is_enabled_with_it_when_it_needs_no_settings(store, host):
     d = demo()
     d["channels"].append({"id": "wa", "type": "whatsapp", "settings": {"phone_number_id": "1"}})
+    ch = await apply_tenant(store, host, cfg(d))
+    assert "whatsapp" in ch.plugins
+    assert [(w.path, w.code) for w in ch.warnings] == [("$.channels[1].type", "channel.plugin_implied")]
+    assert "whatsapp" in (await store.tenant_snapshot("demo")).plugins
+
+
+class Needy:
+    """A third-party channel plugin whose per-tenant settings have a required field."""
+
+    class Settings(msgspec.Struct, forbid_unknown_fields=True):
+        account: str
+
+    class Pigeon(Channel):
+        type = "pigeon"
+
+    @hookimpl
+    def register_channels(self):
+        return [self.Pigeon]
+
+
+async def test_a_channels_plugin_that_needs_settings_must_be_enabled_explicitly(store):
+    h = PluginHost(entrypoints=False, extra=[("needy", Needy())])
+    d = {"slug": "acme", "name": "Acme", "channels": [{"id": "p", "type": "pigeon"}]}
     with pytest.raises(ProblemError) as exc:
-        await apply_tenant(store, host, cfg(d))
+        await apply_tenant(store, h, cfg(d))
     assert [(p.path, p.code) for p in exc.value.errors if p.severity == "error"] == \
-        [("$.channels[1].type", "channel.plugin_disabled")]
+        [("$.channels[0].type", "channel.plugin_disabled")]
+    d["plugins"] = {"needy": {}}
+    with pytest.raises(ProblemError) as exc:
+        await apply_tenant(store, h, cfg(d))
+    assert [(p.path, p.code) for p in exc.value.errors] == [("$.plugins.needy", "required")]
+    d["plugins"] = {"needy": {"account": "a1"}}
+    assert (await apply_tenant(store, h, cfg(d))).channels == ["p"]
 
 
 async def test_secrets_left_out_of_a_file_are_kept_and_empty_clears_them(store, host):

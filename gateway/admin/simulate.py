@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ..apply import plugin_settings_type
 from ..config import TenantSnapshot
 from ..flows import Context, StepResult
 from ..problems import ProblemError
@@ -41,7 +42,7 @@ def _clock(now: float | str | None) -> float:
 def _decoded_settings(host: "PluginHost", tenant: TenantSnapshot) -> dict[str, Any]:
     out = {}
     for plugin, raw in tenant.plugins.items():
-        st = host.settings_types.get(plugin)
+        st = plugin_settings_type(host, plugin)
         try:
             out[plugin] = msgspec.convert(raw or {}, st, str_keys=True) if st else raw
         except msgspec.ValidationError:

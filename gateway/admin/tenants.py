@@ -7,7 +7,7 @@ import msgspec
 from aiohttp import web
 
 from ..apply import (MASK, apply_tenant, check_channel, check_plugin, decode_tenant,
-                     plugin_secret_fields)
+                     plugin_secret_fields, plugin_settings_type)
 from ..config import ChannelConfig
 from ..problems import ProblemError, conflict, invalid, items, not_found
 from ..store import Conflict, TenantInfo
@@ -134,7 +134,7 @@ def _masked(settings: dict[str, Any], secret_names: list[str]) -> dict[str, Any]
 async def installed_plugins(request: web.Request) -> web.Response:
     h = host(request)
     out = [InstalledPlugin(name=p.name, dist=p.dist, version=p.version, hooks=p.hooks, registers=p.registers,
-                           settings_schema=_schema(h.settings_types.get(p.name)),
+                           settings_schema=_schema(plugin_settings_type(h, p.name)),
                            secrets=list(plugin_secret_fields(h, p.name)))
            for p in h.plugins]
     return json_response(InstalledList(plugins=out))
@@ -148,7 +148,7 @@ async def tenant_plugins(request: web.Request) -> web.Response:
         on = p.name in enabled
         settings = _masked(*enabled[p.name]) if on else {}
         available.append(TenantPlugin(name=p.name, enabled=on, settings=settings, version=p.version,
-                                      settings_schema=_schema(h.settings_types.get(p.name)),
+                                      settings_schema=_schema(plugin_settings_type(h, p.name)),
                                       registers=p.registers))
     return json_response(TenantPlugins(available=available,
                                        enabled={n: _masked(*v) for n, v in enabled.items()}))
@@ -162,7 +162,7 @@ async def get_plugin(request: web.Request) -> web.Response:
     enabled = await store(request).get_plugins(_slug(request))
     return json_response(TenantPlugin(name=name, enabled=name in enabled,
                                       settings=_masked(*enabled[name]) if name in enabled else {},
-                                      settings_schema=_schema(h.settings_types.get(name)),
+                                      settings_schema=_schema(plugin_settings_type(h, name)),
                                       version=info.version, registers=info.registers))
 
 
