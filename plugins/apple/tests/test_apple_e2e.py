@@ -30,7 +30,7 @@ QUIZ = {
 
 
 def tenant(provider):
-    return {"slug": "apple-shop", "name": "Apple shop", "locale": "fr", "plugins": {"tree": {}},
+    return {"slug": "apple-shop", "name": "Apple shop", "locale": "fr", "plugins": {"tree": {}, "apple": {}},
             "channels": [{"id": "apple-main", "type": "apple", "settings": {
                 "msp_id": MSP, "secret": base64.b64encode(KEY).decode(), "business_id": BIZ,
                 "api_base": provider.url, "attempts": 2}}],

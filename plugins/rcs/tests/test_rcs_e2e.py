@@ -29,7 +29,7 @@ def tenant(provider, **rcs_settings):
     settings = {"agent_id": "demo-bot@rbm.goog", "client_token": TOKEN,
                 "access_token": "ya29.e2e-token", "api_base": provider.url, "attempts": 2}
     settings.update(rcs_settings)
-    return {"slug": "rcs-shop", "name": "RCS shop", "locale": "fr", "plugins": {"tree": {}},
+    return {"slug": "rcs-shop", "name": "RCS shop", "locale": "fr", "plugins": {"tree": {}, "rcs": {}},
             "channels": [{"id": "rcs-main", "type": "rcs", "settings": settings},
                          {"id": "rcs-backup", "type": "rcs",
                           "settings": {"agent_id": "backup-bot@rbm.goog", "client_token": TOKEN,

@@ -39,7 +39,7 @@ def _fresh_tokens():
 
 
 def tenant(provider, mode="plain"):
-    return {"slug": "wechat-shop", "name": "WeChat shop", "locale": "fr", "plugins": {"tree": {}},
+    return {"slug": "wechat-shop", "name": "WeChat shop", "locale": "fr", "plugins": {"tree": {}, "wechat": {}},
             "channels": [{"id": "wechat-main", "type": "wechat", "settings": {
                 "token": TOKEN, "app_id": APPID, "app_secret": "e2e-app-secret",
                 "encoding_aes_key": AESKEY, "mode": mode, "api_base": provider.url,
