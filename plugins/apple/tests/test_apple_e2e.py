@@ -112,3 +112,26 @@ async def test_apple_close_is_an_optout(gateway, provider):
     assert provider.requests == []
     await gw.flush_events()
     assert any(e.type == "consent.optout" for e in await gw.store.list_events("apple-shop"))
+
+
+async def test_apple_demo_tenant_runs_its_flow(gateway, provider, demo_tenant):
+    demo_tenant["plugins"]["apple"] = {}
+    demo_tenant["channels"].append(dict(tenant(provider)["channels"][0], id="apple"))
+    gw = await gateway(tenants=[demo_tenant])
+    url = f"{gw.url}/t/demo/channels/apple"
+    body, headers = signed(text("d-1", "soldes"), "QUICK,LIST")
+    async with gw.http.post(url, data=body, headers=headers) as r:
+        assert r.status == 200
+    sent = [json.loads(r["body"]) for r in provider.requests]
+    assert sent[0]["body"].startswith("Bonjour")
+    quick = sent[1]["interactiveData"]["data"]["quick-reply"]
+    assert quick["summaryText"] == "Pour qui cherchez-vous ?"
+    assert [i["identifier"] for i in quick["items"]] == ["women", "men", "kids"]
+    answer = {"id": "d-2", "type": "interactive", "v": 1, "sourceId": USER, "destinationId": BIZ,
+              "interactiveData": {"bid": "x", "data": {"version": "1.0", "requestIdentifier": "r",
+                                  "quick-reply": {"selectedIdentifier": "men"}}}}
+    body, headers = signed(answer, "QUICK,LIST")
+    async with gw.http.post(url, data=body, headers=headers) as r:
+        assert r.status == 200
+    last = json.loads(provider.requests[-1]["body"])
+    assert last["interactiveData"]["data"]["quick-reply"]["summaryText"] == "Quel est votre budget ?"

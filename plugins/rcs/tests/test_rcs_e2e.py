@@ -125,3 +125,27 @@ async def test_rcs_user_without_rcs_gets_the_reply_through_the_fallback_channel(
     events = await gw.store.list_events("rcs-shop")
     assert any(e.type == "message.out" and e.data.get("fallback_from") == "rcs-main"
                for e in events)
+
+
+async def test_rcs_demo_tenant_runs_its_flow(gateway, provider, demo_tenant):
+    t = tenant(provider)
+    demo_tenant["plugins"]["rcs"] = {}
+    demo_tenant["channels"].append(dict(t["channels"][0], id="rcs"))
+    gw = await gateway(tenants=[demo_tenant])
+
+    async def say(mid, **content):
+        async with gw.http.post(f"{gw.url}/t/demo/channels/rcs",
+                                data=(s := signed(user_message(mid, **content)))[0],
+                                headers=s[1]) as r:
+            assert r.status == 200
+
+    await say("d1", text="soldes")
+    sent = [json.loads(r["body"])["contentMessage"] for r in provider.requests]
+    assert sent[0]["text"].startswith("Bonjour")
+    assert sent[1]["text"] == "Pour qui cherchez-vous ?"
+    assert [s["reply"]["postbackData"] for s in sent[1]["suggestions"]] == ["women", "men", "kids"]
+    await say("d2", suggestionResponse={"postbackData": "women", "text": "Femme", "type": "REPLY"})
+    last = json.loads(provider.requests[-1]["body"])["contentMessage"]
+    assert last["text"] == "Quel est votre budget ?"
+    assert [s["reply"]["text"] for s in last["suggestions"]] == ["Moins de 50 €", "50 à 150 €",
+                                                                 "Plus de 150 €"]

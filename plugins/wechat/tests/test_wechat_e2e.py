@@ -129,3 +129,22 @@ async def test_wechat_handshake_and_refusals(gateway, provider):
     assert (await post(gw, message("3001", "hi"), query("other-token")))[0] == 403
     assert (await post(gw, message("3001", "hi"), f"timestamp={TS}&nonce={NONCE}"))[0] == 403
     assert provider.requests == []
+
+
+async def test_wechat_demo_tenant_runs_its_flow(gateway, provider, token_endpoint, demo_tenant):
+    demo_tenant["plugins"]["wechat"] = {}
+    demo_tenant["channels"].append(dict(tenant(provider)["channels"][0], id="wechat"))
+    gw = await gateway(tenants=[demo_tenant])
+
+    async def say(msg_id, content):
+        async with gw.http.post(f"{gw.url}/t/demo/channels/wechat?{query()}",
+                                data=message(msg_id, content)) as r:
+            assert r.status == 200
+            return passive(await r.text())
+
+    first = await say("5001", "soldes")
+    assert first["Content"].startswith("Bonjour")
+    [cs] = [json.loads(r["body"]) for r in provider.requests]
+    assert cs["text"]["content"] == "Pour qui cherchez-vous ?\n1. Femme\n2. Homme\n3. Enfant"
+    second = await say("5002", "2")
+    assert second["Content"].startswith("Quel est votre budget ?\n1. Moins de 50 €")
