@@ -578,54 +578,84 @@ class Store:
     async def insert_events(self, rows: list[tuple[str, Event]]) -> int:
         """Insert events idempotently by (tenant, stream id); returns how many were new. Inbound
         messages also create or touch their contact, and consent events extend the ledger, so
-        the hot path never writes the store."""
+        the hot path never writes the store. Set-based: a batch costs a handful of statements,
+        not several per event."""
         if not rows:
             return 0
-        inserted = 0
         async with self._tx() as db:
-            known = set(await self.list_tenant_slugs_tx(db))
+            known = {r[0] for r in await db.execute_fetchall("SELECT slug FROM tenants")}
+            # Events of a tenant deleted while they were in flight are dropped.
+            rows = [(sid, ev) for sid, ev in rows if ev.tenant in known]
+            by_tenant: dict[str, list[str]] = {}
             for sid, ev in rows:
-                if ev.tenant not in known:
-                    continue    # the tenant was deleted while its events were in flight
-                cur = await db.execute(
-                    "INSERT OR IGNORE INTO events (tenant, stream_id, type, channel, contact, ts, flow, version,"
-                    " node, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (ev.tenant, sid, ev.type, ev.channel, ev.contact, ev.ts, ev.flow, ev.version, ev.node,
-                     _enc.encode(ev.data).decode()))
-                if not cur.rowcount:
-                    continue
-                inserted += 1
-                if ev.type == "message.in":
-                    await self._touch_contact(db, ev)
-                elif ev.type in ("consent.optout", "consent.optin", "optout", "optin"):
-                    cid = await self._touch_contact(db, ev)
-                    status = "optout" if ev.type.endswith("optout") else "optin"
-                    await db.execute("INSERT INTO consent (tenant, contact, channel, status, ts, source)"
-                                     " VALUES (?, ?, ?, ?, ?, ?)",
-                                     (ev.tenant, cid, ev.channel, status, ev.ts, str(ev.data.get("source", ""))))
-        return inserted
+                by_tenant.setdefault(ev.tenant, []).append(sid)
+            have: set[tuple[str, str]] = set()
+            for tenant, sids in by_tenant.items():
+                for chunk in _chunks(sids):
+                    marks = ",".join("?" * len(chunk))
+                    for r in await db.execute_fetchall(
+                            f"SELECT stream_id FROM events WHERE tenant = ? AND stream_id IN ({marks})",
+                            (tenant, *chunk)):
+                        have.add((tenant, r[0]))
+            new: list[tuple[str, Event]] = []
+            for sid, ev in rows:
+                if (ev.tenant, sid) not in have:
+                    have.add((ev.tenant, sid))
+                    new.append((sid, ev))
+            if not new:
+                return 0
+            await db.executemany(
+                "INSERT OR IGNORE INTO events (tenant, stream_id, type, channel, contact, ts, flow, version,"
+                " node, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(ev.tenant, sid, ev.type, ev.channel, ev.contact, ev.ts, ev.flow, ev.version, ev.node,
+                  _enc.encode(ev.data).decode()) for sid, ev in new])
+            touching = [ev for _, ev in new if ev.type == "message.in" or ev.type in _CONSENT]
+            if touching:
+                ids = await self._contacts_for(db, touching)
+                last: dict[tuple[str, str], float] = {}
+                for ev in touching:
+                    key = (ev.tenant, ids[(ev.tenant, ev.channel, ev.contact)])
+                    last[key] = max(last.get(key, 0.0), ev.ts)
+                await db.executemany("UPDATE contacts SET last_seen = MAX(last_seen, ?) WHERE tenant = ? AND id = ?",
+                                     [(ts, t, cid) for (t, cid), ts in last.items()])
+                await db.executemany(
+                    "INSERT INTO consent (tenant, contact, channel, status, ts, source) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(ev.tenant, ids[(ev.tenant, ev.channel, ev.contact)], ev.channel, _CONSENT[ev.type], ev.ts,
+                      str(ev.data.get("source", ""))) for ev in touching if ev.type in _CONSENT])
+        return len(new)
 
-    @staticmethod
-    async def list_tenant_slugs_tx(db: aiosqlite.Connection) -> list[str]:
-        return [r[0] for r in await db.execute_fetchall("SELECT slug FROM tenants")]
-
-    async def _touch_contact(self, db: aiosqlite.Connection, ev: Event) -> str:
-        row = await _one(db, "SELECT contact FROM contact_identities WHERE tenant = ? AND channel = ? AND address = ?",
-                             (ev.tenant, ev.channel, ev.contact))
-        profile = ev.data.get("profile") if isinstance(ev.data.get("profile"), dict) else {}
-        if row is None:
-            cid = uuid.uuid4().hex
-            await db.execute("INSERT INTO contacts (tenant, id, attributes, locale, created_at, last_seen)"
-                             " VALUES (?, ?, ?, ?, ?, ?)",
-                             (ev.tenant, cid, _enc.encode(profile).decode(), str(ev.data.get("locale", "")),
-                              ev.ts, ev.ts))
-            await db.execute("INSERT INTO contact_identities (tenant, channel, address, contact) VALUES (?, ?, ?, ?)",
-                             (ev.tenant, ev.channel, ev.contact, cid))
-            return cid
-        cid = row[0]
-        await db.execute("UPDATE contacts SET last_seen = MAX(last_seen, ?) WHERE tenant = ? AND id = ?",
-                         (ev.ts, ev.tenant, cid))
-        return cid
+    async def _contacts_for(self, db: aiosqlite.Connection, events: list[Event]) -> dict[tuple[str, str, str], str]:
+        """Contact ids of the events' (tenant, channel, address), creating the missing ones
+        (attributes from the first message's profile)."""
+        wanted: dict[tuple[str, str, str], Event] = {}
+        for ev in events:
+            wanted.setdefault((ev.tenant, ev.channel, ev.contact), ev)
+        ids: dict[tuple[str, str, str], str] = {}
+        by_tenant: dict[str, list[str]] = {}
+        for t, _, address in wanted:
+            by_tenant.setdefault(t, []).append(address)
+        for tenant, addresses in by_tenant.items():
+            for chunk in _chunks(sorted(set(addresses))):
+                marks = ",".join("?" * len(chunk))
+                for r in await db.execute_fetchall(
+                        f"SELECT channel, address, contact FROM contact_identities WHERE tenant = ?"
+                        f" AND address IN ({marks})", (tenant, *chunk)):
+                    if (tenant, r[0], r[1]) in wanted:
+                        ids[(tenant, r[0], r[1])] = r[2]
+        missing = [k for k in wanted if k not in ids]
+        if missing:
+            rows = []
+            for key in missing:
+                ev = wanted[key]
+                ids[key] = uuid.uuid4().hex
+                profile = ev.data.get("profile") if isinstance(ev.data.get("profile"), dict) else {}
+                rows.append((key[0], ids[key], _enc.encode(profile).decode(), str(ev.data.get("locale", "")),
+                             ev.ts, ev.ts))
+            await db.executemany("INSERT INTO contacts (tenant, id, attributes, locale, created_at, last_seen)"
+                                 " VALUES (?, ?, ?, ?, ?, ?)", rows)
+            await db.executemany("INSERT INTO contact_identities (tenant, channel, address, contact)"
+                                 " VALUES (?, ?, ?, ?)", [(*k, ids[k]) for k in missing])
+        return ids
 
     async def get_contact(self, tenant: str, channel: str, address: str) -> Contact | None:
         rows = await self._r.execute_fetchall(
@@ -694,6 +724,13 @@ class Store:
         else:
             rows = await self._r.execute_fetchall("SELECT COUNT(*) FROM events WHERE tenant = ?", (tenant,))
         return rows[0][0]
+
+
+_CONSENT = {"consent.optout": "optout", "consent.optin": "optin", "optout": "optout", "optin": "optin"}
+
+
+def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 async def _one(db: aiosqlite.Connection, sql: str, args: Iterable[Any] = ()) -> Any:
