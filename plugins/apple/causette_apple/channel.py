@@ -8,13 +8,16 @@ the id / Source-Id / Destination-Id headers.
 
 Apple says: only send interactive types listed in the user's `capability-list`. `render`
 cannot see the contact, so interactive payloads carry their plain-text fallback and `send`
-picks one from the capabilities last seen for that contact (kept per process, and in
-InboundMessage.profile["capabilities"] for the session). Unknown capabilities mean text.
+picks one from the capabilities last seen for that contact: kept in memory, and in Redis
+(30 days) when the gateway gives the channel its runtime, so another process or a later
+campaign knows them too. Unknown capabilities mean text.
 """
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
+import logging
 import json
 import time
 import uuid
@@ -85,6 +88,9 @@ INBOUND = msgspec.json.Decoder(Inbound)
 # Per-process memory of each contact's capability-list: (tenant, instance, contact) -> caps.
 CAPABILITIES: "OrderedDict[tuple[str, str, str], frozenset[str]]" = OrderedDict()
 CAPABILITIES_MAX = 100_000
+CAPABILITIES_TTL = 30 * 24 * 3600
+_writes: set[asyncio.Task] = set()
+log = logging.getLogger("causette.apple")
 
 
 def remember(key: tuple[str, str, str], caps: frozenset[str]) -> None:
@@ -92,6 +98,16 @@ def remember(key: tuple[str, str, str], caps: frozenset[str]) -> None:
     CAPABILITIES.move_to_end(key)
     while len(CAPABILITIES) > CAPABILITIES_MAX:
         CAPABILITIES.popitem(last=False)
+
+
+def caps_key(tenant: str, instance: str, contact: str) -> str:
+    return f"cst:{tenant}:apple:{instance}:caps:{contact}"
+
+
+async def settle() -> None:
+    """Wait for pending capability writes to Redis (tests, shutdown)."""
+    while _writes:
+        await asyncio.gather(*list(_writes), return_exceptions=True)
 
 
 def _clip(s: str, n: int) -> str:
@@ -172,8 +188,10 @@ class AppleChannel(Channel):
         caps = h.get("capability-list")
         if caps is not None:
             profile["capabilities"] = caps
-            remember((self.tenant, self.instance_id, contact),
-                     frozenset(c.strip().upper() for c in caps.split(",") if c.strip()))
+            known = frozenset(c.strip().upper() for c in caps.split(",") if c.strip())
+            if CAPABILITIES.get((self.tenant, self.instance_id, contact)) != known:
+                remember((self.tenant, self.instance_id, contact), known)
+                self._store_caps(contact, known)
         if h.get("device-agent"):
             profile["device"] = h["device-agent"]
         if m.group:
@@ -199,6 +217,44 @@ class AppleChannel(Channel):
         else:
             return []                          # typing_start / typing_end and the unknown
         return [msg]
+
+    def _store_caps(self, contact: str, caps: frozenset[str]) -> None:
+        redis = getattr(self.runtime, "redis", None) if self.runtime is not None else None
+        if redis is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        async def write() -> None:
+            try:
+                await redis.set(caps_key(self.tenant, self.instance_id, contact),
+                                ",".join(sorted(caps)), ex=CAPABILITIES_TTL)
+            except Exception as exc:          # memory still has them; Redis is a bonus here
+                log.warning("apple: could not store capabilities: %s", type(exc).__name__)
+
+        task = loop.create_task(write())
+        _writes.add(task)
+        task.add_done_callback(_writes.discard)
+
+    async def _caps(self, contact: str) -> frozenset[str]:
+        key = (self.tenant, self.instance_id, contact)
+        if key in CAPABILITIES:
+            return CAPABILITIES[key]
+        redis = getattr(self.runtime, "redis", None) if self.runtime is not None else None
+        caps: frozenset[str] = frozenset()
+        if redis is not None:
+            try:
+                raw = await redis.get(caps_key(*key))
+            except Exception as exc:
+                log.warning("apple: could not read capabilities: %s", type(exc).__name__)
+                raw = None
+            if raw:
+                text = raw.decode() if isinstance(raw, bytes) else str(raw)
+                caps = frozenset(c for c in text.split(",") if c)
+                remember(key, caps)
+        return caps
 
     @staticmethod
     def _interactive(m: Inbound, msg: InboundMessage) -> None:
@@ -292,18 +348,17 @@ class AppleChannel(Channel):
         return str(uuid.uuid5(MESSAGE_NS, "\x1f".join(
             (self.tenant, self.instance_id, contact, key, digest))))
 
-    def choose(self, contact: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def choose(self, contact: str, payload: dict[str, Any]) -> dict[str, Any]:
         """The interactive message if this contact's device supports it, else its fallback."""
         need = payload.get("requires")
         if not need:
             return payload["message"]
-        caps = CAPABILITIES.get((self.tenant, self.instance_id, contact), frozenset())
-        return payload["message"] if need in caps else payload["fallback"]
+        return payload["message"] if need in await self._caps(contact) else payload["fallback"]
 
     async def send(self, contact: str, payload: Any, *, key: str) -> SendResult:
         s = self.settings
         mid = self.message_id(contact, payload, key)
-        msg = dict(self.choose(contact, payload))
+        msg = dict(await self.choose(contact, payload))
         if msg.get("type") == "interactive":   # requestIdentifier stable across retries
             idata = dict(msg["interactiveData"])
             idata["data"] = dict(idata["data"], requestIdentifier=mid)

@@ -135,3 +135,16 @@ async def test_apple_demo_tenant_runs_its_flow(gateway, provider, demo_tenant):
         assert r.status == 200
     last = json.loads(provider.requests[-1]["body"])
     assert last["interactiveData"]["data"]["quick-reply"]["summaryText"] == "Quel est votre budget ?"
+
+
+async def test_apple_capabilities_reach_other_processes_through_redis(gateway, provider):
+    from causette_apple.channel import caps_key, settle
+    gw = await gateway(tenants=[tenant(provider)])
+    assert (await post(gw, *signed(text("m-1", "Bonjour"), "LIST,QUICK")))[0] == 200
+    await settle()
+    assert await gw.redis.get(caps_key("apple-shop", "apple-main", USER)) == b"LIST,QUICK"
+    CAPABILITIES.clear()              # as in another process, or after a restart
+    provider.requests.clear()
+    rt = await gw.registry.get("apple-shop")
+    assert await gw.pipeline.start_flow(rt, rt.channels["apple-main"], USER, "quiz", key="camp-1")
+    assert [json.loads(r["body"])["type"] for r in provider.requests] == ["text", "interactive"]
