@@ -148,3 +148,17 @@ async def test_wechat_demo_tenant_runs_its_flow(gateway, provider, token_endpoin
     assert cs["text"]["content"] == "Pour qui cherchez-vous ?\n1. Femme\n2. Homme\n3. Enfant"
     second = await say("5002", "2")
     assert second["Content"].startswith("Quel est votre budget ?\n1. Moins de 50 €")
+
+
+async def test_wechat_provider_outage_is_reported_and_the_conversation_goes_on(
+        gateway, provider, token_endpoint):
+    gw = await gateway(tenants=[tenant(provider)])
+    provider.answer(200, {"errcode": -1, "errmsg": "system error"})
+    provider.answer(200, {"errcode": -1, "errmsg": "system error"})
+    status, text = await post(gw, message("4001", "hi"), query())
+    assert passive(text)["Content"] == "Bonjour !"      # the inline reply is not affected
+    await gw.flush_events()
+    [retry] = [e for e in await gw.store.list_events("wechat-shop") if e.type == "send.retry"]
+    assert retry.data["code"] == "-1"
+    status, text = await post(gw, message("4002", "Homme"), query())
+    assert passive(text)["Content"] == "Merci, c'est noté."
