@@ -1,0 +1,131 @@
+"""Flow features that need the gateway around the engine: durable timers, no-answer
+timeouts, active periods, triggers, flow switches, experiments, drafts."""
+import asyncio
+import copy
+import time
+
+from gateway.registry import DRAFT
+from tests.support.wire import WirePlugin
+from tests.test_pipeline_e2e import QUIZ, post, tenant
+
+WAITER = {
+    "format": 1, "id": "waiter", "name": "Waiter", "engine": "tree", "locale": "fr",
+    "triggers": [{"type": "start"}], "start": "hello",
+    "nodes": {
+        "hello": {"type": "message", "text": "Je reviens vers vous.", "next": "pause"},
+        "pause": {"type": "wait", "for": 0.3, "next": "back"},
+        "back": {"type": "choice", "text": "Alors, intéressé ?",
+                 "choices": [{"id": "y", "title": "Oui", "next": "done"},
+                             {"id": "n", "title": "Non", "next": "done"}],
+                 "timeout": {"after": 0.3, "reminder": "Toujours là ?"}},
+        "done": {"type": "end", "outcome": "completed", "text": "Merci !"},
+    },
+}
+
+
+async def wait_until(cond, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_wait_node_and_no_answer_timeout_run_from_durable_timers(gateway, provider):
+    gw = await gateway(tenants=[tenant("acme", provider, flows=(WAITER,))],
+                       plugins=[("wire", WirePlugin())])
+    await post(gw, "acme", {"id": "m1", "sender": "c1", "text": "salut"})
+    assert provider.texts() == ["Je reviens vers vous."]
+    assert await gw.redis.zscore("cst:timers", "acme\x1fwire\x1fc1") is not None
+    await wait_until(lambda: "Alors, intéressé ?" in provider.texts())       # the wait ended
+    await wait_until(lambda: "Toujours là ?" in provider.texts())            # reminder
+    await gw.flush_events()
+    await wait_until(lambda: len(provider.texts()) == 3)
+    await asyncio.sleep(0.5)                                                 # second delay: abandon
+    await gw.flush_events()
+    ended = [e for e in await gw.store.list_events("acme") if e.type == "flow.ended"]
+    assert [e.data["outcome"] for e in ended] == ["abandoned"]
+    assert provider.texts() == ["Je reviens vers vous.", "Alors, intéressé ?", "Toujours là ?"]
+
+
+async def test_timers_survive_a_restart(gateway, provider):
+    slow = copy.deepcopy(WAITER)
+    slow["nodes"]["pause"]["for"] = 1.0
+    gw = await gateway(tenants=[tenant("acme", provider, flows=(slow,))], plugins=[("wire", WirePlugin())])
+    await post(gw, "acme", {"id": "m1", "sender": "c1", "text": "salut"})
+    await gw.runner.cleanup()                       # the process stops before the timer is due
+    gw2 = await gateway(plugins=[("wire", WirePlugin())])   # same Redis and database
+    await wait_until(lambda: "Alors, intéressé ?" in provider.texts())
+    assert provider.texts().count("Alors, intéressé ?") == 1
+    assert gw2.pipeline.turns >= 1
+
+
+async def test_keyword_and_referral_triggers_and_active_period(gateway, provider):
+    sale = copy.deepcopy(QUIZ)
+    sale["triggers"] = [{"type": "keyword", "any": ["Soldes"]}, {"type": "referral", "ref": "qr-vitrine"}]
+    sale["active"] = {"from": "2020-01-01T00:00:00", "until": "2020-02-01T00:00:00",
+                      "message": {"fr": "Les soldes sont terminées.", "en": "The sale is over."}}
+    other = copy.deepcopy(QUIZ)
+    other.update(id="main", triggers=[{"type": "start"}])
+    other["nodes"]["hello"]["text"] = "Bienvenue !"
+    gw = await gateway(tenants=[tenant("acme", provider, flows=(sale, other))],
+                       plugins=[("wire", WirePlugin())])
+    await post(gw, "acme", {"id": "m1", "sender": "c1", "text": "  SOLDÉS "})
+    assert provider.texts("c1") == ["Les soldes sont terminées."]
+    await post(gw, "acme", {"id": "m2", "sender": "c2", "text": "bonjour"})
+    assert provider.texts("c2") == ["Bienvenue !", "Femme ou homme ?"]
+    # a keyword in the middle of a run restarts on its flow (here: outside its period)
+    await post(gw, "acme", {"id": "m3", "sender": "c2", "text": "soldes"})
+    assert provider.texts("c2")[-1] == "Les soldes sont terminées."
+    # reopen the period: the referral starts the sale flow and records its source
+    sale["active"] = {"from": "2020-01-01T00:00:00"}
+    await gw.apply(tenant("acme", provider, flows=(sale, other)))
+    await post(gw, "acme", {"id": "m4", "sender": "c3", "text": "", "ref": "qr-vitrine", "kind": "referral"})
+    assert provider.texts("c3") == ["Bonjour !", "Femme ou homme ?"]
+    await gw.flush_events()
+    started = [e for e in await gw.store.list_events("acme") if e.type == "flow.started"]
+    assert started[-1].flow == "quiz" and started[-1].data["source"] == "qr-vitrine"
+
+
+SPLIT = {
+    "format": 1, "id": "ab", "name": "AB", "engine": "tree", "locale": "fr",
+    "triggers": [{"type": "start"}], "start": "split",
+    "nodes": {
+        "split": {"type": "split", "variants": [{"id": "a", "weight": 1, "next": "va"},
+                                                {"id": "b", "weight": 1, "next": "vb"}]},
+        "va": {"type": "choice", "text": "A: on y va ?", "choices": [{"id": "y", "title": "Oui", "next": "end"}]},
+        "vb": {"type": "choice", "text": "B: on y va ?", "choices": [{"id": "y", "title": "Oui", "next": "end"}]},
+        "end": {"type": "end", "outcome": "converted", "text": "Top"},
+    },
+}
+
+
+async def test_split_variant_is_sticky_and_on_every_later_event(gateway, provider):
+    gw = await gateway(tenants=[tenant("acme", provider, flows=(SPLIT,))], plugins=[("wire", WirePlugin())])
+    for n in range(12):
+        await post(gw, "acme", {"id": f"m{n}", "sender": f"c{n}", "text": "salut"})
+        await post(gw, "acme", {"id": f"r{n}", "sender": f"c{n}", "text": "oui"})
+    await gw.flush_events()
+    events = await gw.store.list_events("acme", limit=1000)
+    ended = [e for e in events if e.type == "flow.ended"]
+    assert len(ended) == 12 and {e.data["variant"] for e in ended} == {"a", "b"}
+    for e in ended:     # the variant recorded matches the text that contact saw
+        first = provider.texts(e.contact)[0]
+        assert first.startswith(e.data["variant"].upper() + ":")
+
+
+async def test_chat_against_a_draft(gateway, provider):
+    gw = await gateway(tenants=[tenant("acme", provider)], plugins=[("wire", WirePlugin())])
+    draft = copy.deepcopy(QUIZ)
+    draft["nodes"]["hello"]["text"] = "Bonjour (brouillon) !"
+    await gw.store.save_draft("acme", "quiz", draft, None)
+    rt = await gw.registry.get("acme")
+    # outside the channel's 24 h window (the contact never wrote) nothing free-form goes out
+    await gw.pipeline.start_flow(rt, rt.channels["wire"], "c1", "quiz", version=DRAFT, source="test")
+    assert provider.texts("c1") == []
+    await post(gw, "acme", {"id": "m0", "sender": "c1", "text": "salut"})
+    await gw.pipeline.start_flow(rt, rt.channels["wire"], "c1", "quiz", version=DRAFT, source="test")
+    assert provider.texts("c1")[2:] == ["Bonjour (brouillon) !", "Femme ou homme ?"]
+    await post(gw, "acme", {"id": "m00", "sender": "c1", "text": "femme"})
+    assert provider.texts("c1")[-1] == "Merci, c'est noté."      # later turns stay on the draft
+    await post(gw, "acme", {"id": "m1", "sender": "c2", "text": "salut"})
+    assert provider.texts("c2")[0] == "Bonjour !"          # everyone else: the published version
