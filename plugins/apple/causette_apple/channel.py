@@ -24,6 +24,7 @@ import uuid
 import zlib
 from collections import OrderedDict
 from typing import Any, Literal
+from urllib.parse import quote
 
 import msgspec
 
@@ -389,6 +390,13 @@ class AppleChannel(Channel):
         code = {400: "bad_request", 401: "unauthorized", 403: "forbidden",
                 404: "unknown_destination"}.get(out.status, str(out.status))
         return SendResult(status="failed", code=code, detail=detail)
+
+    def contact_link(self, ref: str = "") -> str:
+        """The Messages for Business link; `ref` arrives back as the message's `intent`."""
+        if not self.settings.business_id:
+            return ""
+        link = f"https://bcrw.apple.com/urn:biz:{quote(self.settings.business_id, safe='')}"
+        return link + (f"?biz-intent-id={quote(ref, safe='')}" if ref else "")
 
 
 def _kind(mime: str) -> str:

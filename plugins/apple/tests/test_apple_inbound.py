@@ -186,3 +186,9 @@ def test_apple_malformed_bodies_are_parse_errors(raw):
     assert ch.verify(h)
     with pytest.raises(ParseError):
         ch.parse(h)
+
+
+def test_apple_contact_link_carries_the_ref_as_intent():
+    assert channel().contact_link("soldes") == f"https://bcrw.apple.com/urn:biz:{BIZ}?biz-intent-id=soldes"
+    assert channel().contact_link() == f"https://bcrw.apple.com/urn:biz:{BIZ}"
+    assert channel(business_id="").contact_link("x") == ""
