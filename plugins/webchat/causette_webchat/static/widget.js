@@ -321,11 +321,13 @@
     }
   }
 
-  // Bot messages that arrive together are revealed one by one, as if typed.
+  // Messages show in seq order. Bot messages that arrive together are revealed one by one,
+  // as if typed; history (up to the seq `ready` announced) and the visitor's own show at once.
   var reveal = [];
   var revealing = false;
-  function queueBot(f, instant) {
-    if (instant) { render(f); return; }
+  var generation = 0;       // bumped when the transcript is cleared: stale reveals are dropped
+  function queueFrame(f, instant) {
+    if (instant && !revealing) { render(f); return; }
     reveal.push(f);
     if (!revealing) pumpReveal();
   }
@@ -333,8 +335,13 @@
     var f = reveal.shift();
     if (!f) { revealing = false; syncTyping(); return; }
     revealing = true;
+    if (f.role === "visitor" || (f.seq && f.seq <= readySeq)) { render(f); pumpReveal(); return; }
     typing.hidden = false; scroll();
-    setTimeout(function () { render(f); syncTyping(); pumpReveal(); }, reveal.length || waitSeq ? 450 : 250);
+    var g = generation;
+    setTimeout(function () {
+      if (g !== generation) return;
+      render(f); syncTyping(); pumpReveal();
+    }, reveal.length || waitSeq ? 450 : 250);
   }
 
   // --- connection ------------------------------------------------------------------------------
@@ -422,11 +429,8 @@
         if (f.seq && f.seq <= lastSeq) return;
         if (f.seq) lastSeq = f.seq;
         var history = f.seq && f.seq <= readySeq;
-        if (f.role === "visitor") { render(f); }
-        else {
-          queueBot(f, history);
-          if (!isOpen && !history) { unread++; showBadge(); }
-        }
+        queueFrame(f, history || f.role === "visitor");
+        if (f.role !== "visitor" && !isOpen && !history) { unread++; showBadge(); }
         syncTyping();
         break;
       case "ack":
@@ -453,6 +457,7 @@
   function clearTranscript() {
     Array.prototype.slice.call(log.childNodes).forEach(function (n) { if (n !== typing) log.removeChild(n); });
     shown = {}; chips = []; greetingEl = null;
+    reveal = []; revealing = false; generation++;
     showGreeting();
   }
   function showGreeting() {
