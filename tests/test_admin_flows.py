@@ -116,6 +116,9 @@ async def test_publish_validates_everything_at_once_then_numbers_versions(api, p
     assert (s, ct) == (422, PROBLEM) and {e["path"] for e in p["errors"]} >= {"$.nodes.ask.choices[0].next"}
     assert all(set(e) == {"path", "code", "message", "severity"} for e in p["errors"])
     assert (await api.call("GET", "/flows/quiz/versions"))[2]["versions"] == []
+    # a definition is checked against the tenant before it is saved anywhere
+    s, _, v, _ = await api.call("POST", "/flows/validate", role="viewer", json=bad | {"id": "other"})
+    assert s == 200 and not v["valid"] and "$.nodes.ask.choices[0].next" in {p["path"] for p in v["problems"]}
     # the body of validate is checked without being saved
     s, _, v, _ = await api.call("POST", "/flows/quiz/validate", json=quiz(price_api.port))
     assert v["valid"] and (await api.call("GET", "/flows/quiz"))[2]["draft"] == bad
@@ -227,6 +230,18 @@ async def test_simulation_stops_where_the_script_ends_and_reports_retries(api, p
     assert s == 422 and p["errors"][0]["path"] == "$.script[0]"
     s, _, p, _ = await api.call("POST", "/flows/quiz/simulate", json={"version": 4})
     assert s == 404
+
+
+async def test_simulation_tells_when_the_clock_is_outside_the_active_period(api, price_api):
+    flow = quiz(price_api.port) | {"active": {"from": "2027-01-08T08:00:00", "until": "2027-02-04T20:00:00"}}
+    await api.call("POST", "/flows", json=flow)
+    s, _, sim, _ = await api.call("POST", "/flows/quiz/simulate",
+                                  json={"script": ["quiz"], "now": "2027-03-01T10:00:00+01:00"})
+    assert sim["transcript"][0]["who"] == "system" and "outside the flow's active period" in sim["transcript"][0]["text"]
+    # 08:30 in Paris (the tenant's zone) is inside; 07:30 UTC is the same instant
+    s, _, sim, _ = await api.call("POST", "/flows/quiz/simulate",
+                                  json={"script": ["quiz"], "now": "2027-01-08T07:30:00Z"})
+    assert sim["transcript"][0]["who"] == "user"
 
 
 async def test_flow_schema_is_the_engines(api):

@@ -45,6 +45,7 @@ SAMPLE_BODIES = {
     ("POST", "/tenants/{tenant}/flows"): flow("evil", "pwned?"),
     ("PUT", "/tenants/{tenant}/flows/{flow}"): flow("quiz", "pwned?"),
     ("POST", "/tenants/{tenant}/flows/{flow}/validate"): None,
+    ("POST", "/tenants/{tenant}/flows/validate"): flow("quiz", "pwned?"),
     ("POST", "/tenants/{tenant}/flows/{flow}/publish"): {"note": "pwned"},
     ("POST", "/tenants/{tenant}/flows/{flow}/rollback"): {"version": 1},
     ("POST", "/tenants/{tenant}/flows/{flow}/simulate"): {"script": ["quiz", "a"]},

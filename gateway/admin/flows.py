@@ -126,6 +126,16 @@ async def validate(request: web.Request) -> web.Response:
     return json_response(ValidateOut(valid=n == 0, errors=n, warnings=len(problems) - n, problems=items(problems)))
 
 
+async def validate_any(request: web.Request) -> web.Response:
+    """Validate a definition in the body against this tenant (channels, other flows), before
+    it is saved anywhere: what an editor's "check" button calls."""
+    definition = await read_json(request, Definition)
+    fid = definition.get("id") if isinstance(definition.get("id"), str) else ""
+    problems = await _check(request, fid, definition)
+    n = len(errors_only(problems))
+    return json_response(ValidateOut(valid=n == 0, errors=n, warnings=len(problems) - n, problems=items(problems)))
+
+
 async def publish(request: web.Request) -> web.Response:
     """Validate the whole draft and freeze it as the next version. If-Match (optional) pins
     the draft that was reviewed."""

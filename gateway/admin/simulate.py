@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from zoneinfo import ZoneInfo
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -37,6 +38,28 @@ def _clock(now: float | str | None) -> float:
     except ValueError:
         raise ProblemError(422, "Invalid request", "`now` is unix seconds or an ISO 8601 time",
                            code="validation") from None
+
+
+def _instant(value: Any, tz: str) -> float | None:
+    """An ISO 8601 time; without an offset it is read in the tenant's time zone."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=ZoneInfo(tz))
+    except (ValueError, KeyError):
+        return None
+    return when.timestamp()
+
+
+def _period_note(definition: dict[str, Any], tz: str, now: float) -> str:
+    active = definition.get("active") if isinstance(definition.get("active"), dict) else {}
+    start, until = _instant(active.get("from"), tz), _instant(active.get("until"), tz)
+    if (start is None or now >= start) and (until is None or now < until):
+        return ""
+    return (f"outside the flow's active period ({active.get('from', '…')} – {active.get('until', '…')}): "
+            "a real conversation would get the out-of-period answer instead; simulated anyway")
 
 
 def _decoded_settings(host: "PluginHost", tenant: TenantSnapshot) -> dict[str, Any]:
@@ -154,6 +177,9 @@ async def simulate(host: "PluginHost", tenant: TenantSnapshot, flow_id: str, lab
             state["done"], out.ended = False, ""
             msg, reason = None, "start"
 
+    note = _period_note(definition, tenant.timezone, clock)
+    if note:
+        out.transcript.append(TranscriptEntry(who="system", text=note, at=clock))
     items = [ScriptItem(text=i) if isinstance(i, str) else i for i in req.script]
     if not items or not _has_message(items[0]):
         await turn(None, "start")
