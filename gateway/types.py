@@ -147,8 +147,9 @@ class Session(msgspec.Struct, array_like=True, omit_defaults=True):
     outcome: str = ""         # set when the run ended: completed, converted, abandoned
 
 
-class Problem(msgspec.Struct, omit_defaults=True):
-    """One validation problem, RFC 9457-style, with the JSON path of what is wrong."""
+class Problem(msgspec.Struct):
+    """One validation problem, RFC 9457-style, with the JSON path of what is wrong.
+    Always encoded with all four fields (tools filter on severity)."""
     path: str
     code: str
     message: str

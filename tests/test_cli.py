@@ -1,0 +1,75 @@
+"""The `causette` command, run as a user would: a subprocess with its own data directory."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "gateway.cli"]
+
+
+def run(args, tmp_path, redis_url, stdin=None):
+    env = dict(os.environ, CAUSETTE_DATA=str(tmp_path / "var"), REDIS_URL=redis_url)
+    return subprocess.run(CLI + args, input=stdin, capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=120)
+
+
+def test_plugins_lists_every_first_party_plugin_and_what_it_registers(tmp_path, redis_url):
+    out = run(["plugins", "--json"], tmp_path, redis_url)
+    assert out.returncode == 0, out.stderr
+    infos = {p["name"]: p for p in json.loads(out.stdout)}
+    assert {"tree", "http", "webchat", "catalogue"} <= set(infos)
+    assert infos["tree"]["registers"] == {"engine": ["tree"]}
+    assert infos["http"]["registers"] == {"step": ["http.request"]}
+    assert "register_routes" in infos["webchat"]["hooks"]
+    assert infos["tree"]["dist"] == "causette-tree" and infos["tree"]["version"]
+    text = run(["plugins"], tmp_path, redis_url).stdout
+    assert "engine: tree" in text and "step: http.request" in text
+
+
+def test_apply_then_scripted_chat_through_the_pipeline(tmp_path, redis_url):
+    applied = run(["tenants", "apply", "tenants/"], tmp_path, redis_url)
+    assert applied.returncode == 0, applied.stderr
+    assert "demo" in applied.stdout and "published" in applied.stdout
+    again = run(["tenants", "apply", "tenants/"], tmp_path, redis_url)
+    assert "published" not in again.stdout        # unchanged flows are not republished
+    chat = run(["chat", "demo", "--contact", "cli-test"], tmp_path, redis_url,
+               stdin="bonjour\n1\nmoins de 50\nnon merci\n")
+    assert chat.returncode == 0, chat.stderr
+    lines = chat.stdout
+    assert "Les soldes d'hiver ont commencé" in lines
+    assert "  1) Femme" in lines and "Quel est votre budget ?" in lines
+    assert "Voulez-vous recevoir un code" in lines and "Ça vous tente ?" in lines
+
+
+def test_apply_refuses_an_invalid_tenant_and_writes_nothing(tmp_path, redis_url):
+    bad = json.loads((ROOT / "tenants" / "demo.json").read_text())
+    bad["flows"][0]["nodes"]["hello"]["next"] = "nowhere"
+    bad["plugins"]["http"]["timeout"] = "soon"
+    f = tmp_path / "bad.json"
+    f.write_text(json.dumps(bad))
+    out = run(["tenants", "apply", str(f)], tmp_path, redis_url)
+    assert out.returncode == 2
+    assert "nowhere" in out.stderr and "$.plugins.http.timeout" in out.stderr
+    chat = run(["chat", "demo"], tmp_path, redis_url, stdin="bonjour\n")
+    assert chat.returncode == 2 and "unknown tenant" in chat.stderr
+
+
+def test_flows_validate_reports_problems_with_paths_and_exit_status(tmp_path, redis_url):
+    flow = json.loads((ROOT / "tenants" / "demo.json").read_text())["flows"][0]
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(flow))
+    ok = run(["flows", "validate", str(good)], tmp_path, redis_url)
+    assert ok.returncode == 0, ok.stdout
+    flow["nodes"]["who"]["choices"][0]["next"] = "nowhere"
+    flow["nodes"]["orphan"] = {"type": "message", "text": "?"}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(flow))
+    out = run(["flows", "validate", "--json", str(bad)], tmp_path, redis_url)
+    assert out.returncode == 1
+    problems = json.loads(out.stdout)
+    assert {"path", "code", "severity", "message"} <= set(problems[0])
+    paths = {(p["path"], p["severity"]) for p in problems}
+    assert ("$.nodes.who.choices[0].next", "error") in paths
+    assert any(p["path"] == "$.nodes.orphan" and p["severity"] == "warning" for p in problems)
