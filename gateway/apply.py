@@ -17,6 +17,7 @@ import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -38,6 +39,15 @@ FLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 # --- shared checks (the admin API calls these too) -----------------------------------------
+def check_timezone(tz: str, path: str = "$.timezone") -> list[Problem]:
+    try:
+        ZoneInfo(tz)
+        return []
+    except (ValueError, KeyError, ZoneInfoNotFoundError):
+        return [Problem(path=path, code="tenant.timezone",
+                        message=f"{tz!r} is not an IANA time zone (e.g. Europe/Paris, America/New_York)")]
+
+
 def plugin_settings_type(host: "PluginHost", plugin: str) -> Any:
     """The plugin's per-tenant Settings Struct, or None. A channel plugin that re-exports its
     channel's (per-instance) Settings at module level has no per-tenant settings: those are
@@ -220,6 +230,7 @@ async def plan_tenant(store: "Store", host: "PluginHost", cfg: TenantConfig,
     if not 60 <= cfg.session_ttl <= 366 * 24 * 3600:
         problems.append(Problem(path="$.session_ttl", code="constraint",
                                 message="session_ttl is seconds, from 60 to a year (31622400)"))
+    problems += check_timezone(cfg.timezone)
     current = await store.get_tenant(cfg.slug)
     stored_plugins = await store.get_plugins(cfg.slug) if current else {}
     plugins = []

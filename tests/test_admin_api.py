@@ -82,6 +82,8 @@ async def test_tenants_crud_by_the_agency_and_tenant_keys_see_their_own(admin):
     assert (await admin.call("POST", "/tenants", owner, json={"slug": "x1", "name": "X"}))[0] == 403
     s, _, t, _ = await admin.call("PATCH", "/tenants/acme", owner, json={"name": "Acme SA", "timezone": "UTC"})
     assert s == 200 and (t["name"], t["timezone"], t["locale"]) == ("Acme SA", "UTC", "fr")
+    s, _, p, _ = await admin.call("PATCH", "/tenants/acme", owner, json={"timezone": "Mars/Olympus"})
+    assert s == 422 and p["errors"][0]["code"] == "tenant.timezone"
     assert (await admin.call("DELETE", "/tenants/acme", owner))[0] == 403
     assert (await admin.call("DELETE", "/tenants/acme"))[0] == 204
     assert (await admin.call("GET", "/tenants/acme"))[0] == 404
