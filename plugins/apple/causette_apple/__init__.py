@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from gateway.hookspecs import hookimpl
 
-from .channel import AppleChannel, Settings
+# No module-level `Settings`: that name would declare per-tenant *plugin* settings; a
+# channel's settings are per instance (AppleChannel.Settings).
+from .channel import AppleChannel
 
-__all__ = ["AppleChannel", "Settings"]
+__all__ = ["AppleChannel"]
 
 
 @hookimpl

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from gateway.hookspecs import hookimpl
 
-from .channel import RCSChannel, Settings
+# No module-level `Settings`: that name would declare per-tenant *plugin* settings; a
+# channel's settings are per instance (RCSChannel.Settings).
+from .channel import RCSChannel
 
-__all__ = ["RCSChannel", "Settings"]
+__all__ = ["RCSChannel"]
 
 
 @hookimpl

@@ -14,7 +14,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from causette_rcs import RCSChannel, Settings
+from causette_rcs import RCSChannel
+from causette_rcs.channel import Settings
 from causette_rcs.auth import TOKENS
 from gateway.types import Card, Choice, Media, Reply
 

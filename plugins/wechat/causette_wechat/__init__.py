@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from gateway.hookspecs import hookimpl
 
-from .channel import WeChatChannel, Settings
+# No module-level `Settings`: that name would declare per-tenant *plugin* settings; a
+# channel's settings are per instance (WeChatChannel.Settings).
+from .channel import WeChatChannel
 
-__all__ = ["WeChatChannel", "Settings"]
+__all__ = ["WeChatChannel"]
 
 
 @hookimpl

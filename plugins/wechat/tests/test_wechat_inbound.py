@@ -9,7 +9,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from causette_wechat import Settings, WeChatChannel
+from causette_wechat import WeChatChannel
+from causette_wechat.channel import Settings
 from causette_wechat.crypto import MessageCrypto, signature
 from gateway.channels import ParseError, Webhook
 from gateway.types import InboundMessage, Location, Media, Referral

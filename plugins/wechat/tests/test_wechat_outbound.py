@@ -7,7 +7,8 @@ import json
 import pytest
 from aiohttp import web
 
-from causette_wechat import Settings, WeChatChannel
+from causette_wechat import WeChatChannel
+from causette_wechat.channel import Settings
 from causette_wechat import channel as wechat_channel
 from gateway.types import Card, Choice, Media, Reply, TemplateRef
 
