@@ -12,3 +12,14 @@ async def test_immediate_shutdown(gateway):
     gw = await gateway()
     async with gw.http.get(gw.url + "/healthz") as r:
         assert (await r.json())["status"] == "ok"
+
+
+async def test_without_redis_url_the_gateway_runs_its_own_redis_and_stops_it(gateway, tmp_path):
+    from gateway.app import EMBEDDED
+    gw = await gateway(redis_url="", data_dir=str(tmp_path / "own"))
+    embedded = gw.app[EMBEDDED]
+    assert embedded is not None and embedded.proc.poll() is None
+    assert (tmp_path / "own" / "redis" / "url").read_text() == embedded.url
+    assert await gw.redis.ping()
+    await gw.runner.cleanup()
+    assert embedded.proc is None and not (tmp_path / "own" / "redis" / "url").exists()
