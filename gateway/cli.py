@@ -152,6 +152,25 @@ def _flows_validate(args: argparse.Namespace) -> int:
     return 1 if any(p.severity == "error" for p in problems) else 0
 
 
+def _flows_graph(args: argparse.Namespace) -> int:
+    from .plugins import PluginHost
+    flow = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    engine = PluginHost().engines.get(flow.get("engine", "tree"))
+    if engine is None:
+        print(f"no flow engine {flow.get('engine')!r} installed", file=sys.stderr)
+        return 2
+    pictures = engine.graph(flow)
+    stem = Path(args.out or Path(args.file).with_suffix(""))
+    written = []
+    for kind, ext in (("mermaid", ".mmd"), ("svg", ".svg")):
+        if pictures.get(kind):
+            target = stem.with_suffix(ext)
+            target.write_text(pictures[kind], encoding="utf-8")
+            written.append(str(target))
+    print("\n".join(written))
+    return 0 if written else 1
+
+
 # --- chat ------------------------------------------------------------------------------------
 async def _chat(args: argparse.Namespace) -> int:
     from aiohttp import web
@@ -236,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     vp = fp.add_parser("validate", help="validate a flow JSON file")
     vp.add_argument("file")
     vp.add_argument("--json", action="store_true")
+    gp = fp.add_parser("graph", help="write the flow as Mermaid (.mmd) and SVG (.svg)")
+    gp.add_argument("file")
+    gp.add_argument("--out", help="path without extension (default: next to the file)")
     args = ap.parse_args(argv)
     if args.cmd == "serve":
         try:
@@ -254,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "chat":
         return asyncio.run(_chat(args))
     if args.cmd == "flows":
-        return _flows_validate(args)
+        return _flows_graph(args) if args.fcmd == "graph" else _flows_validate(args)
     return 2
 
 

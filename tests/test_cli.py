@@ -73,3 +73,14 @@ def test_flows_validate_reports_problems_with_paths_and_exit_status(tmp_path, re
     paths = {(p["path"], p["severity"]) for p in problems}
     assert ("$.nodes.who.choices[0].next", "error") in paths
     assert any(p["path"] == "$.nodes.orphan" and p["severity"] == "warning" for p in problems)
+
+
+def test_flows_graph_writes_mermaid_and_svg(tmp_path, redis_url):
+    flow = json.loads((ROOT / "tenants" / "demo.json").read_text())["flows"][0]
+    f = tmp_path / "soldes.json"
+    f.write_text(json.dumps(flow))
+    out = run(["flows", "graph", str(f)], tmp_path, redis_url)
+    assert out.returncode == 0, out.stderr
+    mmd, svg = (tmp_path / "soldes.mmd").read_text(), (tmp_path / "soldes.svg").read_text()
+    assert mmd.startswith(("flowchart", "graph")) and "who" in mmd
+    assert svg.lstrip().startswith(("<svg", "<?xml")) and "Femme" in svg
