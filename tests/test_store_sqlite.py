@@ -198,3 +198,14 @@ async def test_events_are_idempotent_and_feed_contacts_and_consent(store):
     assert [e.type for e in await store.list_events("acme")] == ["message.in", "message.out", "consent.optout",
                                                                   "message.in"]
     assert await store.count_events("acme", "message.in") == 2
+
+
+def test_the_sqlite_store_implements_the_whole_backend_interface():
+    import inspect
+    from gateway.store import StoreBackend
+    for name, proto in inspect.getmembers(StoreBackend, inspect.iscoroutinefunction):
+        impl = getattr(Store, name, None)
+        assert impl is not None and inspect.iscoroutinefunction(impl), name
+        assert list(inspect.signature(impl).parameters) == list(inspect.signature(proto).parameters), name
+    public = {n for n, f in inspect.getmembers(Store, inspect.iscoroutinefunction) if not n.startswith("_")}
+    assert public - {"open"} == {n for n, _ in inspect.getmembers(StoreBackend, inspect.iscoroutinefunction)}

@@ -44,8 +44,12 @@ def openapi_document(routes: Iterable[Any]) -> dict[str, Any]:
         if params:
             op["parameters"] = params
         if r.body is not None:
+            schema = by_type[r.body]
+            if r.body is dict:    # a flow definition: its format belongs to its engine
+                schema = {"type": "object", "description": "a flow definition; its JSON Schema is "
+                          "GET /admin/v1/schemas/flow.json?engine=<the flow's engine>"}
             op["requestBody"] = {"required": r.method != "POST" or r.body is dict,
-                                 "content": {"application/json": {"schema": by_type[r.body]}}}
+                                 "content": {"application/json": {"schema": schema}}}
         ok: dict[str, Any] = {"description": "OK" if r.status == 200 else
                               "Created" if r.status == 201 else "No Content"}
         if r.response is not None and r.status != 204:
