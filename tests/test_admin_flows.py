@@ -102,6 +102,19 @@ async def test_drafts_use_etags_so_two_editors_never_overwrite_each_other(api, p
     assert (await api.call("POST", "/flows", json=flow))[0] == 409
 
 
+async def test_concurrent_writes_with_one_etag_let_exactly_one_through(api, price_api):
+    import asyncio
+    _, _, out, _ = await api.call("POST", "/flows", json=quiz(price_api.port))
+
+    async def edit(i):
+        f = quiz(price_api.port)
+        f["nodes"]["done"]["text"] = f"Thanks #{i}"
+        return (await api.call("PUT", "/flows/quiz", json=f, headers={"If-Match": out["etag"]}))[0]
+    statuses = await asyncio.gather(*(edit(i) for i in range(12)))
+    assert sorted(statuses) == [200] + [412] * 11
+    assert (await api.call("GET", "/flows/quiz"))[2]["revision"] == 2
+
+
 async def test_publish_validates_everything_at_once_then_numbers_versions(api, price_api):
     bad = quiz(price_api.port)
     bad["nodes"]["ask"]["choices"][0]["next"] = "nowhere"
