@@ -9,6 +9,7 @@ the user's last interaction (capabilities.window_hours = 48).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import time
@@ -118,10 +119,20 @@ class WeChatChannel(Channel):
     refusal_status = 403
     settings: Settings
 
-    @property
+    @functools.cached_property
     def crypto(self) -> MessageCrypto | None:
         s = self.settings
         return MessageCrypto(s.token, s.encoding_aes_key, s.app_id) if s.encoding_aes_key else None
+
+    def _decrypt(self, encrypt: str) -> bytes:
+        """verify, parse and respond each need the plaintext of one request: decrypt once."""
+        last = self.__dict__.get("_last_plain")
+        if last is not None and last[0] == encrypt:
+            return last[1]
+        assert self.crypto is not None
+        xml = self.crypto.decrypt(encrypt)
+        self.__dict__["_last_plain"] = (encrypt, xml)
+        return xml
 
     # --- inbound -----------------------------------------------------------------------
     def _signed(self, hook: Webhook) -> bool:
@@ -156,7 +167,7 @@ class WeChatChannel(Channel):
                                     q.get("timestamp", ""), q.get("nonce", ""), encrypt):
             return False
         try:
-            crypto.decrypt(encrypt)            # a message for another AppID is refused too
+            self._decrypt(encrypt)             # a message for another AppID is refused too
         except CryptoError:
             return False
         return True
@@ -168,7 +179,7 @@ class WeChatChannel(Channel):
             if crypto is None:
                 raise ParseError("encrypted message but no EncodingAESKey")
             try:
-                f = _xml(crypto.decrypt(f.get("Encrypt", "")))
+                f = _xml(self._decrypt(f.get("Encrypt", "")))
             except CryptoError as e:
                 raise ParseError(str(e)) from e
         return f
