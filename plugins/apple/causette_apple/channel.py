@@ -149,7 +149,7 @@ class AppleChannel(Channel):
     capabilities = Capabilities(
         text_length=TEXT_MAX, buttons=QUICK_MAX, button_title=TITLE_MAX, list_rows=LIST_MAX,
         list_title=TITLE_MAX, cards=0, card_buttons=0, media=False, templates=False,
-        inline=0, window_hours=0, typing=True)
+        inline=0, window_hours=0, typing=False)
     refusal_status = 403
     settings: Settings
 

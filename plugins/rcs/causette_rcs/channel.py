@@ -108,7 +108,7 @@ class RCSChannel(Channel):
     capabilities = Capabilities(
         text_length=MAX_TEXT, buttons=MAX_SUGGESTIONS, button_title=MAX_SUGGESTION_TEXT,
         list_rows=0, cards=MAX_CARDS, card_buttons=MAX_CARD_SUGGESTIONS, media=True,
-        templates=False, inline=0, window_hours=0, typing=True)
+        templates=False, inline=0, window_hours=0, typing=False)
     refusal_status = 403
     # a 404 from RBM: the phone is not RCS-capable; the gateway re-sends the reply through
     # the `fallback_channel` instance (usually SMS) when one is set
