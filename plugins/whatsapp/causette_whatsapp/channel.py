@@ -144,7 +144,7 @@ class WhatsAppChannel(Channel):
         t = m.type
         if t == "text" and m.text is not None:
             msg.text = m.text.body
-            mark = REF_MARK.search(msg.text)
+            mark = REF_MARK.search(msg.text) if "[ref:" in msg.text else None
             if mark:                           # came through a wa.me link of ours
                 msg.referral = Referral(source="link", ref=mark.group(1))
                 msg.text = REF_MARK.sub(" ", msg.text).strip()
