@@ -105,4 +105,5 @@ class WebchatChannel(Channel):
                                           once=mid)
         except (RedisError, OSError) as exc:
             return SendResult(status="retry", retry_after=1.0, code="redis", detail=type(exc).__name__)
-        return SendResult(status="sent", provider_id=f"{mid}:{seq}")
+        # The frame id is the provider id: a read receipt (`seen`) refers to it.
+        return SendResult(status="sent", provider_id=mid)

@@ -48,11 +48,16 @@ class Pick(msgspec.Struct, tag="choice", forbid_unknown_fields=True):
     text: Annotated[str, msgspec.Meta(max_length=256)] = ""
 
 
+class Seen(msgspec.Struct, tag="seen", forbid_unknown_fields=True):
+    """The visitor has the panel open on this bot message (and on everything before it)."""
+    id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{20}$")]
+
+
 class Ping(msgspec.Struct, tag="ping", forbid_unknown_fields=True):
     pass
 
 
-ClientFrame = Hello | Open | Text | Pick | Ping
+ClientFrame = Hello | Open | Text | Pick | Seen | Ping
 client_decoder = msgspec.json.Decoder(ClientFrame)
 
 

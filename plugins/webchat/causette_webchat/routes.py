@@ -27,8 +27,8 @@ from gateway.types import InboundMessage, Referral
 
 from . import outbox as ob
 from .channel import WebchatChannel
-from .frames import (MAX_FRAME, Ack, Error, Hello, Message, Open, Pick, Ping, Pong, Ready, Text,
-                     client_decoder, encoder, frame_seq)
+from .frames import (MAX_FRAME, Ack, Error, Hello, Message, Open, Pick, Ping, Pong, Ready, Seen,
+                     Text, client_decoder, encoder, frame_seq)
 from .hub import Conn, hub_for
 from .tokens import check_token, new_visitor, visitor_token
 
@@ -184,6 +184,7 @@ class Visit:
         self.conn: Conn | None = None
         self.tasks: list[asyncio.Task] = []
         self.inbox: asyncio.Queue[Any] = asyncio.Queue(INBOX)
+        self.seen = ""
         self.allowance = float(self.settings.rate)
         self.stamp = time.monotonic()
 
@@ -263,6 +264,12 @@ class Visit:
         if isinstance(frame, Hello):
             self._error("bad_frame", "hello was already received")
             return
+        if isinstance(frame, Seen):
+            # Receipts are best effort: one per message id, dropped when over the rate.
+            if frame.id != self.seen and not self.inbox.full() and self._allow():
+                self.seen = frame.id
+                self.inbox.put_nowait(frame)
+            return
         if not self._allow():
             self._error("rate_limited", "too many messages, slow down", frame.id, retry=True)
             return
@@ -293,10 +300,17 @@ class Visit:
                 raise
             except Exception:
                 log.exception("tenant %s: webchat frame failed", self.tenant)
-                self._error("internal", "the message could not be handled", frame.id, retry=True)
+                if not isinstance(frame, Seen):
+                    self._error("internal", "the message could not be handled", frame.id, retry=True)
 
-    async def _handle(self, frame: Open | Text | Pick) -> None:
+    async def _handle(self, frame: Open | Text | Pick | Seen) -> None:
         now = time.time()
+        if isinstance(frame, Seen):
+            # A read receipt: recorded as a status event (read rates), never given to the flow.
+            await self.request.config_dict[PIPELINE].handle(self.tenant, self.channel, [InboundMessage(
+                tenant=self.tenant, channel=self.channel, native_id=f"{self.visitor}.seen.{frame.id}",
+                contact=self.visitor, kind="status", status="read", refers_to=frame.id, ts=now)])
+            return
         fresh = True
         msg = InboundMessage(tenant=self.tenant, channel=self.channel,
                              native_id=f"{self.visitor}.{frame.id}", contact=self.visitor,

@@ -76,6 +76,9 @@ async def test_widget_opens_and_answers_in_chromium(gateway, browser):
     await page.locator("#causette-widget .msg.visitor.pending").wait_for(state="detached")
     reply = (await bot.nth(before).inner_text()).strip()
     assert reply and reply != welcome
+    # With the panel open, the newest bot message is reported as read (once, remembered).
+    await page.wait_for_function(
+        f"() => localStorage.getItem('causette:{tenant['slug']}:{channel}:seen')")
 
     # Keyboard: Escape closes the panel and gives focus back to the launcher.
     await page.keyboard.press("Escape")

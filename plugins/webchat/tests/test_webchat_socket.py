@@ -217,3 +217,22 @@ async def test_tenant_without_the_plugin_has_no_widget(gateway, shop):
         assert r.status == 404
     async with gw.http.get(gw.url + "/t/wc-shop/demo") as r:
         assert r.status == 404
+
+
+async def test_read_receipts_become_status_events(gateway, shop):
+    gw = await gateway(tenants=[shop])
+    w = await Widget.connect(gw)
+    _, frames = await w.open()
+    last = bot(frames)[-1]["id"]
+    for _ in range(2):                     # said twice on one socket: recorded once
+        await w.send({"type": "seen", "id": last})
+    await w.send({"type": "seen", "id": "v_not_a_message_id"})
+    assert (await w.next())["code"] == "bad_frame"
+    await w.say("Femme")                   # frames are handled in order: the receipt is in
+    await gw.flush_events()
+    reads = await gw.store.list_events("wc-shop", type="message.status")
+    assert [(e.contact, e.data) for e in reads] == [(w.visitor, {"status": "read", "refers_to": last})]
+    sent = await gw.store.list_events("wc-shop", type="message.out")
+    assert last in [e.data.get("provider_id") for e in sent]
+    await w.close()
+

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from causette_webchat import origin_allowed
 from causette_webchat import outbox as ob
 from causette_webchat.channel import MAX_CHOICES, MAX_TITLE, Settings, WebchatChannel
-from causette_webchat.frames import (Hello, Message, Open, Pick, Ping, Text, client_decoder,
+from causette_webchat.frames import (Hello, Message, Open, Pick, Ping, Seen, Text, client_decoder,
                                      frame_seq, server_decoder)
 from causette_webchat.tokens import check_token, new_visitor, visitor_token
 from gateway.channels import Webhook
@@ -83,6 +83,7 @@ def test_settings_are_validated():
     ('{"type":"text","id":"abcdefgh12","text":"Bonjour"}', Text),
     ('{"type":"choice","id":"abcdefgh12","payload":"women","text":"Femme"}', Pick),
     ('{"type":"ping"}', Ping),
+    ('{"type":"seen","id":"0123456789abcdef0123"}', Seen),
 ])
 def test_client_frames_decode(raw, kind):
     assert isinstance(client_decoder.decode(raw), kind)
@@ -97,6 +98,7 @@ def test_client_frames_decode(raw, kind):
     ('{"type":"hello","visitor":"someone-else"}', "$.visitor"),
     ('{"type":"hello","last_seq":-1}', "$.last_seq"),
     ('[1,2,3]', "object"),
+    ('{"type":"seen","id":"v_someone.abcdefgh12"}', "$.id"),
 ])
 def test_bad_client_frames_say_what_is_wrong(raw, where):
     with pytest.raises(msgspec.DecodeError) as err:

@@ -310,6 +310,7 @@
     }
     retireChips();
     if (f.role === "agent" && f.agent) add(h("div", { "class": "agent-name", text: f.agent }));
+    if (/^[0-9a-f]{20}$/.test(f.id || "")) { latestBot = f.id; noteSeen(); }
     if (f.text) add(h("div", { "class": "msg bot" }, [rich(f.text)]));
     (f.media || []).forEach(function (m) { var el = renderMedia(m); if (el) add(el); });
     if (f.cards && f.cards.length) add(renderCards(f.cards));
@@ -385,7 +386,7 @@
       ready = false; ws = null;
       clearInterval(pingTimer); clearTimeout(pongTimer);
       if (e.code === 4403) {   // our identity was refused: start over as a new visitor
-        ident = null; put("localStorage", "id", null); put("sessionStorage", "open", null); openSent = false;
+        ident = null; put("localStorage", "id", null); put("localStorage", "seen", null); put("sessionStorage", "open", null); openSent = false;
         pending = [];
         lastSeq = 0; clearTranscript();
       }
@@ -424,6 +425,7 @@
         pending.forEach(transmit);
         if (isOpen) sendOpen();
         syncTyping();
+        noteSeen();
         break;
       case "message":
         if (f.seq && f.seq <= lastSeq) return;
@@ -510,6 +512,19 @@
     post({ type: "open", id: id, page: location.href.slice(0, 2000), ref: ref });
   }
 
+  // Read receipts: the newest bot message the visitor has had in front of them, once each
+  // (remembered across pages), recorded by the gateway as a "read" status.
+  var latestBot = "", seenTimer = null;
+  function noteSeen() {
+    clearTimeout(seenTimer);
+    seenTimer = setTimeout(function () {
+      if (!isOpen || document.visibilityState !== "visible" || !latestBot) return;
+      if (latestBot === get("localStorage", "seen") || !ws || !ready || ws.readyState !== 1) return;
+      ws.send(JSON.stringify({ type: "seen", id: latestBot }));
+      put("localStorage", "seen", latestBot);
+    }, 800);
+  }
+
   // --- panel -----------------------------------------------------------------------------------
   function showBadge() {
     badge.hidden = !unread;
@@ -528,6 +543,7 @@
     showGreeting();
     connect();
     if (ready) sendOpen();
+    noteSeen();
     scroll();
     setTimeout(function () { input.focus(); }, 30);
   }
@@ -563,6 +579,7 @@
   window.addEventListener("online", function () { if (wanted && !ws) { attempt = 0; connect(); } });
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState === "visible" && wanted && !ws) { attempt = 0; connect(); }
+    if (document.visibilityState === "visible") noteSeen();
   });
 
   function mount() {
