@@ -15,6 +15,7 @@ from typing import Any
 from .frames import frame_seq
 
 _SRC = (Path(__file__).parent / "lua" / "outbox.lua").read_text()
+ONCE_TTL = 24 * 3600   # seconds an idempotency key is kept, like the core's dedup keys
 
 
 def conv_base(tenant: str, channel: str, visitor: str) -> str:
@@ -28,7 +29,8 @@ async def append(redis: Any, base: str, frame: bytes, *, keep: int, ttl: int,
     Returns (seq, fresh)."""
     script = redis.register_script(_SRC)
     seq, fresh = await script(keys=(base + ":n", base + ":o", f"{base}:k:{once or '-'}"),
-                              args=(frame, keep, ttl * 1000, base, "1" if once else "0"))
+                              args=(frame, keep, ttl * 1000, base, "1" if once else "0",
+                                    min(ttl, ONCE_TTL) * 1000))
     return int(seq), bool(fresh)
 
 

@@ -222,3 +222,9 @@ def test_a_socket_gets_each_frame_once_in_order_across_replay_and_live():
     while not conn.queue.empty():
         out.append(conn.queue.get_nowait())
     assert out == ['{"seq":3}', '{"seq":4}', '{"seq":5}', '{"seq":6}', '{"seq":7}', '{"type":"pong"}']
+
+
+async def test_idempotency_keys_live_a_day_not_the_whole_history(redis):
+    base = ob.conv_base("acme", "web", new_visitor())
+    await ob.append(redis, base, b'{"type":"message","id":"x"}', keep=10, ttl=7 * 86400, once="k1")
+    assert 0 < await redis.pttl(base + ":k:k1") <= ob.ONCE_TTL * 1000 < await redis.pttl(base + ":o")
