@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
-import logging
 import json
+import logging
 import time
 import uuid
 import zlib
@@ -87,7 +87,7 @@ class Inbound(msgspec.Struct, rename="camel"):
 INBOUND = msgspec.json.Decoder(Inbound)
 
 # Per-process memory of each contact's capability-list: (tenant, instance, contact) -> caps.
-CAPABILITIES: "OrderedDict[tuple[str, str, str], frozenset[str]]" = OrderedDict()
+CAPABILITIES: OrderedDict[tuple[str, str, str], frozenset[str]] = OrderedDict()
 CAPABILITIES_MAX = 100_000
 CAPABILITIES_TTL = 30 * 24 * 3600
 _writes: set[asyncio.Task] = set()
@@ -232,7 +232,7 @@ class AppleChannel(Channel):
             try:
                 await redis.set(caps_key(self.tenant, self.instance_id, contact),
                                 ",".join(sorted(caps)), ex=CAPABILITIES_TTL)
-            except Exception as exc:          # memory still has them; Redis is a bonus here
+            except Exception as exc:  # noqa: BLE001 -- memory still has them; Redis is a bonus
                 log.warning("apple: could not store capabilities: %s", type(exc).__name__)
 
         task = loop.create_task(write())
@@ -248,7 +248,7 @@ class AppleChannel(Channel):
         if redis is not None:
             try:
                 raw = await redis.get(caps_key(*key))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 -- unknown capabilities mean text
                 log.warning("apple: could not read capabilities: %s", type(exc).__name__)
                 raw = None
             if raw:

@@ -73,9 +73,9 @@ def decode(token: str, key: bytes, *, audience: str, max_age: float, leeway: flo
     iat, exp = claims.get("iat"), claims.get("exp")
     if iat is None and exp is None:
         raise InvalidToken("no iat or exp: freshness unknown")
-    if iat is not None:
-        if not isinstance(iat, (int, float)) or iat > now + leeway or now - iat > max_age:
-            raise InvalidToken("stale or future iat")
+    if iat is not None and (not isinstance(iat, (int, float)) or iat > now + leeway
+                            or now - iat > max_age):
+        raise InvalidToken("stale or future iat")
     if exp is not None and (not isinstance(exp, (int, float)) or exp < now - leeway):
         raise InvalidToken("expired")
     return claims

@@ -7,7 +7,6 @@ import json
 import time
 
 import pytest
-
 from causette_apple import jwt
 from causette_apple.channel import CAPABILITIES
 

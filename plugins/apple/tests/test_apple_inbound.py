@@ -10,9 +10,9 @@ import json
 import time
 
 import pytest
-
 from causette_apple import AppleChannel, jwt
 from causette_apple.channel import BID, CAPABILITIES, Settings
+
 from gateway.channels import ParseError, Webhook
 from gateway.types import InboundMessage, Media, Referral
 

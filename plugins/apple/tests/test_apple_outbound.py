@@ -8,9 +8,9 @@ import time
 import uuid
 
 import pytest
-
 from causette_apple import AppleChannel, jwt
 from causette_apple.channel import BID, CAPABILITIES, Settings, remember
+
 from gateway.types import Card, Choice, Media, Reply
 
 MSP = "3f9a2c1e-6b7d-4e8f-9a0b-1c2d3e4f5a6b"

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import msgspec
-
 from causette_apple.channel import AppleChannel
+
 from gateway.plugins import PluginHost
 
 

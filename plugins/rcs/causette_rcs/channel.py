@@ -22,8 +22,15 @@ from typing import Any
 import msgspec
 
 from gateway.channels import Capabilities, Channel, ParseError, Webhook, safe_equal
-from gateway.types import (Card, Choice, InboundMessage, Location, Media, Reply,
-                           SendResult)
+from gateway.types import (
+    Card,
+    Choice,
+    InboundMessage,
+    Location,
+    Media,
+    Reply,
+    SendResult,
+)
 
 from . import _http, wire
 from .auth import TOKENS, ServiceAccount, TokenError

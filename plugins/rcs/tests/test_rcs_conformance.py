@@ -1,5 +1,6 @@
 """The channel contract (gateway.conformance) run over the rcs channel."""
 from causette_rcs.conformance import RCSCase
+
 from gateway.conformance import ChannelConformance
 
 

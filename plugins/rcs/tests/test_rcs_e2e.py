@@ -96,7 +96,7 @@ async def test_rcs_conversation_end_to_end(gateway, provider):
 ])
 async def test_rcs_bad_signature_is_refused_and_changes_nothing(gateway, provider, label, headers):
     gw = await gateway(tenants=[tenant(provider)])
-    body, good = signed(user_message("u1", text="salut"))
+    body, _ = signed(user_message("u1", text="salut"))
     if headers is None:
         headers = signed(user_message("u1", text="salut"), token="not-the-token")[1]
     assert (await post(gw, body, headers))[0] == 403

@@ -11,9 +11,9 @@ import hmac
 import json
 
 import pytest
-
 from causette_rcs import RCSChannel
 from causette_rcs.channel import Settings
+
 from gateway.channels import ParseError, Webhook
 from gateway.types import InboundMessage, Location, Media
 

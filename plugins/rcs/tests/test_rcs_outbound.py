@@ -11,12 +11,12 @@ from urllib.parse import parse_qs
 import msgspec
 import pytest
 from aiohttp import web
+from causette_rcs import RCSChannel
+from causette_rcs.auth import TOKENS
+from causette_rcs.channel import Settings
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from causette_rcs import RCSChannel
-from causette_rcs.channel import Settings
-from causette_rcs.auth import TOKENS
 from gateway.types import Card, Choice, Media, Reply
 
 PHONE = "+33612345678"
@@ -201,7 +201,7 @@ def service_account(provider):
         form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
         assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
         head, claims, sig = form["assertion"].split(".")
-        pad = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))  # noqa: E731
+        pad = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
         key.public_key().verify(pad(sig), f"{head}.{claims}".encode(), padding.PKCS1v15(),
                                 hashes.SHA256())
         c = json.loads(pad(claims))
@@ -232,7 +232,7 @@ async def test_rcs_service_account_token_is_minted_once_and_cached(provider, htt
 
 
 async def test_rcs_401_refreshes_the_token_once(provider, http, service_account):
-    sa, minted = service_account
+    sa, _ = service_account
     provider.answer(401, {"error": {"code": 401, "status": "UNAUTHENTICATED"}})
     provider.answer(200, {})
     ch = channel(provider, http, access_token="", service_account=sa)

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import msgspec
-
 from causette_rcs.channel import RCSChannel
+
 from gateway.plugins import PluginHost
 
 

@@ -19,7 +19,15 @@ from typing import Any, Literal
 import msgspec
 
 from gateway.channels import Capabilities, Channel, ParseError, Webhook
-from gateway.types import Choice, InboundMessage, Location, Media, Referral, Reply, SendResult
+from gateway.types import (
+    Choice,
+    InboundMessage,
+    Location,
+    Media,
+    Referral,
+    Reply,
+    SendResult,
+)
 
 from . import _http
 from .crypto import CryptoError, MessageCrypto, check

@@ -8,10 +8,10 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from causette_wechat import WeChatChannel
 from causette_wechat.channel import Settings
 from causette_wechat.crypto import MessageCrypto, signature
+
 from gateway.channels import ParseError, Webhook
 from gateway.types import InboundMessage, Location, Media, Referral
 
@@ -117,21 +117,21 @@ def test_wechat_reference_vectors():
     """Section 5.2 of the reference, rebuilt from its inputs."""
     assert signature("test", "1410685589", "test") == "f21891de399b4e33a1a93c9a7b8a8fffb5a443ff"
     c = MessageCrypto("123456", "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR", "wx49f0ab532d5d035a")
-    plain_xml = ("<xml><ToUserName><![CDATA[wx49f0ab532d5d035a]]></ToUserName>\n"
-                 "<FromUserName><![CDATA[messense]]></FromUserName>\n"
-                 "<CreateTime>1411525903</CreateTime>\n<MsgType><![CDATA[text]]></MsgType>\n"
-                 "<Content><![CDATA[test]]></Content>\n<MsgId>4363689963896700987</MsgId>\n"
-                 "<AgentID>1</AgentID>\n</xml>").encode()
+    plain_xml = (b"<xml><ToUserName><![CDATA[wx49f0ab532d5d035a]]></ToUserName>\n"
+                 b"<FromUserName><![CDATA[messense]]></FromUserName>\n"
+                 b"<CreateTime>1411525903</CreateTime>\n<MsgType><![CDATA[text]]></MsgType>\n"
+                 b"<Content><![CDATA[test]]></Content>\n<MsgId>4363689963896700987</MsgId>\n"
+                 b"<AgentID>1</AgentID>\n</xml>")
     enc = c.encrypt(plain_xml, b"ec90b1530358d4d3")
     assert enc.startswith("RgqEoJj5A4EMYlLvWO1F86ioRjZfaex/gePD0gOXTxps")
     assert enc.endswith("e8K9QaNWHp91eBdCRxthuL0=")
     assert signature("123456", "1411525903", "461056294", enc) == \
         "74d92dfeb87ba7c714f89d98870ae5eb62dff26d"
     assert c.decrypt(enc) == plain_xml
-    reply_xml = ("<xml>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[test]]></Content>\n"
-                 "<FromUserName><![CDATA[wx49f0ab532d5d035a]]></FromUserName>\n"
-                 "<ToUserName><![CDATA[messense]]></ToUserName>\n<AgentID>1</AgentID>\n"
-                 "<CreateTime>1411525903</CreateTime>\n</xml>").encode()
+    reply_xml = (b"<xml>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[test]]></Content>\n"
+                 b"<FromUserName><![CDATA[wx49f0ab532d5d035a]]></FromUserName>\n"
+                 b"<ToUserName><![CDATA[messense]]></ToUserName>\n<AgentID>1</AgentID>\n"
+                 b"<CreateTime>1411525903</CreateTime>\n</xml>")
     env = c.envelope(reply_xml, "1411525903", "461056294", b"1234567890123456")
     assert "<MsgSignature><![CDATA[407518b7649e86ef23978113f92d27afa9296533]]>" in env
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 from aiohttp import web
-
 from causette_wechat import WeChatChannel
-from causette_wechat.channel import Settings
 from causette_wechat import channel as wechat_channel
+from causette_wechat.channel import Settings
+
 from gateway.types import Card, Choice, Media, Reply, TemplateRef
 
 USER = "oR5Gjjl_eiZoUpGozMo7dbBJ362A"

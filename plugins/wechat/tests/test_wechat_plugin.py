@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import msgspec
-
 from causette_wechat.channel import WeChatChannel
+
 from gateway.plugins import PluginHost
 
 
