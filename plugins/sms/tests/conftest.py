@@ -26,6 +26,7 @@ class FakeProvider:
         self.seen: list[Seen] = []
         self.script: deque[tuple[int, Any, dict[str, str]]] = deque()
         self.server: TestServer | None = None
+        self.default: Any = None     # callable(Seen) -> (status, json) when the script is empty
 
     @property
     def url(self) -> str:
@@ -37,7 +38,12 @@ class FakeProvider:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.seen.append(Seen(request.method, request.path, dict(request.headers), await request.read()))
-        status, body, headers = self.script.popleft() if self.script else (500, {"message": "unscripted"}, {})
+        if self.script:
+            status, body, headers = self.script.popleft()
+        elif self.default is not None:
+            (status, body), headers = self.default(self.seen[-1]), {}
+        else:
+            status, body, headers = 500, {"message": "unscripted"}, {}
         if body == "drop":      # a connection cut without an answer
             assert request.transport is not None
             request.transport.close()
