@@ -185,3 +185,28 @@ def test_reply_mode_decides_inline_capability():
 def test_contact_link_is_an_sms_uri():
     assert channel().contact_link("soldes hiver") == "sms:+33700000000?body=soldes%20hiver"
     assert channel(from_number="").contact_link("x") == ""
+
+
+# Twilio's published test vectors (twilio-python's request-validator tests), typed in here.
+SDK_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
+SDK_PARAMS = [("CallSid", "CA1234567890ABCDE"), ("Caller", "+14158675309"), ("Digits", "1234"),
+              ("From", "+14158675309"), ("To", "+18005551212")]
+
+
+def test_known_answers():
+    assert signature("12345", SDK_URL, SDK_PARAMS) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    assert signature("12345", SDK_URL.replace(".com/", ".com:443/"), SDK_PARAMS) == "kvajT1Ptam85bY51eRf/AJRuM3w="
+    dup = [("Sid", "CA123"), ("SidAccount", "AC123"), ("Digits", "5678"), ("Digits", "1234")]
+    assert signature("12345", SDK_URL, dup) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+    body = b'{"property": "value", "boolean": true}'
+    digest = hashlib.sha256(body).hexdigest()
+    assert digest == "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
+    assert signature("12345", f"{SDK_URL}&bodySHA256={digest}") == "a9nBmqA0ju/hNViExpshrM61xv4="
+
+
+def test_known_answer_accepted_on_either_port_form():
+    ch = TwilioChannel("acme", "sms", msgspec.convert({**SETTINGS, "auth_token": "12345"}, TwilioSettings))
+    headers = CIMultiDict({"X-Twilio-Signature": "RSOYDt4T1cUTdK1PDd93/VVr8B8="})
+    body = urlencode(SDK_PARAMS).encode()
+    assert ch.verify(Webhook("POST", SDK_URL, {}, headers, body))
+    assert ch.verify(Webhook("POST", SDK_URL.replace(".com/", ".com:443/"), {}, headers, body))
