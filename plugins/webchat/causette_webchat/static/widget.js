@@ -342,7 +342,7 @@
     setTimeout(function () {
       if (g !== generation) return;
       render(f); syncTyping(); pumpReveal();
-    }, reveal.length || waitSeq ? 450 : 250);
+    }, reveal.length || waitSeq > lastSeq ? 450 : 250);
   }
 
   // --- connection ------------------------------------------------------------------------------
@@ -374,15 +374,22 @@
     clearTimeout(retryTimer);
     setStatus("connecting");
     var url = base.replace(/^http/, "ws") + "/plugins/webchat/ws?channel=" + encodeURIComponent(channelId);
-    try { ws = new WebSocket(url); } catch (e) { schedule(); return; }
+    var sock;
+    try { sock = ws = new WebSocket(url); } catch (e) { schedule(); return; }
     ready = false;
-    ws.onopen = function () {
+    // Events of a socket we have since replaced (closing while a new one opened) are ignored.
+    sock.onopen = function () {
+      if (ws !== sock) return;
       var hello = { type: "hello", last_seq: lastSeq, locale: lang, page: location.href.slice(0, 2000) };
       if (ident && ident.visitor) { hello.visitor = ident.visitor; hello.token = ident.token; }
       ws.send(JSON.stringify(hello));
     };
-    ws.onmessage = function (e) { heard(); var f; try { f = JSON.parse(e.data); } catch (x) { return; } onFrame(f); };
-    ws.onclose = function (e) {
+    sock.onmessage = function (e) {
+      if (ws !== sock) return;
+      heard(); var f; try { f = JSON.parse(e.data); } catch (x) { return; } onFrame(f);
+    };
+    sock.onclose = function (e) {
+      if (ws !== sock) return;
       ready = false; ws = null;
       clearInterval(pingTimer); clearTimeout(pongTimer);
       if (e.code === 4403) {   // our identity was refused: start over as a new visitor
