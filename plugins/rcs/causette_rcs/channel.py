@@ -9,11 +9,13 @@ retried send reuses it and Google ignores the duplicate.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import hmac
 import json
+import logging
 import re
 import uuid
 from datetime import datetime
@@ -44,6 +46,17 @@ MAX_CARD_TITLE = 200
 MAX_CARD_DESCRIPTION = 2000
 MAX_POSTBACK = 2048
 
+log = logging.getLogger("causette.rcs")
+_background: set[asyncio.Task] = set()
+_forgetting: dict[tuple[str, str, str], asyncio.Task] = {}
+
+
+async def settle() -> None:
+    """Wait for pending Redis writes (tests, shutdown)."""
+    while _background:
+        await asyncio.gather(*list(_background), return_exceptions=True)
+
+
 # Namespace of the agent message UUIDs (uuid5 of the gateway's idempotency key).
 MESSAGE_NS = uuid.UUID("6f1c1a52-3c2e-5d0b-9a57-cf2b1b7f3a10")
 
@@ -57,6 +70,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     api_base: str = "https://rcsbusinessmessaging.googleapis.com"  # or europe-/asia- regional
     fallback_channel: str = ""         # instance id (same tenant, e.g. SMS) for users without RCS
     ttl: str = ""                      # message expiry, e.g. "86400s"; Google keeps 30 days otherwise
+    not_capable_ttl: int = 3600        # seconds a 404 (no RCS) is remembered; 0: ask Google each time
     link_label: str = "Open"           # label of the action added for a card's url
     timeout: float = 10.0              # seconds per provider call
     attempts: int = 3                  # provider calls per send on 429 / 5xx / timeouts
@@ -170,6 +184,7 @@ class RCSChannel(Channel):
                     ts=_parse_time(p.send_time))
         if p.event_type:
             return self._event(p, base)
+        self._forget_not_capable(contact)     # it just wrote to us over RCS
         # Google: the same (messageId, senderPhoneNumber) pair is the same message
         m = InboundMessage(native_id=f"{contact}/{p.message_id}", **base)
         if p.suggestion_response is not None:
@@ -290,8 +305,66 @@ class RCSChannel(Channel):
             return await TOKENS.get(self.http, sa, timeout=s.timeout)
         return s.access_token
 
+    # --- phones known not to be RCS-capable ----------------------------------------------
+    # Without this memory every reply to an SMS-only phone costs a 404 per payload before the
+    # fallback; with it the next replies go straight to the fallback channel. An inbound RCS
+    # message from the phone clears it. Kept in Redis (shared by processes) when the gateway
+    # gives the channel its runtime.
+    def _not_capable_key(self, contact: str) -> str:
+        return f"cst:{self.tenant}:rcs:{self.instance_id}:norcs:{contact}"
+
+    def _redis(self) -> Any:
+        return getattr(self.runtime, "redis", None) if self.runtime is not None else None
+
+    async def _known_not_capable(self, contact: str) -> bool:
+        redis = self._redis()
+        if redis is None or not self.settings.not_capable_ttl:
+            return False
+        pending = _forgetting.get((self.tenant, self.instance_id, contact))
+        if pending is not None:               # the phone just wrote over RCS: let that land
+            await asyncio.gather(pending, return_exceptions=True)
+        try:
+            return bool(await redis.exists(self._not_capable_key(contact)))
+        except Exception:  # noqa: BLE001 -- without the memory we just ask Google
+            return False
+
+    async def _remember_not_capable(self, contact: str) -> None:
+        redis = self._redis()
+        if redis is None or not self.settings.not_capable_ttl:
+            return
+        try:
+            await redis.set(self._not_capable_key(contact), "1", ex=self.settings.not_capable_ttl)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("rcs: could not remember a non-RCS phone: %s", type(exc).__name__)
+
+    def _forget_not_capable(self, contact: str) -> None:
+        redis = self._redis()
+        if redis is None or not self.settings.not_capable_ttl:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        async def forget() -> None:
+            try:
+                await redis.delete(self._not_capable_key(contact))
+            except Exception as exc:  # noqa: BLE001
+                log.warning("rcs: could not forget a non-RCS phone: %s", type(exc).__name__)
+
+        task = loop.create_task(forget())
+        k = (self.tenant, self.instance_id, contact)
+        _background.add(task)
+        _forgetting[k] = task
+        task.add_done_callback(_background.discard)
+        task.add_done_callback(lambda t: _forgetting.pop(k, None) if _forgetting.get(k) is t else None)
+
     async def send(self, contact: str, payload: Any, *, key: str) -> SendResult:
         s = self.settings
+        if await self._known_not_capable(contact):
+            fb = s.fallback_channel
+            return SendResult(status="failed", code="not_rcs_capable",
+                              detail=(f"fallback={fb}" if fb else "user not RCS-capable") + " (remembered)")
         mid = self.message_id(contact, payload, key)
         url = f"{s.api_base.rstrip('/')}/v1/phones/{contact}/agentMessages"
         body = json.dumps(payload, ensure_ascii=False).encode()
@@ -313,7 +386,10 @@ class RCSChannel(Channel):
             if out.status != 401 or not s.service_account:
                 break
         assert out is not None
-        return self._result(out, mid)
+        res = self._result(out, mid)
+        if res.code == "not_rcs_capable":
+            await self._remember_not_capable(contact)
+        return res
 
     def _result(self, out: _http.Outcome, mid: str) -> SendResult:
         if 200 <= out.status < 300:

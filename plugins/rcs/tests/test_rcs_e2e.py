@@ -162,3 +162,22 @@ async def test_rcs_provider_outage_is_reported_and_the_conversation_goes_on(gate
     tap = signed(user_message("u2", suggestionResponse={"postbackData": "w", "type": "REPLY"}))
     assert (await post(gw, *tap))[0] == 200
     assert texts(provider)[-1] == "Merci, c'est noté."
+
+
+async def test_rcs_a_non_rcs_phone_is_remembered_until_it_writes_over_rcs(gateway, provider):
+    from causette_rcs.channel import settle
+    gw = await gateway(tenants=[tenant(provider, fallback_channel="rcs-backup")])
+    provider.answer(404, {"error": {"code": 404, "status": "NOT_FOUND"}})
+    assert (await post(gw, *signed(user_message("u1", text="salut"))))[0] == 200
+    agents = [r["query"]["agentId"] for r in provider.requests]
+    # one 404 only: the second reply goes straight to the fallback
+    assert agents == ["demo-bot@rbm.goog", "backup-bot@rbm.goog", "backup-bot@rbm.goog"]
+    key = f"cst:rcs-shop:rcs:rcs-main:norcs:{PHONE}"
+    assert await gw.redis.ttl(key) > 0
+    # an RCS message from that phone: it is RCS-capable after all
+    provider.requests.clear()
+    tap = signed(user_message("u2", suggestionResponse={"postbackData": "w", "type": "REPLY"}))
+    assert (await post(gw, *tap))[0] == 200
+    await settle()
+    assert not await gw.redis.exists(key)
+    assert [r["query"]["agentId"] for r in provider.requests] == ["demo-bot@rbm.goog"]
