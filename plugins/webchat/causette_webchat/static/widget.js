@@ -308,7 +308,8 @@
       if (f.text) add(h("div", { "class": "msg visitor", text: f.text }));
       return;
     }
-    retireChips();
+    // New chips replace the old ones; a bot message without chips leaves them usable.
+    if (f.choices && f.choices.length) retireChips();
     if (f.role === "agent" && f.agent) add(h("div", { "class": "agent-name", text: f.agent }));
     if (/^[0-9a-f]{20}$/.test(f.id || "")) { latestBot = f.id; noteSeen(); }
     if (f.text) add(h("div", { "class": "msg bot" }, [rich(f.text)]));
