@@ -34,6 +34,8 @@ from .tokens import check_token, new_visitor, visitor_token
 
 log = logging.getLogger("causette.webchat")
 STATIC = Path(__file__).parent / "static"
+WIDGET = (STATIC / "widget.js").read_text()     # read once: served on every page view
+DEMO = (STATIC / "demo.html").read_text()
 HELLO_TIMEOUT = 15.0
 INBOX = 32            # client frames waiting for their turn on one socket
 DRAIN_TIMEOUT = 30.0  # seconds a closed socket's received frames may still take
@@ -110,7 +112,7 @@ async def widget_js(request: web.Request) -> web.StreamResponse:
                            for cid, ch in chans.items()}}
     # "</" never appears inside the JSON literal, so a title cannot close a <script> early.
     literal = json.dumps(config, ensure_ascii=False).replace("</", "<\\/")
-    body = (STATIC / "widget.js").read_text().replace("/*__CONFIG__*/null", literal).encode()
+    body = WIDGET.replace("/*__CONFIG__*/null", literal).encode()
     etag = '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
     headers = {"ETag": etag, "Cache-Control": "public, max-age=300",
                "Access-Control-Allow-Origin": "*", "X-Content-Type-Options": "nosniff"}
@@ -129,7 +131,7 @@ async def demo_page(request: web.Request) -> web.StreamResponse:
     channel = request.query.get("channel") or next(iter(chans))
     if channel not in chans:
         return _problem(404, "no such webchat channel")
-    page = (STATIC / "demo.html").read_text()
+    page = DEMO
     for key, value in (("{{brand}}", html.escape(rt.snapshot.name)),
                        ("{{tenant}}", html.escape(rt.slug)),
                        ("{{channel}}", html.escape(channel)),
