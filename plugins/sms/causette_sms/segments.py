@@ -10,6 +10,7 @@ A single non-GSM character turns the whole message into UCS-2.
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Literal
 
@@ -35,9 +36,14 @@ class SegmentInfo(msgspec.Struct, frozen=True):
     remaining: int      # units still free in the last part
 
 
+_NOT_GSM7 = re.compile("[^" + re.escape("".join(sorted(GSM7_BASIC | GSM7_EXTENSION))) + "]")
+_EXTENSION = re.compile("[" + re.escape("".join(sorted(GSM7_EXTENSION))) + "]")
+_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
+
+
 def is_gsm7(text: str) -> bool:
     """True when every character has a GSM 03.38 encoding (basic or extension table)."""
-    return all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text)
+    return _NOT_GSM7.search(text) is None
 
 
 def encoding(text: str) -> Encoding:
@@ -63,13 +69,16 @@ def _pack(widths: list[int], capacity: int) -> tuple[int, int]:
 def count(text: str) -> SegmentInfo:
     """How `text` is encoded and how many SMS segments it costs."""
     enc = encoding(text)
-    widths = _widths(text, enc)
-    units = sum(widths)
+    wide = (_EXTENSION if enc == "gsm7" else _ASTRAL).findall(text)
+    units = len(text) + len(wide)
     if units == 0:
         return SegmentInfo(enc, 0, 0, SINGLE[enc], SINGLE[enc])
     if units <= SINGLE[enc]:
         return SegmentInfo(enc, units, 1, SINGLE[enc], SINGLE[enc] - units)
-    parts, last = _pack(widths, PART[enc])
+    if wide:        # a double-width character may not fit at the end of a part: pack for real
+        parts, last = _pack(_widths(text, enc), PART[enc])
+    else:
+        parts, last = -(-units // PART[enc]), (units - 1) % PART[enc] + 1
     return SegmentInfo(enc, units, parts, PART[enc], PART[enc] - last)
 
 

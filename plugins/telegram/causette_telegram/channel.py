@@ -98,7 +98,7 @@ class TelegramChannel(Channel):
     secrets: ClassVar[tuple[str, ...]] = ("token", "secret_token")
     capabilities: ClassVar[Capabilities] = Capabilities(
         text_length=TEXT_LIMIT, buttons=MAX_BUTTONS, button_title=64, cards=10, card_buttons=3,
-        media=True, inline=0, window_hours=0, typing=True)
+        media=True, inline=0, window_hours=0)
     refusal_status: ClassVar[int] = 401
 
     def __init__(self, *args: Any, **kwargs: Any):
