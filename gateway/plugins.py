@@ -137,6 +137,12 @@ class PluginHost:
             for impl in getattr(self.pm.hook, hook).get_hookimpls():
                 for obj in impl.function() or ():
                     self._register(hook, impl.plugin_name, obj)
+        # A channel's instance Settings re-exported at module level is not a per-tenant
+        # plugin setting: instances carry it.
+        channel_settings = {c.Settings for c in self.channels.values()}
+        for name, st in self.settings_types.items():
+            if st in channel_settings:
+                self.settings_types[name] = None
 
     def _register(self, hook: str, plugin: str, obj: Any) -> None:
         if hook == "register_channels":

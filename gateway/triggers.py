@@ -51,7 +51,7 @@ class TriggerIndex:
         owner = table.setdefault(key, flow_id)
         if owner != flow_id:
             self.conflicts.append(Problem(
-                path=path, code="trigger.conflict",
+                path=path, code="trigger.conflict", severity="warning",
                 message=f"{what} of flow {flow_id!r} is already taken by flow {owner!r}; "
                         f"{owner!r} wins"))
 
