@@ -43,6 +43,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     access_token: str = ""             # an access token managed elsewhere; wins (secret)
     encoding_aes_key: str = ""         # EncodingAESKey, 43 chars, for compat/safe mode (secret)
     mode: Literal["plain", "compat", "safe"] = "plain"   # safe: refuse unencrypted posts
+    max_age: int = 300                 # seconds a signed timestamp stays valid; 0: no limit
     api_base: str = "https://api.weixin.qq.com"
     timeout: float = 10.0
     attempts: int = 3
@@ -145,8 +146,18 @@ class WeChatChannel(Channel):
     # --- inbound -----------------------------------------------------------------------
     def _signed(self, hook: Webhook) -> bool:
         q = hook.query
-        return check(q.get("signature", ""), self.settings.token, q.get("timestamp", ""),
-                     q.get("nonce", ""))
+        if not check(q.get("signature", ""), self.settings.token, q.get("timestamp", ""),
+                     q.get("nonce", "")):
+            return False
+        # The plain-mode signature does not cover the body: a captured URL could be replayed
+        # with another body. A freshness window bounds that (safe mode signs the body).
+        if self.settings.max_age:
+            try:
+                ts = int(q.get("timestamp", ""))
+            except ValueError:
+                return False
+            return abs(time.time() - ts) <= self.settings.max_age
+        return True
 
     async def handshake(self, hook: Webhook):
         from aiohttp import web

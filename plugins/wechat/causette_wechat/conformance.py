@@ -1,6 +1,7 @@
 """The WeChat case of the channel conformance kit (gateway.conformance), in plain mode."""
 from __future__ import annotations
 
+import time
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -26,7 +27,7 @@ class WeChatCase:
                 f"<FromUserName><![CDATA[{self.contact}]]></FromUserName>"
                 f"<CreateTime>1795683600</CreateTime><MsgType><![CDATA[text]]></MsgType>"
                 f"<Content>{escape(text)}</Content><MsgId>{digits}</MsgId></xml>").encode()
-        q = {"timestamp": "1795683600", "nonce": "314159", "openid": self.contact}
+        q = {"timestamp": str(int(time.time())), "nonce": "314159", "openid": self.contact}
         if signature != "missing":
             token = TOKEN if signature == "valid" else "another-token"
             q["signature"] = sha1_signature(token, q["timestamp"], q["nonce"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -15,7 +16,7 @@ APPID = "wxe2e0000000000001"
 AESKEY = base64.b64encode(bytes(range(100, 132))).decode().rstrip("=")
 OA = "gh_e2e000000001"
 USER = "oE2EUser_0123456789abcdefghi"
-TS, NONCE = "1795683600", "42"
+TS, NONCE = str(int(time.time())), "42"
 
 QUIZ = {
     "format": 1, "id": "quiz", "name": "Quiz", "engine": "tree", "locale": "fr",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -21,7 +22,7 @@ AESKEY = base64.b64encode(bytes(range(32))).decode().rstrip("=")   # 43 chars
 OA = "gh_3a8f2c1d9e0b"
 USER = "oR5Gjjl_eiZoUpGozMo7dbBJ362A"
 URL = "https://gw.example.com/t/demo/channels/wechat-main"
-TS, NONCE = "1795683600", "271828"
+TS, NONCE = str(int(time.time())), "271828"
 
 
 def channel(**kw) -> WeChatChannel:
@@ -163,30 +164,35 @@ def _tampered(body: bytes) -> Webhook:
 
 
 REFUSED = [
-    ("no query", lambda b, ch: Webhook("POST", URL, {}, {}, b)),
-    ("wrong signature", lambda b, ch: plain(b, signature=hashlib.sha1(b"x").hexdigest())),
-    ("timestamp changed after signing", lambda b, ch: plain(b, timestamp="1795683601")),
-    ("plain post when the account is in safe mode", lambda b, ch: plain(b)),
-    ("safe: wrong msg_signature", lambda b, ch: Webhook(
+    # label, the account's mode, webhook; compat mode accepts both forms, so each case is
+    # refused for its own reason only
+    ("no query", "compat", lambda b: Webhook("POST", URL, {}, {}, b)),
+    ("wrong signature", "compat", lambda b: plain(b, signature=hashlib.sha1(b"x").hexdigest())),
+    ("timestamp changed after signing", "compat", lambda b: plain(b, timestamp=str(int(TS) + 1))),
+    ("stale timestamp (a replayed URL)", "compat", lambda b: plain(
+        b, timestamp="1411525903", signature=signature(TOKEN, "1411525903", NONCE))),
+    ("plain post when the account is in safe mode", "safe", lambda b: plain(b)),
+    ("safe: wrong msg_signature", "compat", lambda b: Webhook(
         "POST", URL, dict(safe(b).query, msg_signature="0" * 40), {}, safe(b).body)),
-    ("safe: missing msg_signature", lambda b, ch: Webhook(
+    ("safe: missing msg_signature", "compat", lambda b: Webhook(
         "POST", URL, {k: v for k, v in safe(b).query.items() if k != "msg_signature"}, {},
         safe(b).body)),
-    ("safe: message for another AppID", lambda b, ch: _other_appid(b)),
-    ("safe: ciphertext tampered (and re-signed)", lambda b, ch: _tampered(b)),
+    ("safe: message for another AppID", "compat", lambda b: _other_appid(b)),
+    ("safe: ciphertext tampered (and re-signed)", "compat", lambda b: _resigned(_tampered(b))),
 ]
 
 
-@pytest.mark.parametrize("label,make", REFUSED, ids=[c[0] for c in REFUSED])
-def test_wechat_refused(label, make):
-    ch = channel(mode="safe")
+def _resigned(h: Webhook) -> Webhook:
+    enc = ET.fromstring(h.body).find("Encrypt").text
+    return Webhook("POST", URL, query(encrypt_type="aes",
+                                      msg_signature=signature(TOKEN, TS, NONCE, enc)), {}, h.body)
+
+
+@pytest.mark.parametrize("label,mode,make", REFUSED, ids=[c[0] for c in REFUSED])
+def test_wechat_refused(label, mode, make):
     body = xml(MsgType="text", Content="hi", MsgId="1")
-    h = make(body, ch)
-    if label == "safe: ciphertext tampered (and re-signed)":
-        enc = ET.fromstring(h.body).find("Encrypt").text
-        h = Webhook("POST", URL, query(encrypt_type="aes",
-                                       msg_signature=signature(TOKEN, TS, NONCE, enc)), {}, h.body)
-    assert not ch.verify(h)
+    assert channel(mode=mode).verify(plain(body) if mode == "compat" else safe(body))
+    assert not channel(mode=mode).verify(make(body))
 
 
 def test_wechat_plain_mode_refuses_encrypted_posts_without_a_key():
@@ -240,3 +246,10 @@ def test_wechat_passive_reply_is_encrypted_in_safe_mode():
     assert env["MsgSignature"] == signature(TOKEN, env["TimeStamp"], env["Nonce"], env["Encrypt"])
     inner = ET.fromstring(MessageCrypto(TOKEN, AESKEY, APPID).decrypt(env["Encrypt"]))
     assert (inner.findtext("ToUserName"), inner.findtext("Content")) == (USER, "Bonjour")
+
+
+def test_wechat_max_age_zero_accepts_old_timestamps():
+    ch = channel(max_age=0)
+    old = plain(xml(MsgType="text", Content="hi", MsgId="1"), timestamp="1411525903",
+                signature=signature(TOKEN, "1411525903", NONCE))
+    assert ch.verify(old)
