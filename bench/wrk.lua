@@ -118,7 +118,6 @@ function request()
                                    ["X-Causette-Signature"] = "sha256=" .. hmac_hex(body)}, body)
 end
 
--- Self-check hook: `wrk ... -- PREFIX TENANTS SECRET selftest` prints one body and signature.
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(format('BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,"connect":%d,"read":%d,' ..
@@ -127,7 +126,7 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
 end
 
--- Used by bench's self-check (plain luajit, no wrk): sign a body given on the command line.
+-- Outside wrk, for checking the HMAC by hand: luajit bench/wrk.lua --sign SECRET BODY
 if arg and arg[1] == "--sign" then
   init({"x", "1", arg[2]})
   print(hmac_hex(arg[3]))

@@ -1,0 +1,48 @@
+"""The bench's premise: every configuration holds the same conversation. No timings here."""
+from __future__ import annotations
+
+import json
+
+from aiohttp.test_utils import TestServer
+
+from bench.common import ASK1, ASK2, DONE, HEADER, USERS, body, sign, tenant
+from bench.floors import make_app
+from causette_webhook import WebhookChannel
+
+
+def test_bodies_are_signed_webhook_messages_of_about_300_bytes():
+    from gateway.conformance import make_webhook
+    ch = WebhookChannel("bench", "hook", WebhookChannel.Settings(secret="bench-webhook-secret"))
+    for n in (0, USERS + 7, 2 * USERS + 9999):
+        path, raw = body("pfx", n)
+        assert path == "/t/bench/channels/hook"
+        assert 250 <= len(raw) <= 350
+        hook = make_webhook(headers={HEADER: sign(raw)}, body=raw)
+        assert ch.verify(hook)
+        (m,) = ch.parse(hook)
+        assert m.native_id == f"pfx-{n}" and m.contact == f"u{n % USERS:05d}"
+    assert body("pfx", 3, tenants=10_000)[0] == "/t/bench-00003/channels/hook"
+
+
+async def _walk(http, url: str, tenants: int = 1) -> list[list[str]]:
+    texts = []
+    for step in range(3):
+        path, raw = body("walk", step * USERS + 17, tenants)
+        async with http.post(url + path, data=raw, headers={HEADER: sign(raw)}) as r:
+            assert r.status == 200
+            texts.append([m["text"] for m in json.loads(await r.read())])
+    return texts
+
+
+async def test_floors_hold_the_dialog(redis_url, aiohttp_client):
+    for kind in ("redispy", "lean"):
+        server = TestServer(make_app(kind, redis_url), host="127.0.0.1")
+        client = await aiohttp_client(server)
+        got = await _walk(client.session, str(server.make_url("")).rstrip("/"))
+        assert got == [[ASK1["text"]], [ASK2["text"]], [DONE["text"]]]
+
+
+async def test_causette_holds_the_same_dialog(gateway):
+    gw = await gateway(tenants=[tenant()])
+    got = await _walk(gw.http, gw.url)
+    assert got == [[ASK1["text"]], [ASK2["text"]], [DONE["text"]]]
