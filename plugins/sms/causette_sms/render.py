@@ -41,7 +41,8 @@ def cards(reply: Reply) -> str:
     return "\n\n".join(out)
 
 
-def render(reply: Reply, *, max_segments: int, mms: bool = False, gsm_fallback: bool = False) -> list[SmsMessage]:
+def render(reply: Reply, *, max_segments: int, mms: bool = False, gsm_fallback: bool = False,
+           max_chars: int = 1600) -> list[SmsMessage]:
     """One SmsMessage per reply (SMS concatenation carries long texts); an empty reply
     renders to nothing."""
     head = reply.text
@@ -62,6 +63,9 @@ def render(reply: Reply, *, max_segments: int, mms: bool = False, gsm_fallback: 
     if not head and tail:
         tail = tail.lstrip("\n")
     body = segments.fit(head, max_segments, tail=tail)
+    if len(body) > max_chars:       # max_segments 0 (no limit) still meets the provider's cap
+        dots = segments.ellipsis_for(body)
+        body = body[: max_chars - len(dots)].rstrip() + dots
     if not body and not media:
         return []
     info = segments.count(body)

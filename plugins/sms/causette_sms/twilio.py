@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 from collections import defaultdict
 from typing import Any, ClassVar, Iterable, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -100,6 +101,14 @@ def _userinfo(parts: Any) -> str:
     return netloc[: netloc.index("@") + 1] if "@" in netloc else ""
 
 
+# Characters XML 1.0 cannot carry (form feed included, though GSM-7 has it).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml(text: str) -> str:
+    return escape(_NOT_XML.sub("", text))
+
+
 def twiml(messages: Iterable[Any]) -> str:
     """A TwiML <Response> with one <Message> per rendered SMS (<Body>/<Media> for MMS)."""
     parts = ['<?xml version="1.0" encoding="UTF-8"?><Response>']
@@ -108,11 +117,11 @@ def twiml(messages: Iterable[Any]) -> str:
         if m.media:
             parts.append("<Message>")
             if m.body:
-                parts.append(f"<Body>{escape(m.body)}</Body>")
-            parts.extend(f"<Media>{escape(u)}</Media>" for u in m.media)
+                parts.append(f"<Body>{_xml(m.body)}</Body>")
+            parts.extend(f"<Media>{_xml(u)}</Media>" for u in m.media)
             parts.append("</Message>")
         else:
-            parts.append(f"<Message>{escape(m.body)}</Message>")
+            parts.append(f"<Message>{_xml(m.body)}</Message>")
     parts.append("</Response>")
     return "".join(parts)
 

@@ -111,3 +111,8 @@ def test_render(label, reply, n, mms, bodies, media):
     assert [u for m in out for u in m.media] == media
     for m in out:
         assert m.segments == segments.count(m.body).segments <= n
+
+
+def test_no_segment_limit_still_meets_the_1600_character_cap():
+    [m] = render(Reply(text="a" * 2000), max_segments=0)
+    assert len(m.body) == 1600 and m.body.endswith("...")

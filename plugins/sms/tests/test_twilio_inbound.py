@@ -210,3 +210,9 @@ def test_known_answer_accepted_on_either_port_form():
     body = urlencode(SDK_PARAMS).encode()
     assert ch.verify(Webhook("POST", SDK_URL, {}, headers, body))
     assert ch.verify(Webhook("POST", SDK_URL.replace(".com/", ".com:443/"), {}, headers, body))
+
+
+def test_twiml_drops_characters_xml_cannot_carry():
+    from causette_sms.render import SmsMessage
+    resp = channel().respond(hook(SMS), [SmsMessage(body="a\x0cb\x00c\nd")])
+    assert "<Message>abc\nd</Message>" in resp.text
