@@ -3,7 +3,8 @@
 Besides the channel, the plugin implements the handoff hooks: when a tenant enables the
 `messenger` plugin, a flow's handoff passes the Messenger thread to the instance's
 `handover_app_id` (Meta's Page Inbox by default) and a release takes it back, so the human
-agent answers in the inbox while the bot stays silent.
+agent answers in the inbox while the bot stays silent. Its `outbound_message` hook tags a
+human agent's late reply (24 h to 7 days) with HUMAN_AGENT.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from gateway.hookspecs import hookimpl
 
 # No module-level `Settings`: the plugin host would take it for per-tenant plugin settings.
 # A channel instance's settings are `MessengerChannel.Settings`.
-from .channel import MessengerChannel
+from .channel import HUMAN_AGENT_WINDOW, WINDOW, MessengerChannel
 
 __all__ = ["MessengerChannel", "channel_for"]
 
@@ -63,4 +64,19 @@ async def handoff_released(ctx, handoff):
         {"agent": handoff.get("agent", "")}, ensure_ascii=False))
     ctx.record("handover.taken" if res.status == "sent" else "handover.failed",
                code=res.code, detail=res.detail)
+    return None
+
+
+@hookimpl
+def outbound_message(ctx, reply):
+    """A human agent's reply between 24 hours and 7 days after the customer's last message
+    gets Messenger's HUMAN_AGENT tag, so the gateway sends it instead of holding it."""
+    if not reply.from_agent or reply.tag or reply.template:
+        return None
+    ch = channel_for(ctx)
+    if ch is None or not ch.settings.human_agent_tag:
+        return None
+    last = ctx.session.last_in
+    if last and WINDOW < ctx.now - last <= HUMAN_AGENT_WINDOW:
+        return msgspec.structs.replace(reply, tag="HUMAN_AGENT")
     return None

@@ -31,6 +31,8 @@ MAX_ELEMENTS = 10
 MAX_ELEMENT_BUTTONS = 3
 MAX_ELEMENT_TEXT = 80
 MAX_BUTTON_TITLE = 20
+WINDOW = 24 * 3600
+HUMAN_AGENT_WINDOW = 7 * 24 * 3600     # the HUMAN_AGENT tag's allowance after the last message
 PAGE_INBOX_APP_ID = "263902037430900"    # Meta's Page Inbox, the usual human-agent app
 THUMBS_UP_STICKERS = {369239263222822, 369239343222814, 369239383222810}
 
@@ -55,6 +57,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     page_username: str = ""            # for m.me links (falls back to page_id)
     link_label: str = "Open"           # label of the button added for a card's url
     handover_app_id: str = PAGE_INBOX_APP_ID   # who gets the thread on a handoff ("" = keep it)
+    human_agent_tag: bool = True       # agents' replies after 24 h go out tagged HUMAN_AGENT (7 days)
     appsecret_proof: bool = False      # the app requires appsecret_proof on Graph calls
     api_base: str = "https://graph.facebook.com"
     version: str = "v21.0"

@@ -10,7 +10,7 @@ from gateway.config import ChannelConfig, TenantSnapshot
 from gateway.conformance import FakeProvider
 from gateway.flows import Context
 from gateway.plugins import PluginHost
-from gateway.types import Session
+from gateway.types import Reply, Session
 
 PSID = "6789012345678901"
 
@@ -81,3 +81,22 @@ async def test_handoff_hooks_stay_out_of_the_way(host, label, kw, channel, chann
         c = ctx(snapshot(fake.url, **kw), http, channel, channel_type)
         await host.call_each("handoff_requested", "demo", frozenset(enabled), ctx=c, handoff={"queue": "q"})
         assert fake.requests == [] and c.events == []
+
+
+@pytest.mark.parametrize("label,hours_ago,kw,reply,tag", [
+    ("agent reply after 30 h: tagged", 30, {}, Reply(text="Bonjour", from_agent="lea"), "HUMAN_AGENT"),
+    ("agent reply within 24 h: untouched", 2, {}, Reply(text="Bonjour", from_agent="lea"), None),
+    ("agent reply after 8 days: untouched (held by the gateway)", 8 * 24, {},
+     Reply(text="Bonjour", from_agent="lea"), None),
+    ("bot reply after 30 h: untouched", 30, {}, Reply(text="Bonjour"), None),
+    ("a tag already set is kept", 30, {}, Reply(text="x", from_agent="lea", tag="POST_PURCHASE_UPDATE"), None),
+    ("switched off for the instance", 30, {"human_agent_tag": False}, Reply(text="x", from_agent="lea"), None),
+])
+async def test_agent_replies_get_the_human_agent_tag(host, label, hours_ago, kw, reply, tag):
+    c = ctx(snapshot("http://127.0.0.1:9", **kw), None)
+    c.session.last_in = c.now - hours_ago * 3600
+    [res] = await host.call_each("outbound_message", "demo", frozenset({"messenger"}), ctx=c, reply=reply)
+    if tag is None:
+        assert res is None
+    else:
+        assert res == Reply(text=reply.text, from_agent=reply.from_agent, tag=tag)
