@@ -8,6 +8,9 @@ import pytest
 
 from causette_whatsapp.channel import signature
 from gateway.conformance import FakeProvider
+from gateway.flows import Step, StepResult
+from gateway.hookspecs import hookimpl
+from gateway.types import Reply, TemplateRef
 
 SECRET = "e2e-app-secret"
 PNID = "106540352242922"
@@ -169,3 +172,46 @@ async def test_provider_outage_is_reported_and_the_conversation_goes_on(gateway,
     # Meta is back: the next message goes through and the conversation continues
     assert await post(gw, body(tap("wamid.o2", "men", "Homme"))) == 200
     assert shown(sent(graph)[-1])[0] == "Quel est votre budget ?"
+
+
+# --- the 24-hour window, known to the gateway from the channel's capabilities ----------------
+class TemplateStep(Step):
+    """A step that answers with an approved template (what a reminder campaign would send)."""
+    name = "test.order_template"
+
+    async def run(self, ctx, args):
+        return StepResult(replies=[Reply(template=TemplateRef(name="order_update_v1", language="fr",
+                                                               params=["Ana", "A123"]))])
+
+
+class TemplatePlugin:
+    @hookimpl
+    def register_steps(self):
+        return [TemplateStep()]
+
+
+REMINDER = {"format": 1, "id": "reminder", "name": "Reminder", "engine": "tree", "locale": "fr",
+            "triggers": [{"type": "keyword", "any": ["rappel"]}], "start": "tpl",
+            "nodes": {"tpl": {"type": "step", "step": "test.order_template", "next": "bye"},
+                      "bye": {"type": "end", "outcome": "completed", "text": "Merci !"}}}
+
+
+async def test_outside_the_window_only_the_template_goes_out(gateway, demo_tenant, graph):
+    tenant = with_whatsapp(demo_tenant, graph)
+    tenant["plugins"]["wintpl"] = {}
+    tenant["flows"].append(REMINDER)
+    gw = await gateway(tenants=[tenant], plugins=[("wintpl", TemplatePlugin())])
+    rt = await gw.registry.get("demo")
+    # a campaign reaches a customer who has never written: no open window
+    assert await gw.pipeline.start_flow(rt, rt.channels["wa"], "33699999999", "reminder", key="c1")
+    await gw.flush_events()
+    assert sent(graph) == [{"messaging_product": "whatsapp", "recipient_type": "individual",
+                            "to": "33699999999", "type": "template", "template": {
+                                "name": "order_update_v1", "language": {"code": "fr"},
+                                "components": [{"type": "body", "parameters": [
+                                    {"type": "text", "text": "Ana"}, {"type": "text", "text": "A123"}]}]}}]
+    held = [e for e in await gw.store.list_events("demo") if e.type == "message.held"]
+    assert [(e.data["reason"], e.data["text"]) for e in held] == [("outside_window", "Merci !")]
+    # once the customer answers, the window is open and free text flows again
+    assert await post(gw, body({**text("wamid.w1", "rappel"), "from": "33699999999"})) == 200
+    assert [r.get("text", {}).get("body") for r in sent(graph)[1:]] == [None, "Merci !"]
