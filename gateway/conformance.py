@@ -46,6 +46,8 @@ The case object (duck-typed; `ChannelCase` below documents it) ::
         default (200, {})
     def error_answer(self, status: int) -> Any                      (optional)
         the JSON body of an error answer; default {"error": {"code": status, "message": ...}}
+    def handshake(self, valid: bool) -> Webhook                      (optional)
+        the provider's verification GET, with the right token or a wrong one
     def prepare(self, fake: FakeProvider) -> None                   (optional)
         add extra routes to the fake provider (an OAuth token endpoint...)
     def strings(self, payload: Any) -> list[str]                    (optional)
@@ -352,6 +354,15 @@ class ChannelConformance:
         assert [x.native_id for x in again if x.kind == "text"] == [m.native_id]
         other = channel.parse(channel_case.webhook(text, native_id="cf-text-2"))
         assert [x.native_id for x in other if x.kind == "text"] != [m.native_id]
+
+    async def test_handshake(self, channel_case: Any, channel: Channel):
+        make = _opt(channel_case, "handshake", None)
+        if make is None:
+            pytest.skip("the case has no handshake(valid) (a channel without a GET handshake)")
+        ok = await channel.handshake(make(True))
+        assert ok is not None and 200 <= ok.status < 300, "the right handshake must be answered 2xx"
+        bad = await channel.handshake(make(False))
+        assert bad is None or bad.status >= 400, "a wrong handshake must be refused"
 
     def test_respond_is_2xx(self, channel_case: Any, channel: Channel):
         self._skip(channel_case, "respond")

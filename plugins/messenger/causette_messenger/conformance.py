@@ -31,6 +31,11 @@ class MessengerCase:
             headers["X-Hub-Signature-256"] = sign(secret, body)
         return make_webhook(body=body, headers=headers)
 
+    def handshake(self, valid: bool):
+        token = "conformance-verify" if valid else "a-guess"
+        return make_webhook("GET", "https://gw.example/t/conformance/channels/conf?hub.mode=subscribe"
+                            f"&hub.challenge=1158201444&hub.verify_token={token}")
+
     def ok_answer(self, request: Recorded) -> tuple[int, Any]:
         return 200, {"recipient_id": self.contact, "message_id": "m_conformance"}
 

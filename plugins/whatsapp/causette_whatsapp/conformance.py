@@ -39,6 +39,11 @@ class WhatsAppCase:
             headers["X-Hub-Signature-256"] = sign(secret, body)
         return make_webhook(body=body, headers=headers)
 
+    def handshake(self, valid: bool):
+        token = "conformance-verify" if valid else "a-guess"
+        return make_webhook("GET", "https://gw.example/t/conformance/channels/conf?hub.mode=subscribe"
+                            f"&hub.challenge=1158201444&hub.verify_token={token}")
+
     def ok_answer(self, request: Recorded) -> tuple[int, Any]:
         to = request.json().get("to", "")
         return 200, {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
