@@ -2,6 +2,7 @@
 every request and answers from a script; a scripted answer left unused fails the test."""
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from typing import Any
 from urllib.parse import parse_qsl
@@ -44,6 +45,9 @@ class FakeProvider:
             (status, body), headers = self.default(self.seen[-1]), {}
         else:
             status, body, headers = 500, {"message": "unscripted"}, {}
+        if body == "slow":      # an answer that comes after the client's timeout
+            await asyncio.sleep(5)
+            return web.Response(status=504)
         if body == "drop":      # a connection cut without an answer
             assert request.transport is not None
             request.transport.close()

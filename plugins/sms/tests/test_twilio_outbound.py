@@ -50,6 +50,8 @@ CASES = [
      [[("To", TO), ("From", "+33700000000"), ("Body", "Hi")]] * 2, {"status": "sent", "provider_id": "SM4"}),
     ("500 three times", {}, Reply(text="Hi"), [(500, {})] * 3,
      [[("To", TO), ("From", "+33700000000"), ("Body", "Hi")]] * 3, {"status": "retry", "code": "500"}),
+    ("timeout then created", {"timeout": 0.3}, Reply(text="Hi"), [(0, "slow"), (201, created("SM6"))],
+     [[("To", TO), ("From", "+33700000000"), ("Body", "Hi")]] * 2, {"status": "sent", "provider_id": "SM6"}),
     ("connection cut then created", {}, Reply(text="Hi"), [(0, "drop"), (201, created("SM5"))],
      [[("To", TO), ("From", "+33700000000"), ("Body", "Hi")]] * 2, {"status": "sent", "provider_id": "SM5"}),
     ("long Retry-After is handed back", {}, Reply(text="Hi"),

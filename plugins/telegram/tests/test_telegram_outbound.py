@@ -89,6 +89,9 @@ CASES = [
     ("500 three times", {}, Reply(text="Hi"), [(500, fail(500, "Internal Server Error"))] * 3,
      [("sendMessage", {"chat_id": CHAT, "text": "Hi"})] * 3,
      [{"status": "retry", "code": "500", "detail": "Internal Server Error"}]),
+    ("timeouts twice: retry later", {"timeout": 0.3, "attempts": 2}, Reply(text="Hi"), [(0, "slow")] * 2,
+     [("sendMessage", {"chat_id": CHAT, "text": "Hi"})] * 2,
+     [{"status": "retry", "code": "connection", "detail": "TimeoutError"}]),
     ("gateway error page then ok", {}, Reply(text="Hi"), [(502, "drop"), (200, ok(56))],
      [("sendMessage", {"chat_id": CHAT, "text": "Hi"})] * 2, [{"status": "sent", "provider_id": "56"}]),
 ]
