@@ -16,6 +16,11 @@ from . import twilio, vonage
 URL = "https://gw.example/t/conformance/channels/conf"
 
 
+def _strings(payload: Any) -> list[str]:
+    """What the contact sees of a rendered SMS: its body and media links."""
+    return [payload.body, *payload.media]
+
+
 class TwilioCase:
     channel = twilio.TwilioChannel
     contact = "+33611223344"
@@ -33,6 +38,8 @@ class TwilioCase:
             token = "conformance-auth-token" if signature == "valid" else "another-auth-token"
             headers["X-Twilio-Signature"] = twilio.signature(token, URL, pairs)
         return make_webhook(url=URL, headers=headers, body=urlencode(pairs).encode())
+
+    strings = staticmethod(_strings)
 
     def ok_answer(self, request: Recorded) -> tuple[int, Any]:
         return 201, {"sid": "SMconformance", "status": "queued"}
@@ -60,6 +67,8 @@ class VonageCase:
             params["sig"] = vonage.signature(secret, params, "sha256")
         return make_webhook(url=URL, headers={"Content-Type": "application/x-www-form-urlencoded"},
                             body=urlencode(params).encode())
+
+    strings = staticmethod(_strings)
 
     def ok_answer(self, request: Recorded) -> tuple[int, Any]:
         return 200, {"message-count": "1", "messages": [{"to": "33611223344", "message-id": "0Aconf",
