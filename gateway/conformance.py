@@ -71,7 +71,8 @@ import asyncio
 import importlib.metadata
 import logging
 from collections import deque
-from typing import Any, Callable, ClassVar, Collection, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import aiohttp
 import msgspec
@@ -83,8 +84,15 @@ from multidict import CIMultiDict
 from .channels import Capabilities, Channel, Webhook
 from .types import Card, Choice, InboundMessage, Reply, SendResult
 
-__all__ = ["ChannelCase", "ChannelConformance", "FakeProvider", "Recorded", "make_webhook",
-           "installed_cases", "CASE_GROUP"]
+__all__ = [
+    "CASE_GROUP",
+    "ChannelCase",
+    "ChannelConformance",
+    "FakeProvider",
+    "Recorded",
+    "installed_cases",
+    "make_webhook",
+]
 
 CASE_GROUP = "causette.conformance"
 TENANT = "conformance"
@@ -153,7 +161,7 @@ class FakeProvider:
             await asyncio.sleep(delay)
         return web.json_response(js, status=status, headers=headers)
 
-    async def start(self) -> "FakeProvider":
+    async def start(self) -> FakeProvider:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self.server = TestServer(app, host="127.0.0.1")
@@ -164,10 +172,10 @@ class FakeProvider:
         if self.server is not None:
             await self.server.close()
 
-    async def __aenter__(self) -> "FakeProvider":
+    async def __aenter__(self) -> FakeProvider:
         return await self.start()
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
 

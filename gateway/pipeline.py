@@ -160,6 +160,9 @@ class Pipeline:
                         ch.instance_id, contact)
         self.turns += 1
         self._notify(rt, ch, ctx.events)
+        deferred = ctx.meta.get("deferred")
+        if deferred and saved:
+            self._spawn(self._send_deferred(rt, ch, contact, deferred, ctx.session))
         return saved
 
     async def _run(self, rt: TenantRuntime, ch: Channel, ctx: Context, msg: InboundMessage | None,
@@ -169,7 +172,12 @@ class Pipeline:
             s.last_in = ctx.now
             s.msgs += 1
             for k, v in msg.profile.items():
-                s.contact.setdefault(k, v)
+                # What the flow learnt wins over the channel's profile, except for what only
+                # the channel can know and that changes (a device's capabilities).
+                if k == "capabilities":
+                    s.contact[k] = v
+                else:
+                    s.contact.setdefault(k, v)
             if msg.locale and not s.locale:
                 s.locale = msg.locale
             data: dict[str, Any] = {"kind": msg.kind, "id": msg.native_id}
@@ -365,39 +373,65 @@ class Pipeline:
                 ctx.record("send.failed", code="render", detail=str(exc)[:200])
                 continue
             for j, payload in enumerate(payloads):
-                if sink is not None and len(sink) < ch.capabilities.inline:
-                    sink.append(payload)
-                    res = SendResult(status="sent", detail="inline")
-                else:
-                    try:
-                        res = await ch.send(ctx.contact, payload, key=f"{key}:{i}:{j}")
-                    except Exception as exc:   # a channel bug must not lose the turn
-                        log.warning("tenant %s: %s send raised %s", rt.slug, ch.type, type(exc).__name__)
-                        res = SendResult(status="failed", code="exception", detail=type(exc).__name__)
-                if res.status == "failed" and res.code in ch.fallback_codes:
-                    res = await self._fallback(rt, ch, ctx, reply, f"{key}:{i}:fb", res)
-                    if res.detail.startswith("via "):
-                        ctx.record("message.out", status="sent", channel=res.detail[4:],
-                                   text=reply.text[:500], fallback_from=ch.instance_id)
-                        break
-                data: dict[str, Any] = {"status": res.status}
-                if j == 0 and reply.text:
-                    data["text"] = reply.text[:500]
-                if reply.choices and j == 0:
-                    data["choices"] = [c.id for c in reply.choices]
-                if reply.from_agent:
-                    data["agent"] = reply.from_agent
-                for f in ("provider_id", "code", "detail"):
-                    if getattr(res, f):
-                        data[f] = getattr(res, f)
-                if res.retry_after:
-                    data["retry_after"] = res.retry_after
-                ctx.record("message.out" if res.status == "sent" else "send." + res.status, **data)
-                if res.status == "stopped":
-                    s.stopped = True
-                    ctx.record("consent.optout", source="provider", code=res.code)
+                if sink is not None:
+                    if len(sink) < ch.capabilities.inline:
+                        sink.append(payload)
+                        self._record_send(ctx, reply, j, SendResult(status="sent", detail="inline"))
+                    else:
+                        # The webhook answers first (WeChat gives us 5 s for the inline reply);
+                        # the rest goes out right after, in order.
+                        ctx.meta.setdefault("deferred", []).append((reply, payload, f"{key}:{i}:{j}", j))
+                    continue
+                if await self._send_one(rt, ch, ctx, reply, payload, f"{key}:{i}:{j}", j):
                     break
             s.msgs += 1
+
+    async def _send_one(self, rt: TenantRuntime, ch: Channel, ctx: Context, reply: Reply,
+                        payload: Any, key: str, j: int) -> bool:
+        """Send one rendered payload and record the outcome; True when the contact stopped us."""
+        try:
+            res = await ch.send(ctx.contact, payload, key=key)
+        except Exception as exc:   # a channel bug must not lose the turn
+            log.warning("tenant %s: %s send raised %s", rt.slug, ch.type, type(exc).__name__)
+            res = SendResult(status="failed", code="exception", detail=type(exc).__name__)
+        if res.status == "failed" and res.code in ch.fallback_codes:
+            res = await self._fallback(rt, ch, ctx, reply, key + ":fb", res)
+            if res.detail.startswith("via "):
+                ctx.record("message.out", status="sent", channel=res.detail[4:],
+                           text=reply.text[:500], fallback_from=ch.instance_id)
+                return False
+        self._record_send(ctx, reply, j, res)
+        if res.status == "stopped":
+            ctx.session.stopped = True
+            ctx.record("consent.optout", source="provider", code=res.code)
+            return True
+        return False
+
+    @staticmethod
+    def _record_send(ctx: Context, reply: Reply, j: int, res: SendResult) -> None:
+        data: dict[str, Any] = {"status": res.status}
+        if j == 0 and reply.text:
+            data["text"] = reply.text[:500]
+        if reply.choices and j == 0:
+            data["choices"] = [c.id for c in reply.choices]
+        if reply.from_agent:
+            data["agent"] = reply.from_agent
+        for f in ("provider_id", "code", "detail"):
+            if getattr(res, f):
+                data[f] = getattr(res, f)
+        if res.retry_after:
+            data["retry_after"] = res.retry_after
+        ctx.record("message.out" if res.status == "sent" else "send." + res.status, **data)
+
+    async def _send_deferred(self, rt: TenantRuntime, ch: Channel, contact: str,
+                             items: list[tuple[Reply, Any, str, int]], session: Session) -> None:
+        ctx = Context(tenant=rt.slug, channel=ch.instance_id, channel_type=ch.type, contact=contact,
+                      session=session, http=self.http, settings=rt.settings, tenant_config=rt.snapshot)
+        for reply, payload, key, j in items:
+            if await self._send_one(rt, ch, ctx, reply, payload, key, j):
+                break
+        await self.state.record(rt.slug, ctx.events)
+        self._notify(rt, ch, ctx.events)
 
     async def _fallback(self, rt: TenantRuntime, ch: Channel, ctx: Context, reply: Reply,
                         key: str, failed: SendResult) -> SendResult:

@@ -72,10 +72,23 @@ class GatewayHandle:
 
     async def flush_events(self) -> int:
         """Push pending events to the store now (the background loop does it every interval)."""
+        import asyncio
         from .background import flush_events
         from .appkeys import STATE
+        from .state import events_key
         await self.pipeline.drain()
-        return await flush_events(self.app[STATE], self.store)
+        moved = 0
+        for _ in range(250):
+            moved += await flush_events(self.app[STATE], self.store)
+            # The background flusher may hold a batch it has read but not yet stored: the
+            # streams are empty only once every batch is in the store.
+            pending = 0
+            for slug in await self.store.list_tenant_slugs():
+                pending += await self.redis.xlen(events_key(slug))
+            if not pending:
+                break
+            await asyncio.sleep(0.02)
+        return moved
 
 
 @pytest.fixture(scope="session")

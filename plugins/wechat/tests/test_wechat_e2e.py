@@ -87,7 +87,8 @@ async def test_wechat_conversation_plain_mode(gateway, provider, token_endpoint)
     x = passive(text)
     assert (x["ToUserName"], x["FromUserName"], x["MsgType"], x["Content"]) == \
         (USER, OA, "text", "Bonjour !")
-    # the second reply of the turn goes through the customer-service API
+    # the second reply of the turn goes through the customer-service API, after the answer
+    await gw.pipeline.drain()
     [req] = provider.requests
     assert req["path"] == "/cgi-bin/message/custom/send"
     assert req["query"] == {"access_token": "E2E_ACCESS_TOKEN"}
@@ -100,6 +101,7 @@ async def test_wechat_conversation_plain_mode(gateway, provider, token_endpoint)
     assert passive(text)["Content"] == "Merci, c'est noté."
     status, text = await post(gw, message("1002", "1"), query())
     assert (status, text) == (200, "success")
+    await gw.pipeline.drain()
     assert len(provider.requests) == 1
 
 
@@ -144,6 +146,7 @@ async def test_wechat_demo_tenant_runs_its_flow(gateway, provider, token_endpoin
 
     first = await say("5001", "soldes")
     assert first["Content"].startswith("Bonjour")
+    await gw.pipeline.drain()
     [cs] = [json.loads(r["body"]) for r in provider.requests]
     assert cs["text"]["content"] == "Pour qui cherchez-vous ?\n1. Femme\n2. Homme\n3. Enfant"
     second = await say("5002", "2")
