@@ -90,8 +90,11 @@ __all__ = [
     "ChannelConformance",
     "FakeProvider",
     "Recorded",
+    "assert_no_secret_logged",
+    "case_secrets",
     "installed_cases",
     "make_webhook",
+    "walk_strings",
 ]
 
 CASE_GROUP = "causette.conformance"

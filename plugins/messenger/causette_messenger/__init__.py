@@ -46,25 +46,25 @@ def channel_for(ctx: Any) -> MessengerChannel | None:
 async def handoff_requested(ctx, handoff):
     ch = channel_for(ctx)
     if ch is None or not ch.settings.handover_app_id:
-        return None
+        return
     meta = json.dumps({"queue": handoff.get("queue", ""), "reason": handoff.get("reason", "")},
                       ensure_ascii=False)
     res = await ch.pass_thread_control(ctx.contact, metadata=meta)
     ctx.record("handover.passed" if res.status == "sent" else "handover.failed",
                target=ch.settings.handover_app_id, code=res.code, detail=res.detail)
-    return None
+    return
 
 
 @hookimpl
 async def handoff_released(ctx, handoff):
     ch = channel_for(ctx)
     if ch is None or not ch.settings.handover_app_id:
-        return None
+        return
     res = await ch.take_thread_control(ctx.contact, metadata=json.dumps(
         {"agent": handoff.get("agent", "")}, ensure_ascii=False))
     ctx.record("handover.taken" if res.status == "sent" else "handover.failed",
                code=res.code, detail=res.detail)
-    return None
+    return
 
 
 @hookimpl

@@ -1,5 +1,6 @@
 """The channel conformance kit over Messenger."""
 from causette_messenger.conformance import MessengerCase
+
 from gateway.conformance import ChannelConformance
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from causette_messenger.channel import PAGE_INBOX_APP_ID, signature
+
 from gateway.conformance import FakeProvider
 
 SECRET = "e2e-app-secret"

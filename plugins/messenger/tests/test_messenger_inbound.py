@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from causette_messenger.channel import MessengerChannel, Settings, signature
+
 from gateway.channels import ParseError
 from gateway.conformance import make_webhook
 from gateway.types import InboundMessage, Location, Media, Referral

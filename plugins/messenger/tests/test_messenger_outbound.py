@@ -8,8 +8,8 @@ import logging
 
 import aiohttp
 import pytest
-
 from causette_messenger.channel import PAGE_INBOX_APP_ID, MessengerChannel, Settings
+
 from gateway.conformance import FakeProvider
 from gateway.types import Card, Choice, Media, Reply, TemplateRef
 

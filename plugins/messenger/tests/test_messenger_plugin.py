@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-
 from causette_messenger.channel import PAGE_INBOX_APP_ID, MessengerChannel
+
 from gateway.config import ChannelConfig, TenantSnapshot
 from gateway.conformance import FakeProvider
 from gateway.flows import Context

@@ -18,8 +18,16 @@ from urllib.parse import quote
 import msgspec
 
 from gateway.channels import Capabilities, Channel, ParseError, Webhook, safe_equal
-from gateway.types import (Card, Choice, InboundMessage, Location, Media, Referral, Reply,
-                           SendResult)
+from gateway.types import (
+    Card,
+    Choice,
+    InboundMessage,
+    Location,
+    Media,
+    Referral,
+    Reply,
+    SendResult,
+)
 
 from . import _http, wire
 

@@ -11,11 +11,16 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
-
 from causette_whatsapp.channel import WhatsAppChannel
 from causette_whatsapp.conformance import WhatsAppCase
-from gateway.conformance import (ChannelConformance, FakeProvider, assert_no_secret_logged,
-                                 case_secrets, walk_strings)
+
+from gateway.conformance import (
+    ChannelConformance,
+    FakeProvider,
+    assert_no_secret_logged,
+    case_secrets,
+    walk_strings,
+)
 from gateway.types import Choice, Reply, SendResult
 
 

@@ -1,5 +1,6 @@
 """The channel conformance kit over WhatsApp."""
 from causette_whatsapp.conformance import WhatsAppCase
+
 from gateway.conformance import ChannelConformance
 
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from causette_whatsapp.channel import Settings, WhatsAppChannel, signature
 
-from causette_whatsapp.channel import Settings, WhatsAppChannel
-from causette_whatsapp.channel import signature
 from gateway.channels import ParseError
 from gateway.conformance import make_webhook
 from gateway.types import InboundMessage, Location, Media, Referral

@@ -7,8 +7,8 @@ import logging
 
 import aiohttp
 import pytest
-
 from causette_whatsapp.channel import Settings, WhatsAppChannel
+
 from gateway.conformance import FakeProvider
 from gateway.types import Card, Choice, Media, Reply, TemplateRef
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import msgspec
-
 from causette_whatsapp.channel import WhatsAppChannel
+
 from gateway.plugins import PluginHost
 
 
