@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import weakref
@@ -146,6 +147,8 @@ async def webhook(request: web.Request) -> web.StreamResponse:
         return web.Response(status=ch.refusal_status, text="invalid signature")
     try:
         messages = ch.parse(hook)
+        if inspect.isawaitable(messages):   # a channel may need Redis to parse (multipart SMS)
+            messages = await messages
     except (ParseError, ValueError, KeyError, TypeError, msgspec.ValidationError) as exc:
         return web.Response(status=ch.bad_request_status, text=f"unreadable payload: {exc}"[:300])
     try:

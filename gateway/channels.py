@@ -8,7 +8,7 @@ payloads go back inline through `respond` when the channel answers in the webhoo
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Awaitable, ClassVar
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -111,8 +111,9 @@ class Channel:
         """Check the signature on the raw bytes, before anything is parsed. Constant time."""
         raise NotImplementedError
 
-    def parse(self, hook: Webhook) -> list[InboundMessage]:
-        """Turn a verified body into normalized messages (statuses included). ParseError if malformed."""
+    def parse(self, hook: Webhook) -> "list[InboundMessage] | Awaitable[list[InboundMessage]]":
+        """Turn a verified body into normalized messages (statuses included). ParseError if
+        malformed. May be `async def` when parsing needs I/O (reassembling multipart SMS)."""
         raise NotImplementedError
 
     def respond(self, hook: Webhook, inline: list[Any]) -> "web.StreamResponse":

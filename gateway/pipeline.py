@@ -89,7 +89,8 @@ class Pipeline:
             if msg.kind == "status":
                 statuses.append(Event(type="message.status", tenant=rt.slug, channel=ch.instance_id,
                                       contact=msg.contact, ts=msg.ts or time.time(),
-                                      data={"status": msg.status, "refers_to": msg.refers_to}))
+                                      data={"status": msg.status, "refers_to": msg.refers_to,
+                                            **({"code": msg.payload} if msg.payload else {})}))
                 continue
             await self._turn(rt, ch, msg.contact, msg.native_id, msg, sink)
         if statuses:

@@ -5,6 +5,7 @@ import socket
 import sys
 from pathlib import Path
 
+from gateway.state import dedup_key
 from tests.support.wire import sign, wire_body
 from tests.test_pipeline_e2e import ECHO, SECRET, tenant
 
@@ -45,7 +46,10 @@ async def test_two_processes_answer_one_conversation_in_order(gateway, provider,
         tasks = []
         for i in range(1, 9):
             tasks.append(asyncio.create_task(send(i)))
-            await asyncio.sleep(0.01)
+            # Arrival order is the order the messages reach Redis; wait for that before the
+            # next one, so a loaded machine can't reorder the sends themselves.
+            while not await gw.redis.exists(dedup_key("acme", "wire", f"m{i}")):
+                await asyncio.sleep(0.002)
         assert await asyncio.gather(*tasks) == [200] * 8
         echoes = [t for t in provider.texts("c1") if t.startswith("echo")]
         assert echoes == [f"echo {i}" for i in range(1, 9)]

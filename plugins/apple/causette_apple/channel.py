@@ -31,7 +31,9 @@ import msgspec
 from gateway.channels import Capabilities, Channel, ParseError, Webhook
 from gateway.types import Choice, InboundMessage, Media, Referral, Reply, SendResult
 
-from . import _http, jwt
+from gateway import provider
+
+from . import jwt
 
 BID = ("com.apple.messages.MSMessageExtensionBalloonPlugin:0000000000:"
        "com.apple.icloud.apps.messages.business.extension")
@@ -376,7 +378,7 @@ class AppleChannel(Channel):
         if s.gzip:
             raw = gzip.compress(raw, mtime=0)
             headers["Content-Encoding"] = "gzip"
-        out = await _http.call(self.http, "POST", f"{s.api_base.rstrip('/')}/v1/message",
+        out = await provider.call(self.http, "POST", f"{s.api_base.rstrip('/')}/v1/message",
                                data=raw, headers=headers, timeout=s.timeout, attempts=s.attempts)
         if 200 <= out.status < 300:
             return SendResult(status="sent", provider_id=mid)

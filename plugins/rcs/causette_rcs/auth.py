@@ -17,7 +17,7 @@ import msgspec
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from . import _http
+from gateway import provider
 
 SCOPE = "https://www.googleapis.com/auth/rcsbusinessmessaging"
 
@@ -35,7 +35,7 @@ class TokenAnswer(msgspec.Struct):
 
 
 class TokenError(Exception):
-    def __init__(self, outcome: _http.Outcome):
+    def __init__(self, outcome: provider.Outcome):
         super().__init__(f"token endpoint answered {outcome.status or outcome.error}")
         self.outcome = outcome
 
@@ -80,7 +80,7 @@ class TokenCache:
                 return hit[0]
             form = ("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
                     "&assertion=" + assertion(sa)).encode()
-            out = await _http.call(http, "POST", sa.token_uri, data=form, timeout=timeout,
+            out = await provider.call(http, "POST", sa.token_uri, data=form, timeout=timeout,
                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
             if out.status != 200:
                 raise TokenError(out)

@@ -34,7 +34,9 @@ from gateway.types import (
     SendResult,
 )
 
-from . import _http, wire
+from gateway import provider
+
+from . import wire
 from .auth import TOKENS, ServiceAccount, TokenError
 
 MAX_TEXT = 3072
@@ -378,7 +380,7 @@ class RCSChannel(Channel):
                     return SendResult(status="retry", retry_after=o.retry_after or 30.0,
                                       code="token_unavailable", detail=str(e))
                 return SendResult(status="failed", code="auth", detail=f"access token: {e}")
-            out = await _http.call(
+            out = await provider.call(
                 self.http, "POST", url, data=body, timeout=s.timeout, attempts=s.attempts,
                 params={"messageId": mid, "agentId": s.agent_id},
                 headers={"Authorization": f"Bearer {token}",
@@ -391,7 +393,7 @@ class RCSChannel(Channel):
             await self._remember_not_capable(contact)
         return res
 
-    def _result(self, out: _http.Outcome, mid: str) -> SendResult:
+    def _result(self, out: provider.Outcome, mid: str) -> SendResult:
         if 200 <= out.status < 300:
             return SendResult(status="sent", provider_id=mid)
         if out.status == 0:

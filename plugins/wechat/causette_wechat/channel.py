@@ -29,7 +29,7 @@ from gateway.types import (
     SendResult,
 )
 
-from . import _http
+from gateway import provider
 from .crypto import CryptoError, MessageCrypto, check
 
 TEXT_BYTES = 2048                   # text per message, in UTF-8 bytes (a safe bound; see docs)
@@ -353,7 +353,7 @@ class WeChatChannel(Channel):
             hit = _tokens.get(k)
             if hit and hit[1] > time.time():
                 return hit[0], None
-            out = await _http.call(self.http, "GET", f"{s.api_base.rstrip('/')}/cgi-bin/token",
+            out = await provider.call(self.http, "GET", f"{s.api_base.rstrip('/')}/cgi-bin/token",
                                    params={"grant_type": "client_credential", "appid": s.app_id,
                                            "secret": s.app_secret},
                                    timeout=s.timeout, attempts=s.attempts)
@@ -387,7 +387,7 @@ class WeChatChannel(Channel):
                                            res.code in {str(c) for c in TOKEN_ERRORS})
             if err is not None:
                 return err
-            out = await _http.call(self.http, "POST", f"{s.api_base.rstrip('/')}{path}", data=raw,
+            out = await provider.call(self.http, "POST", f"{s.api_base.rstrip('/')}{path}", data=raw,
                                    params={"access_token": token}, timeout=s.timeout,
                                    attempts=s.attempts,
                                    headers={"Content-Type": "application/json; charset=utf-8"})
@@ -402,7 +402,7 @@ class WeChatChannel(Channel):
         return res
 
     @staticmethod
-    def _result(out: _http.Outcome) -> SendResult:
+    def _result(out: provider.Outcome) -> SendResult:
         if out.status == 0:
             return SendResult(status="retry", retry_after=5.0, code=out.error,
                               detail=f"no answer after {out.attempts} attempts")
