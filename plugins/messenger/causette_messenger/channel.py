@@ -29,7 +29,9 @@ from gateway.types import (
     SendResult,
 )
 
-from . import _http, wire
+from gateway import provider
+
+from . import wire
 
 MAX_TEXT = 2000
 MAX_QUICK_REPLIES = 13
@@ -292,9 +294,9 @@ class MessengerChannel(Channel):
             return {"user_ref": contact[4:]}
         return {"id": contact}
 
-    async def _post(self, edge: str, body: dict[str, Any]) -> _http.Outcome:
+    async def _post(self, edge: str, body: dict[str, Any]) -> provider.Outcome:
         s = self.settings
-        return await _http.call(
+        return await provider.call(
             self.http, "POST", self._url(edge), params=self._params(),
             data=json.dumps(body, ensure_ascii=False).encode(),
             timeout=s.timeout, attempts=s.attempts, retryable=_retryable,
@@ -305,7 +307,7 @@ class MessengerChannel(Channel):
         out = await self._post("messages", {"recipient": self.recipient(contact), **payload})
         return self._result(out)
 
-    def _result(self, out: _http.Outcome) -> SendResult:
+    def _result(self, out: provider.Outcome) -> SendResult:
         if 200 <= out.status < 300:
             try:
                 mid = wire.SEND_ANSWER.decode(out.body).message_id
@@ -366,7 +368,7 @@ class MessengerChannel(Channel):
             body["metadata"] = metadata[:1000]
         return self._control(await self._post("request_thread_control", body))
 
-    def _control(self, out: _http.Outcome) -> SendResult:
+    def _control(self, out: provider.Outcome) -> SendResult:
         if 200 <= out.status < 300:
             return SendResult(status="sent")
         res = self._result(out)
@@ -391,6 +393,6 @@ def _retryable(status: int, body: bytes) -> bool:
     err = _error(body)
     if err.code in STOPPED or err.error_subcode in WINDOW_SUBCODES:
         return False
-    if status == 0 or status in _http.RETRY_STATUSES or status >= 500:
+    if status == 0 or status in provider.RETRY_STATUSES or status >= 500:
         return True
     return err.code in (THROTTLED | TRANSIENT)

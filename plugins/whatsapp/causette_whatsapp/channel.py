@@ -29,7 +29,9 @@ from gateway.types import (
     SendResult,
 )
 
-from . import _http, wire
+from gateway import provider
+
+from . import wire
 
 MAX_TEXT = 4096
 MAX_BODY = 1024          # body of an interactive message; caption of a media message
@@ -293,14 +295,14 @@ class WhatsAppChannel(Channel):
         url = f"{s.api_base.rstrip('/')}/{s.version}/{s.phone_number_id}/messages"
         body = json.dumps({"messaging_product": "whatsapp", "recipient_type": "individual",
                            "to": contact, **payload}, ensure_ascii=False).encode()
-        out = await _http.call(
+        out = await provider.call(
             self.http, "POST", url, data=body, timeout=s.timeout, attempts=s.attempts,
             retryable=_retryable,
             headers={"Authorization": f"Bearer {s.access_token}",
                      "Content-Type": "application/json"})
         return self._result(out)
 
-    def _result(self, out: _http.Outcome) -> SendResult:
+    def _result(self, out: provider.Outcome) -> SendResult:
         if 200 <= out.status < 300:
             try:
                 ids = wire.SEND_ANSWER.decode(out.body).messages
@@ -336,7 +338,7 @@ class WhatsAppChannel(Channel):
                                 "message_id": message_id}
         if typing:
             body["typing_indicator"] = {"type": "text"}
-        out = await _http.call(
+        out = await provider.call(
             self.http, "POST", f"{s.api_base.rstrip('/')}/{s.version}/{s.phone_number_id}/messages",
             data=json.dumps(body).encode(), timeout=s.timeout, attempts=1,
             headers={"Authorization": f"Bearer {s.access_token}", "Content-Type": "application/json"})
@@ -346,7 +348,7 @@ class WhatsAppChannel(Channel):
         """The short-lived download URL of an inbound media id ("" when Meta refuses); the
         download itself needs the same Bearer token."""
         s = self.settings
-        out = await _http.call(
+        out = await provider.call(
             self.http, "GET", f"{s.api_base.rstrip('/')}/{s.version}/{media_id}",
             timeout=s.timeout, attempts=s.attempts, retryable=_retryable,
             headers={"Authorization": f"Bearer {s.access_token}"})
@@ -380,6 +382,6 @@ def _detail(err: wire.GraphError) -> str:
 
 
 def _retryable(status: int, body: bytes) -> bool:
-    if status == 0 or status in _http.RETRY_STATUSES or status >= 500:
+    if status == 0 or status in provider.RETRY_STATUSES or status >= 500:
         return _error(body).code not in (WINDOW | STOPPED | UNREACHABLE)
     return _error(body).code in (THROTTLED | TRANSIENT)
