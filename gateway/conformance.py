@@ -124,6 +124,10 @@ class Recorded(msgspec.Struct):
     def json(self) -> Any:
         return msgspec.json.decode(self.body)
 
+    def __getitem__(self, field: str) -> Any:
+        """`rec["body"]` as well as `rec.body`, for table-driven tests."""
+        return getattr(self, field)
+
 
 class FakeProvider:
     """A provider API on 127.0.0.1: records every request and answers from a script.
