@@ -117,11 +117,15 @@ class Pipeline:
                                 reason="start", extra=extra)
 
     async def agent(self, rt: TenantRuntime, ch: Channel, contact: str, *, action: str,
-                    agent: str = "", text: str = "", queue: str = "") -> bool:
-        """Human-agent actions: takeover, reply, release."""
-        return await self._turn(rt, ch, contact, f"agent:{uuid.uuid4().hex}", None, None,
-                                reason="agent", extra={"action": action, "agent": agent,
-                                                       "text": text, "queue": queue})
+                    agent: str = "", text: str = "", queue: str = "") -> list[Event]:
+        """Human-agent actions (takeover, reply, release) as a turn of the conversation, in
+        order with the contact's messages. Returns the events of that turn (a reply outside
+        the channel's window shows up as `message.held` with its reason)."""
+        out: list[Event] = []
+        await self._turn(rt, ch, contact, f"agent:{uuid.uuid4().hex}", None, None, reason="agent",
+                         extra={"action": action, "agent": agent, "text": text, "queue": queue,
+                                "events_out": out})
+        return out
 
     async def drain(self) -> None:
         """Wait for background chain calls (tests, shutdown)."""
@@ -161,6 +165,8 @@ class Pipeline:
                         ch.instance_id, contact)
         self.turns += 1
         self._notify(rt, ch, ctx.events)
+        if extra is not None and "events_out" in extra:
+            extra["events_out"].extend(ctx.events)
         deferred = ctx.meta.get("deferred")
         if deferred and saved:
             self._spawn(self._send_deferred(rt, ch, contact, deferred, ctx.session))

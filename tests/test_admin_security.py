@@ -5,13 +5,8 @@ import json
 import re
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.admin import ROUTES, create_admin_app
-from gateway.appkeys import PLUGINS, STORE
-from gateway.plugins import PluginHost
-from gateway.store import Store
+from gateway.admin import ROUTES
 
 MARK = "ACME-ONLY-7c1d"            # appears only in acme's data
 SECRET = "EAAG-acme-token-5e0b"    # acme's channel secret
@@ -28,7 +23,8 @@ def flow(fid: str, text: str) -> dict:
 def tenant(slug: str, mark: str, secret: str) -> dict:
     return {"slug": slug, "name": f"{mark} brand", "plugins": {"tree": {}, "whatsapp": {}, "http": {}},
             "channels": [{"id": "wa", "type": "whatsapp",
-                          "settings": {"phone_number_id": f"{mark}-phone", "access_token": secret}}],
+                          "settings": {"phone_number_id": f"{mark}-phone", "access_token": secret,
+                                       "api_base": "http://127.0.0.1:9"}}],
             "flows": [flow("quiz", f"{mark} question?")]}
 
 
@@ -49,19 +45,22 @@ SAMPLE_BODIES = {
     ("POST", "/tenants/{tenant}/flows/{flow}/publish"): {"note": "pwned"},
     ("POST", "/tenants/{tenant}/flows/{flow}/rollback"): {"version": 1},
     ("POST", "/tenants/{tenant}/flows/{flow}/simulate"): {"script": ["quiz", "a"]},
+    ("POST", "/tenants/{tenant}/conversations/{channel}/{contact}/takeover"): {"agent": "mallory"},
+    ("POST", "/tenants/{tenant}/conversations/{channel}/{contact}/reply"): {"text": "pwned"},
+    ("POST", "/tenants/{tenant}/conversations/{channel}/{contact}/release"): {},
 }
 
 
 class World:
     """Two tenants with data; acme is the victim, bravo the attacker."""
 
-    def __init__(self, client, store):
-        self.client, self.store = client, store
+    def __init__(self, gw):
+        self.gw, self.store = gw, gw.store
 
     async def call(self, key, method, path, body=None, headers=None):
         h = {"Authorization": f"Bearer {key}", "If-Match": "*", **(headers or {})}
         kw = {"json": body} if body is not None else {}
-        async with self.client.request(method, "/admin/v1" + path, headers=h, **kw) as r:
+        async with self.gw.http.request(method, self.gw.url + "/admin/v1" + path, headers=h, **kw) as r:
             return r.status, r.content_type, (await r.read()).decode()
 
     async def state(self, slug):
@@ -70,24 +69,17 @@ class World:
         keys = await self.store.list_keys(slug)
         flows = await self.store.list_flows(slug, include_archived=True)
         versions = {f.id: await self.store.list_versions(slug, f.id) for f in flows}
-        return json.dumps([snap, [k.id for k in keys], flows, versions], default=repr, sort_keys=True)
+        live = sorted(k.decode() for k in await self.gw.redis.keys(f"cst:{{{slug}}}:*"))
+        return json.dumps([snap, [k.id for k in keys], flows, versions, live], default=repr, sort_keys=True)
 
 
 @pytest.fixture
-async def world(tmp_path):
-    from gateway.apply import apply_tenant
-    from gateway.config import TenantConfig
-    import msgspec
-    store = await Store.open(str(tmp_path / "c.db"), b"test-secret")
-    host = PluginHost()
-    app = web.Application()
-    app[STORE], app[PLUGINS] = store, host
-    app.add_subapp("/admin/v1", create_admin_app())
-    client = TestClient(TestServer(app))
-    await client.start_server()
-    w = World(client, store)
+async def world(gateway):
+    gw = await gateway()
+    store = gw.store
+    w = World(gw)
     for slug, mark, secret in (("acme", MARK, SECRET), ("bravo", "BRAVO", "bravo-secret")):
-        await apply_tenant(store, host, msgspec.convert(tenant(slug, mark, secret), TenantConfig))
+        await gw.apply(tenant(slug, mark, secret))
     # acme gets a second version, so diffs between real versions exist
     f = await store.get_flow("acme", "quiz")
     await store.save_draft("acme", "quiz", flow("quiz", f"{MARK} question, v2?"), f.etag)
@@ -96,10 +88,9 @@ async def world(tmp_path):
     w.acme_viewer = await store.create_key("acme", "viewer")
     w.bravo_owner = await store.create_key("bravo", "owner")
     w.params = {"tenant": "acme", "flow": "quiz", "channel": "wa", "plugin": "http",
-                "key": w.acme_owner.split("_", 2)[1], "version": "1", "a": "1", "b": "2"}
+                "key": w.acme_owner.split("_", 2)[1], "version": "1", "a": "1", "b": "2",
+                "contact": "%2B33600000001"}
     yield w
-    await client.close()
-    await store.close()
 
 
 def fill(path: str, params: dict) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from . import conversations as c
 from . import flows as f
 from . import tenants as t
 from .http import Route, guard, json_response, problems_middleware
 from .openapi import openapi_document
-from .wire import (AgencyKeyCreate, ApplyResult, ChannelCreate, ChannelList, ChannelOut, ChannelPut, FlowDiff, FlowList,
+from .wire import (AgentAction, ConversationOut, AgencyKeyCreate, ApplyResult, ChannelCreate, ChannelList, ChannelOut, ChannelPut, FlowDiff, FlowList,
                    FlowOut, GraphOut, InstalledList, KeyCreate, KeyCreated, KeyList, PluginSettingsIn,
                    PublishIn, PublishOut, RollbackIn, SimulateIn, SimulateOut, TenantCreate, TenantList,
                    TenantPatch, TenantPlugin, TenantPlugins, ValidateOut, VersionList, VersionOut)
@@ -22,6 +23,7 @@ from ..store.records import TenantInfo
 
 T = "/tenants/{tenant}"
 FL = T + "/flows/{flow}"
+CV = T + "/conversations/{channel}/{contact}"
 IF_MATCH = (("If-Match", "the ETag last read; required for PUT, optional for publish"),)
 
 
@@ -115,6 +117,15 @@ ROUTES: list[Route] = [
     Route("POST", FL + "/simulate", f.simulate, "viewer",
           "Run the flow against a script of inputs, without side effects (live_steps needs editor)",
           body=SimulateIn, response=SimulateOut, fails=(422,)),
+    # conversations (human agents)
+    Route("GET", CV, c.get_conversation, "agent", "A conversation: live state and latest events",
+          response=ConversationOut),
+    Route("POST", CV + "/takeover", c.takeover, "agent", "A human takes the conversation; the bot goes silent",
+          body=AgentAction, response=ConversationOut, writes=True),
+    Route("POST", CV + "/reply", c.reply, "agent", "Send an agent's message to the contact (window rules apply)",
+          body=AgentAction, response=ConversationOut, writes=True),
+    Route("POST", CV + "/release", c.release, "agent", "Hand the conversation back to the bot",
+          body=AgentAction, response=ConversationOut, writes=True),
 ]
 
 

@@ -288,3 +288,17 @@ class SimulateOut(msgspec.Struct):
     steps: list[StepCall] = []
     events: list[Event] = []
     problems: list[ProblemItem] = []       # warnings of the simulated definition
+
+
+# --- conversations ---------------------------------------------------------------------------
+class AgentAction(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A human agent's action; `agent` names who (default: the API key's name)."""
+    agent: Annotated[str, msgspec.Meta(max_length=100)] = ""
+    text: Annotated[str, msgspec.Meta(max_length=4096)] = ""
+
+
+class ConversationOut(msgspec.Struct):
+    channel: str
+    contact: str
+    session: dict[str, Any] | None     # the live state (None: no conversation running)
+    events: list[Event]                # latest events, or those of the action just taken
