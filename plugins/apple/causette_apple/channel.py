@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 import msgspec
 
+from gateway.text import clip, split
 from gateway.channels import Capabilities, Channel, ParseError, Webhook
 from gateway.types import Choice, InboundMessage, Media, Referral, Reply, SendResult
 
@@ -111,24 +112,6 @@ async def settle() -> None:
     """Wait for pending capability writes to Redis (tests, shutdown)."""
     while _writes:
         await asyncio.gather(*list(_writes), return_exceptions=True)
-
-
-def _clip(s: str, n: int) -> str:
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
-def _split(text: str, n: int) -> list[str]:
-    """Cut a long text at paragraph, line or word boundaries into parts of at most n chars."""
-    parts: list[str] = []
-    while len(text) > n:
-        cut = max(text.rfind("\n", 0, n), text.rfind(" ", 0, n))
-        if cut <= n // 2:
-            cut = n
-        parts.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    if text:
-        parts.append(text)
-    return parts
 
 
 def _gunzip(body: bytes) -> bytes:
@@ -307,14 +290,14 @@ class AppleChannel(Channel):
             return {"message": {"type": "text", "body": t}, "autoReply": auto}
 
         if lines:
-            out.extend(text_msg(t) for t in _split("\n\n".join(([text] if text else []) + lines),
+            out.extend(text_msg(t) for t in split("\n\n".join(([text] if text else []) + lines),
                                                    TEXT_MAX))
             text = ""
         if not choices:
-            out.extend(text_msg(t) for t in _split(text, TEXT_MAX))
+            out.extend(text_msg(t) for t in split(text, TEXT_MAX))
             return out
         fallback = _numbered(text, choices)
-        items = [{"identifier": c.id, "title": _clip(c.title, TITLE_MAX)} for c in choices]
+        items = [{"identifier": c.id, "title": clip(c.title, TITLE_MAX)} for c in choices]
         if QUICK_MIN <= len(choices) <= QUICK_MAX and text:
             data = {"version": "1.0", "quick-reply": {"summaryText": text, "items": items}}
             out.append({"message": {"type": "interactive", "interactiveData": {"bid": BID, "data": data}},
@@ -325,7 +308,7 @@ class AppleChannel(Channel):
             out.append(text_msg(fallback))
             return out
         if len(text) > TEXT_MAX:               # keep the end of a very long question with the choices
-            *head, text = _split(text, TEXT_MAX)
+            *head, text = split(text, TEXT_MAX)
             out.extend(text_msg(t) for t in head)
         asked_apart = bool(text) and len(text) > LIST_TITLE_MAX
         if asked_apart:

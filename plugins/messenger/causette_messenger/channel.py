@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import msgspec
 
+from gateway.text import clip, split
 from gateway.channels import Capabilities, Channel, ParseError, Webhook, safe_equal
 from gateway.types import (
     Card,
@@ -75,24 +76,6 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     attempts: int = 3                  # provider calls per send on 429 / 5xx / throttling
 
 
-def _clip(s: str, n: int) -> str:
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
-def _split(text: str, n: int) -> list[str]:
-    """Cut a long text at paragraph, line or word boundaries into parts of at most n chars."""
-    parts: list[str] = []
-    while len(text) > n:
-        cut = max(text.rfind("\n\n", 0, n), text.rfind("\n", 0, n), text.rfind(" ", 0, n))
-        if cut <= n // 2:
-            cut = n
-        parts.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    if text:
-        parts.append(text)
-    return parts
-
-
 def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
@@ -104,10 +87,10 @@ def _referral(r: wire.Referral) -> Referral:
 
 def _button(c: Choice) -> dict[str, Any]:
     if c.id.startswith(("https://", "http://")):
-        return {"type": "web_url", "title": _clip(c.title, MAX_BUTTON_TITLE), "url": c.id}
+        return {"type": "web_url", "title": clip(c.title, MAX_BUTTON_TITLE), "url": c.id}
     if c.id.startswith("tel:"):
-        return {"type": "phone_number", "title": _clip(c.title, MAX_BUTTON_TITLE), "payload": c.id[4:]}
-    return {"type": "postback", "title": _clip(c.title, MAX_BUTTON_TITLE), "payload": c.id[:MAX_PAYLOAD]}
+        return {"type": "phone_number", "title": clip(c.title, MAX_BUTTON_TITLE), "payload": c.id[4:]}
+    return {"type": "postback", "title": clip(c.title, MAX_BUTTON_TITLE), "payload": c.id[:MAX_PAYLOAD]}
 
 
 class MessengerChannel(Channel):
@@ -235,7 +218,7 @@ class MessengerChannel(Channel):
             payload = {"url": m.url, "is_reusable": True} if m.url else {"attachment_id": m.id}
             messages.append({"attachment": {"type": kind, "payload": payload}})
             if m.caption:
-                messages.append({"text": _clip(m.caption, MAX_TEXT)})
+                messages.append({"text": clip(m.caption, MAX_TEXT)})
         for i in range(0, len(reply.cards), MAX_ELEMENTS):
             messages.append({"attachment": {"type": "template", "payload": {
                 "template_type": "generic",
@@ -245,13 +228,13 @@ class MessengerChannel(Channel):
             lines = [f"{i}. {c.title}" for i, c in enumerate(choices, 1)]
             text, choices = "\n".join([text, *lines] if text else lines), []
         # text goes before cards and media: a question, then what it is about
-        texts = [{"text": t} for t in _split(text, MAX_TEXT)] if text else []
+        texts = [{"text": t} for t in split(text, MAX_TEXT)] if text else []
         messages = texts + messages
         if choices:
             if not messages:
                 messages.append({"text": "👇"})
             messages[-1]["quick_replies"] = [
-                {"content_type": "text", "title": _clip(c.title, MAX_QUICK_REPLY_TITLE),
+                {"content_type": "text", "title": clip(c.title, MAX_QUICK_REPLY_TITLE),
                  "payload": c.id[:MAX_PAYLOAD]} for c in choices]
         if not messages:
             messages.append({"text": "…"})
@@ -261,16 +244,16 @@ class MessengerChannel(Channel):
         return [{**envelope, "message": m} for m in messages]
 
     def _element(self, card: Card) -> dict[str, Any]:
-        e: dict[str, Any] = {"title": _clip(card.title or "…", MAX_ELEMENT_TEXT)}
+        e: dict[str, Any] = {"title": clip(card.title or "…", MAX_ELEMENT_TEXT)}
         if card.subtitle:
-            e["subtitle"] = _clip(card.subtitle, MAX_ELEMENT_TEXT)
+            e["subtitle"] = clip(card.subtitle, MAX_ELEMENT_TEXT)
         if card.image:
             e["image_url"] = card.image
         buttons = [_button(b) for b in card.buttons[:MAX_ELEMENT_BUTTONS]]
         if card.url:
             e["default_action"] = {"type": "web_url", "url": card.url}
             if len(buttons) < MAX_ELEMENT_BUTTONS:
-                buttons.append({"type": "web_url", "title": _clip(self.settings.link_label, MAX_BUTTON_TITLE),
+                buttons.append({"type": "web_url", "title": clip(self.settings.link_label, MAX_BUTTON_TITLE),
                                 "url": card.url})
         if buttons:
             e["buttons"] = buttons

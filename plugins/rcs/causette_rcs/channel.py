@@ -23,6 +23,7 @@ from typing import Any
 
 import msgspec
 
+from gateway.text import clip, split
 from gateway.channels import Capabilities, Channel, ParseError, Webhook, safe_equal
 from gateway.types import (
     Card,
@@ -89,32 +90,14 @@ def _parse_time(s: str) -> float:
         return 0.0
 
 
-def _clip(s: str, n: int) -> str:
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
 def _media_kind(mime: str) -> str:
     top = mime.split("/", 1)[0]
     return top if top in ("image", "audio", "video") else "file"
 
 
-def _split(text: str, n: int) -> list[str]:
-    """Cut a long text at paragraph, line or word boundaries into parts of at most n chars."""
-    parts: list[str] = []
-    while len(text) > n:
-        cut = max(text.rfind("\n\n", 0, n), text.rfind("\n", 0, n), text.rfind(" ", 0, n))
-        if cut <= n // 2:
-            cut = n
-        parts.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    if text:
-        parts.append(text)
-    return parts
-
-
 def suggestion(choice: Choice) -> dict[str, Any]:
     """A Choice as a suggested reply, or as a suggested action when its id is a URL or tel:."""
-    text = _clip(choice.title, MAX_SUGGESTION_TEXT)
+    text = clip(choice.title, MAX_SUGGESTION_TEXT)
     cid = choice.id[:MAX_POSTBACK]
     if cid.startswith(("https://", "http://")):
         return {"action": {"text": text, "postbackData": cid, "openUrlAction": {"url": choice.id}}}
@@ -238,9 +221,9 @@ class RCSChannel(Channel):
     def _card(self, card: Card) -> dict[str, Any]:
         c: dict[str, Any] = {}
         if card.title:
-            c["title"] = _clip(card.title, MAX_CARD_TITLE)
+            c["title"] = clip(card.title, MAX_CARD_TITLE)
         if card.subtitle:
-            c["description"] = _clip(card.subtitle, MAX_CARD_DESCRIPTION)
+            c["description"] = clip(card.subtitle, MAX_CARD_DESCRIPTION)
         if card.image:
             c["media"] = {"height": "MEDIUM", "contentInfo": {"fileUrl": card.image}}
         sugg = [suggestion(b) for b in card.buttons[:MAX_CARD_SUGGESTIONS]]
@@ -272,12 +255,12 @@ class RCSChannel(Channel):
             text = "\n".join([text, *lines] if text else lines)
         else:
             chips = [suggestion(c) for c in reply.choices]
-        msgs: list[dict[str, Any]] = [{"text": t} for t in _split(text, MAX_TEXT)] if text else []
+        msgs: list[dict[str, Any]] = [{"text": t} for t in split(text, MAX_TEXT)] if text else []
         for m in reply.media:
             if m.url:
                 msgs.append({"contentInfo": {"fileUrl": m.url}})
                 if m.caption:
-                    msgs.append({"text": _clip(m.caption, MAX_TEXT)})
+                    msgs.append({"text": clip(m.caption, MAX_TEXT)})
         msgs.extend(self._rich(reply.cards))
         if chips:
             if not msgs:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import aiohttp
 import msgspec
 
+from gateway.text import clip, split
 from gateway.channels import Capabilities, Channel, ParseError, Webhook, safe_equal
 from gateway.types import Card, Choice, InboundMessage, Media, Referral, Reply, SendResult
 
@@ -150,9 +151,9 @@ class WebhookChannel(Channel):
             lines = [f"{i}. {c.title}" for i, c in enumerate(choices, 1)]
             text, choices = "\n".join([text, *lines] if text else lines), []
         elif any(len(c.title) > caps.button_title for c in choices):
-            choices = [Choice(id=c.id, title=_clip(c.title, caps.button_title),
+            choices = [Choice(id=c.id, title=clip(c.title, caps.button_title),
                               description=c.description) for c in choices]
-        parts = _split(text, caps.text_length) if text else [""]
+        parts = split(text, caps.text_length) if text else [""]
         out: list[Any] = []
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
@@ -228,23 +229,6 @@ def _retry_after(value: str | None) -> float:
         return max(0.0, float(value)) if value else 0.0
     except ValueError:
         return 0.0
-
-
-def _clip(s: str, n: int) -> str:
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
-def _split(text: str, n: int) -> list[str]:
-    parts: list[str] = []
-    while len(text) > n:
-        cut = max(text.rfind("\n", 0, n), text.rfind(" ", 0, n))
-        if cut <= n // 2:
-            cut = n
-        parts.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    if text:
-        parts.append(text)
-    return parts
 
 
 def _card(c: Card, max_buttons: int) -> Card:

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import msgspec
 
+from gateway.text import clip, split
 from gateway.channels import Capabilities, Channel, ParseError, Webhook, safe_equal
 from gateway.types import (
     Card,
@@ -69,24 +70,6 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     version: str = "v21.0"
     timeout: float = 10.0              # seconds per provider call
     attempts: int = 3                  # provider calls per send on 429 / 5xx / throttling
-
-
-def _clip(s: str, n: int) -> str:
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
-def _split(text: str, n: int) -> list[str]:
-    """Cut a long text at paragraph, line or word boundaries into parts of at most n chars."""
-    parts: list[str] = []
-    while len(text) > n:
-        cut = max(text.rfind("\n\n", 0, n), text.rfind("\n", 0, n), text.rfind(" ", 0, n))
-        if cut <= n // 2:
-            cut = n
-        parts.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    if text:
-        parts.append(text)
-    return parts
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -217,7 +200,7 @@ class WhatsAppChannel(Channel):
         if text and (rich or not choices):
             # the text first, then what it is about; buttons come last, under a pointer
             out.extend({"type": "text", "text": {"preview_url": "https://" in part, "body": part}}
-                       for part in _split(text, MAX_TEXT))
+                       for part in split(text, MAX_TEXT))
             text = ""
         out.extend(rich)
         if choices:
@@ -230,8 +213,8 @@ class WhatsAppChannel(Channel):
             lines = [f"{i}. {c.title}" for i, c in enumerate(choices, 1)]
             body = "\n".join([text, *lines] if text else lines)
             return [{"type": "text", "text": {"preview_url": False, "body": p}}
-                    for p in _split(body, MAX_TEXT)]
-        parts = _split(text, MAX_BODY) if text else ["👇"]
+                    for p in split(body, MAX_TEXT)]
+        parts = split(text, MAX_BODY) if text else ["👇"]
         lead = [{"type": "text", "text": {"preview_url": False, "body": p}} for p in parts[:-1]]
         body = {"text": parts[-1]}
         if len(choices) <= MAX_BUTTONS and all(len(c.title) <= MAX_BUTTON_TITLE for c in choices):
@@ -242,15 +225,15 @@ class WhatsAppChannel(Channel):
                 "type": "button", "body": body, "action": action}}]
         rows = []
         for c in choices:
-            row = {"id": c.id[:MAX_ROW_ID], "title": _clip(c.title, MAX_ROW_TITLE)}
+            row = {"id": c.id[:MAX_ROW_ID], "title": clip(c.title, MAX_ROW_TITLE)}
             desc = c.description
             if not desc and len(c.title) > MAX_ROW_TITLE:
                 desc = "…" + c.title[MAX_ROW_TITLE - 1:]   # the title goes on underneath
             if desc:
-                row["description"] = _clip(desc, MAX_ROW_DESCRIPTION)
+                row["description"] = clip(desc, MAX_ROW_DESCRIPTION)
             rows.append(row)
-        action = {"button": _clip(self.settings.list_button, MAX_BUTTON_TITLE),
-                  "sections": [{"title": _clip(self.settings.list_button, MAX_ROW_TITLE),
+        action = {"button": clip(self.settings.list_button, MAX_BUTTON_TITLE),
+                  "sections": [{"title": clip(self.settings.list_button, MAX_ROW_TITLE),
                                 "rows": rows}]}
         return lead + [{"type": "interactive", "interactive": {
             "type": "list", "body": body, "action": action}}]
@@ -260,13 +243,13 @@ class WhatsAppChannel(Channel):
         kind = {"file": "document"}.get(m.kind, m.kind)
         obj: dict[str, Any] = {"link": m.url} if m.url else {"id": m.id}
         if m.caption and kind in ("image", "video", "document"):
-            obj["caption"] = _clip(m.caption, MAX_BODY)
+            obj["caption"] = clip(m.caption, MAX_BODY)
         return {"type": kind, kind: obj}
 
     def _card(self, card: Card) -> dict[str, Any]:
         """One card = one message: an image header, the texts, up to 3 reply buttons."""
         lines = [card.title, card.subtitle, card.url]
-        body = _clip("\n".join(x for x in lines if x), MAX_BODY)
+        body = clip("\n".join(x for x in lines if x), MAX_BODY)
         buttons = card.buttons[:MAX_BUTTONS]
         if not buttons:
             if card.image:
@@ -274,7 +257,7 @@ class WhatsAppChannel(Channel):
             return {"type": "text", "text": {"preview_url": bool(card.url), "body": body}}
         inter: dict[str, Any] = {"type": "button", "body": {"text": body}, "action": {"buttons": [
             {"type": "reply", "reply": {"id": b.id[:MAX_BUTTON_ID],
-                                        "title": _clip(b.title, MAX_BUTTON_TITLE)}}
+                                        "title": clip(b.title, MAX_BUTTON_TITLE)}}
             for b in buttons]}}
         if card.image:
             inter["header"] = {"type": "image", "image": {"link": card.image}}
