@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections import defaultdict, deque
+from types import CoroutineType
 from typing import Any, Iterable
 
 import msgspec
@@ -200,8 +201,10 @@ class PluginHost:
             return FAILED
         try:
             res = fn(**{a: kwargs[a] for a in argnames})
-            if inspect.isawaitable(res):
-                res = await asyncio.wait_for(res, timeout or self.timeout)
+            if type(res) is CoroutineType or inspect.isawaitable(res):
+                # asyncio.timeout runs the coroutine in this task: no task per plugin call
+                async with asyncio.timeout(timeout or self.timeout):
+                    res = await res
             return res
         except Exception as exc:
             self.failures[(tenant, plugin)] += 1
