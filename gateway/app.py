@@ -159,6 +159,10 @@ async def webhook(request: web.Request) -> web.StreamResponse:
     except Busy:
         # Not answered 2xx, so the provider retries later: nothing is lost.
         return web.Response(status=503, headers={"Retry-After": "5"}, text="busy")
+    except Exception:
+        # Redis unreachable, a bug: the turn was rolled back (pipeline), so ask for a retry.
+        log.exception("tenant %s: webhook on %s failed", tenant, channel_id)
+        return web.Response(status=503, headers={"Retry-After": "30"}, text="temporarily unavailable")
     return ch.respond(hook, inline)
 
 

@@ -200,3 +200,18 @@ async def test_one_tenants_key_cannot_reach_anothers_conversation(gateway, provi
     assert len(provider.texts("c1")) == 4
     assert await gw.redis.exists(conv_key("acme", "wire", "c1") + ":s")
     assert await gw.redis.exists(conv_key("other", "wire", "c1") + ":s")
+
+
+async def test_redis_outage_gets_503_so_the_provider_retries_and_nothing_is_lost(gateway, provider):
+    from gateway.appkeys import STATE
+    gw = await gateway(tenants=[tenant("acme", provider)], plugins=[("wire", WirePlugin())])
+    state = gw.app[STATE]
+    real = state._enter
+    from gateway.leanredis import LeanRedis
+    state._enter = LeanRedis("127.0.0.1", 9).register_script("return 1")   # Redis is "down"
+    item = {"id": "m1", "sender": "c1", "text": "salut"}
+    status, _ = await post(gw, "acme", item)
+    assert status == 503 and provider.sent == []
+    state._enter = real                              # Redis is back: the provider's retry works
+    assert (await post(gw, "acme", item))[0] == 200
+    assert provider.texts() == ["Bonjour !", "Femme ou homme ?"]
