@@ -123,7 +123,11 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
 # --- webhooks -----------------------------------------------------------------------------
 async def webhook(request: web.Request) -> web.StreamResponse:
     tenant, channel_id = request.match_info["tenant"], request.match_info["channel"]
-    rt = await request.app[REGISTRY].get(tenant)
+    try:
+        rt = await request.app[REGISTRY].get(tenant)
+    except Exception:
+        log.exception("tenant %s: could not be loaded", tenant)
+        return web.Response(status=503, headers={"Retry-After": "30"}, text="temporarily unavailable")
     ch = rt.channels.get(channel_id) if rt else None
     if ch is None:
         return _problem(404, "Not Found", "no such tenant or channel")
