@@ -154,8 +154,8 @@ class Pipeline:
         except BaseException:
             # Nothing half-written: release the conversation and forget the message id, so
             # the provider's retry of this webhook runs the turn again from the saved state.
-            await asyncio.shield(self.state.leave(lease, None if lease.session is None else lease.session,
-                                                  rt.snapshot.session_ttl, [], forget=True))
+            await asyncio.shield(self.state.leave(lease, lease.session, rt.snapshot.session_ttl, [],
+                                                  forget=True))
             raise
         saved = await self.state.leave(lease, ctx.session, rt.snapshot.session_ttl, ctx.events,
                                        timer_due=ctx.now + wait if wait > 0 else None,
@@ -207,6 +207,8 @@ class Pipeline:
                 return ([answer] if isinstance(answer, Reply) else list(answer)), 0.0
             if s.human or msg.kind in ("optout", "optin") or s.stopped:
                 return [], 0.0
+        elif s.human and ctx.meta["reason"] == "timer":
+            return [], 0.0      # a human holds the conversation: no reminders from the bot
         target, restart_vars = self._target(rt, ctx, msg, extra)
         if target is not None:
             outside = self._outside_period(rt, target, ctx.now)
