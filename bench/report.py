@@ -64,6 +64,12 @@ def assemble(results: dict[str, Any], machine: dict[str, Any], tool: str, notes:
         "memory_per_tenant_bytes": round((rss10k - rss1) / a.tenants) if rss1 and rss10k else None,
         "procs_2_ratio": _ratio(_med(results, "causette_2proc"), c),
         "p99s": {n: r.get("median", {}).get("p99_ms") for n, r in results.items()},
+        # The same comparisons in server CPU per request: steadier than req/s on a shared
+        # machine (neighbours slow everyone's wall clock, much less each request's CPU).
+        "cpu_ratio_floor": _ratio(_med(results, "redispy", "cpu_us"), _med(results, "causette", "cpu_us")),
+        "cpu_ratio_lean": _ratio(_med(results, "lean", "cpu_us"), _med(results, "causette", "cpu_us")),
+        "cpu_ratio_peer": _ratio(_med(results, "botkit", "cpu_us"), _med(results, "causette", "cpu_us")),
+        "cpu_ratio_10k": _ratio(_med(results, "causette", "cpu_us"), _med(results, "causette_10k", "cpu_us")),
         "configs": results,
     }
     out["targets"] = {}
@@ -98,11 +104,22 @@ def table(out: dict[str, Any]) -> str:
         v = t["value"]
         lines.append(f"| {t['label']} (`{key}`) | {_f(v, '{:,.3g}') if isinstance(v, float) else _f(v)} "
                      f"| {t['target']} | {'–' if t['met'] is None else ('yes' if t['met'] else 'no')} |")
+    cpu = [f"{label} {out[k]:.2f}" for k, label in (("cpu_ratio_floor", "vs redis-py floor"),
+                                                     ("cpu_ratio_lean", "vs lean floor"),
+                                                     ("cpu_ratio_peer", "vs Botkit"),
+                                                     ("cpu_ratio_10k", "10k tenants vs 1"))
+           if out.get(k) is not None]
+    if cpu:
+        lines += ["", "The same ratios in server CPU per request (theirs / Causette's; steadier on a "
+                  "shared machine): " + ", ".join(cpu) + "."]
     extra = []
     if out.get("memory_per_tenant_bytes") is not None:
         extra.append(f"memory per tenant: {out['memory_per_tenant_bytes']:,} bytes of server RSS")
     if out.get("procs_2_ratio") is not None:
         extra.append(f"2 processes / 1: {out['procs_2_ratio']:.2f}")
+    cold = out["configs"].get("causette_10k", {}).get("cold_start_s")
+    if cold is not None:
+        extra.append(f"first pass over every tenant (each loaded from the store): {cold} s")
     if extra:
         lines += ["", "; ".join(extra) + "."]
     return "\n".join(lines)
