@@ -16,24 +16,32 @@ if TYPE_CHECKING:
     from .store import Store
 
 log = logging.getLogger("causette.background")
-BATCH = 1000
+TENANTS = 200     # tenants claimed per flush round
+ROUND = 2000      # about this many events per round
 
 
 async def flush_events(state: "State", store: "Store") -> int:
-    """Move pending events from the tenants' Redis streams to the store; returns how many."""
-    moved = 0
-    for tenant in await state.pending_events():
-        try:
-            rows = await state.read_events(tenant, BATCH)
-            good = [(sid, ev) for sid, ev in rows if ev is not None and ev.tenant == tenant]
-            if good:
-                await store.insert_events(good)
-            await state.ack_events(tenant, [sid for sid, _ in rows], more=len(rows) == BATCH)
-            moved += len(good)
-        except Exception as exc:  # the store is down or busy: keep the events, try later
-            log.warning("event flush for %s failed: %s", tenant, exc)
-            await state.requeue_events(tenant)
-    return moved
+    """One round: move pending events of up to TENANTS tenants from their Redis streams to
+    the store (one pipelined read, one transaction, one pipelined ack); returns how many
+    events the round read. Rounds stay around ROUND events so that, in a serving process,
+    one insert never holds the event loop for long."""
+    tenants = await state.pending_events(TENANTS)
+    if not tenants:
+        return 0
+    each = max(20, ROUND // len(tenants))
+    try:
+        batches = await state.read_events(tenants, each)
+        good = [(sid, ev) for tenant, rows in batches.items() for sid, ev in rows
+                if ev is not None and ev.tenant == tenant]
+        if good:
+            await store.insert_events(good)
+        await state.ack_events({t: ([sid for sid, _ in rows], len(rows) == each)
+                                for t, rows in batches.items()})
+    except Exception as exc:  # the store is down or busy: keep the events, try later
+        log.warning("event flush of %d tenants failed: %s", len(tenants), exc)
+        await state.requeue_events(tenants)
+        return 0
+    return sum(len(rows) for rows in batches.values())
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
@@ -54,8 +62,10 @@ async def event_loop(state: "State", store: "Store", interval: float, stop: asyn
         except Exception as exc:
             log.warning("event flusher: %s", exc)
             moved = 0
-        if moved < BATCH:
+        if moved < ROUND // 2:
             await _pause(stop, interval)
+        else:
+            await asyncio.sleep(0)   # a backlog: keep going, but let requests in between
 
 
 async def timer_loop(state: "State", pipeline: "Pipeline", interval: float,

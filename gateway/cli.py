@@ -48,6 +48,7 @@ async def _serve(args: argparse.Namespace) -> None:
     from .app import create_app
     from .appkeys import STORE
     s = _settings(args)
+    s.background = not args.no_background
     app = create_app(s)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -63,6 +64,27 @@ async def _serve(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     import signal
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+async def _worker(args: argparse.Namespace) -> None:
+    """The background loops alone (events to the store, due timers), no HTTP: run one or
+    more next to `serve --no-background` processes so the store's writes never share the
+    serving processes' event loop."""
+    import signal
+    from aiohttp import web
+    from .app import create_app
+    s = _settings(args)
+    s.redis_url = _running_redis(s)
+    s.background = True
+    runner = web.AppRunner(create_app(s))
+    await runner.setup()
+    print("Causette worker: flushing events and firing timers", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
@@ -236,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--port", type=int)
     sp.add_argument("--announce", action="store_true", help="print the demo chat page URLs")
     sp.add_argument("--reuse-port", action="store_true", help="let several processes share the port")
+    sp.add_argument("--no-background", action="store_true",
+                    help="leave event flushing and timers to `causette worker` processes")
+    wp = sub.add_parser("worker", help="run the background loops only (events to the store, timers)")
+    wp.add_argument("--host", help=argparse.SUPPRESS)
+    wp.add_argument("--port", type=int, help=argparse.SUPPRESS)
     tp = sub.add_parser("tenants", help="tenant definitions").add_subparsers(dest="tcmd", required=True)
     ap_ = tp.add_parser("apply", help="validate and apply tenants/*.json (a file or a folder)")
     ap_.add_argument("path")
@@ -266,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             pass
         asyncio.run(_serve(args))
+        return 0
+    if args.cmd == "worker":
+        asyncio.run(_worker(args))
         return 0
     if args.cmd == "tenants":
         return asyncio.run(_with_store(_apply, args))

@@ -103,6 +103,8 @@ class Pipeline:
         rt = await self.registry.get(tenant)
         ch = rt.channels.get(channel) if rt else None
         if rt is None or ch is None:
+            log.warning("timer of %s/%s/%s dropped: no such tenant or channel in this process "
+                        "(is its plugin installed here?)", tenant, channel, contact)
             return False
         await self._turn(rt, ch, contact, f"timer:{uuid.uuid4().hex}", None, None, reason="timer")
         return True

@@ -169,32 +169,44 @@ class State:
                 out.append((parts[0], parts[1], parts[2]))
         return out
 
-    async def pending_events(self, count: int = 50) -> list[str]:
+    async def pending_events(self, count: int = 200) -> list[str]:
+        """Claim up to `count` tenants with events waiting (each claimed by one process)."""
         tenants = await self.redis.spop(EVENT_INDEX, count)
         return [t.decode() if isinstance(t, bytes) else t for t in tenants or ()]
 
-    async def read_events(self, tenant: str, count: int = 1000) -> list[tuple[str, Event]]:
-        rows = await self.redis.xrange(events_key(tenant), count=count)
-        out = []
-        for sid, fields in rows:
-            blob = fields.get(b"e") or fields.get("e")
-            sid = sid.decode() if isinstance(sid, bytes) else sid
-            try:
-                out.append((sid, _event_dec.decode(blob)))
-            except (msgspec.DecodeError, TypeError):
-                out.append((sid, None))  # type: ignore[arg-type]  # unreadable: dropped below
+    async def read_events(self, tenants: list[str], count: int) -> dict[str, list[tuple[str, Event | None]]]:
+        """Up to `count` oldest events of each tenant, in one pipelined round trip; an
+        unreadable entry comes back as None (it is acknowledged and dropped)."""
+        async with self.redis.pipeline(transaction=False) as p:
+            for tenant in tenants:
+                p.xrange(events_key(tenant), count=count)
+            replies = await p.execute()
+        out: dict[str, list[tuple[str, Event | None]]] = {}
+        for tenant, rows in zip(tenants, replies):
+            batch: list[tuple[str, Event | None]] = []
+            for sid, fields in rows:
+                blob = fields.get(b"e") or fields.get("e")
+                sid = sid.decode() if isinstance(sid, bytes) else sid
+                try:
+                    batch.append((sid, _event_dec.decode(blob)))
+                except (msgspec.DecodeError, TypeError):
+                    batch.append((sid, None))
+            out[tenant] = batch
         return out
 
-    async def ack_events(self, tenant: str, ids: list[str], more: bool) -> None:
+    async def ack_events(self, acks: dict[str, tuple[list[str], bool]]) -> None:
+        """Delete stored events from the streams; tenants with more waiting are re-queued."""
         async with self.redis.pipeline(transaction=False) as p:
-            if ids:
-                p.xdel(events_key(tenant), *ids)
-            if more:
-                p.sadd(EVENT_INDEX, tenant)
+            for tenant, (ids, more) in acks.items():
+                if ids:
+                    p.xdel(events_key(tenant), *ids)
+                if more:
+                    p.sadd(EVENT_INDEX, tenant)
             await p.execute()
 
-    async def requeue_events(self, tenant: str) -> None:
-        await self.redis.sadd(EVENT_INDEX, tenant)
+    async def requeue_events(self, tenants: list[str]) -> None:
+        if tenants:
+            await self.redis.sadd(EVENT_INDEX, *tenants)
 
     async def load_session(self, tenant: str, channel: str, contact: str) -> Session | None:
         raw = await self.redis.get(conv_key(tenant, channel, contact) + ":s")

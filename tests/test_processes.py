@@ -57,3 +57,32 @@ async def test_two_processes_answer_one_conversation_in_order(gateway, provider,
         for p in procs:
             p.terminate()
             await p.wait()
+
+
+async def test_a_worker_process_flushes_events_and_fires_timers_for_a_quiet_server(
+        gateway, provider, redis_url, tmp_path):
+    """`serve --no-background` + `worker`: the serving process never writes the store."""
+    from tests.test_flow_runtime import WAITER, wait_until
+    from tests.support.wire import WirePlugin
+    gw = await gateway(tenants=[tenant("acme", provider, flows=(WAITER,))],
+                       plugins=[("wire", WirePlugin())], background=False)
+    body = wire_body({"id": "m1", "sender": "c1", "text": "salut"})
+    async with gw.http.post(f"{gw.url}/t/acme/channels/wire", data=body, headers=sign(SECRET, body)) as r:
+        assert r.status == 200
+    await asyncio.sleep(0.5)
+    assert provider.texts() == ["Je reviens vers vous."]      # nobody fires the 0.3 s timer
+    assert await gw.store.count_events("acme") == 0             # nobody flushes
+    env = dict(os.environ, REDIS_URL=redis_url, CAUSETTE_DATABASE=gw.settings.db_path,
+               CAUSETTE_DATA=str(tmp_path / "worker"), CAUSETTE_SECRET="test-secret",
+               PYTHONPATH=str(ROOT))
+    worker = await spawn(0, env)
+    try:
+        await wait_until(lambda: "Alors, intéressé ?" in provider.texts())
+        for _ in range(100):
+            if await gw.store.count_events("acme", "flow.started"):
+                break
+            await asyncio.sleep(0.05)
+        assert await gw.store.count_events("acme", "flow.started") == 1
+    finally:
+        worker.terminate()
+        await worker.wait()

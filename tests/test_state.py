@@ -51,7 +51,7 @@ async def test_waiters_get_the_conversation_in_arrival_order(state):
     assert order == [1, 2, 3, 4, 5]
     saved = await state.load_session("t1", "web", "c1")
     assert saved.vars["seen"] == [0, 1, 2, 3, 4, 5]
-    rows = await state.read_events("t1")
+    rows = (await state.read_events(["t1"], 100))["t1"]
     assert [e.data["n"] for _, e in rows] == [0, 1, 2, 3, 4, 5]
 
 
@@ -68,7 +68,7 @@ async def test_leave_after_lost_lease_writes_nothing(state):
     await state.redis.delete(conv_key("t1", "web", "c1") + ":l")
     assert not await state.leave(lease, Session(node="late"), 60, [ev(1)])
     assert await state.load_session("t1", "web", "c1") is None
-    assert await state.read_events("t1") == []
+    assert await state.read_events(["t1"], 100) == {"t1": []}
 
 
 async def test_busy_gives_up_and_forgets_the_message_for_the_retry(state):
@@ -91,3 +91,36 @@ async def test_keys_carry_the_tenant(state):
     await state.leave(lease, Session(node="a"), 60, [ev(1)], timer_due=time.time() + 60)
     keys = sorted(k.decode() for k in await state.redis.keys("*"))
     assert all(k.startswith("cst:{t1}:") or k in ("cst:evq", "cst:timers") for k in keys), keys
+
+
+async def test_flush_moves_many_tenants_events_in_rounds_and_requeues_the_rest(state, tmp_path):
+    from gateway.background import ROUND, flush_events
+    from gateway.store import Store
+    store = await Store.open(str(tmp_path / "s.db"), b"k")
+    try:
+        from gateway.apply import apply_tenant
+        from gateway.config import TenantConfig
+        from gateway.plugins import PluginHost
+        host = PluginHost()
+        slugs = [f"t{i:03d}" for i in range(30)]
+        for slug in slugs:
+            await apply_tenant(store, host, TenantConfig(slug=slug, name=slug))
+        big = [Event(type="message.in", tenant="t000", channel="web", contact="c", ts=1.0,
+                     data={"n": n}) for n in range(ROUND + 50)]
+        await state.record("t000", big)
+        for slug in slugs[1:]:
+            await state.record(slug, [Event(type="message.in", tenant=slug, channel="web",
+                                            contact="c", ts=1.0)])
+        # an event claiming another tenant in t001's stream is dropped, never stored as t001's
+        await state.record("t001", [Event(type="message.in", tenant="t002", channel="web",
+                                          contact="intruder", ts=1.0)])
+        rounds = 0
+        while await flush_events(state, store):
+            rounds += 1
+        assert rounds >= 2                       # t000's backlog took more than one round
+        assert await store.count_events("t000") == ROUND + 50
+        assert all([await store.count_events(s) == 1 for s in slugs[1:]])
+        assert [e.contact for e in await store.list_events("t002")] == ["c"]
+        assert await state.redis.scard("cst:evq") == 0
+    finally:
+        await store.close()

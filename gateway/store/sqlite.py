@@ -583,7 +583,11 @@ class Store:
         if not rows:
             return 0
         async with self._tx() as db:
-            known = {r[0] for r in await db.execute_fetchall("SELECT slug FROM tenants")}
+            slugs = sorted({ev.tenant for _, ev in rows})
+            known: set[str] = set()
+            for chunk in _chunks(slugs):
+                known.update(r[0] for r in await db.execute_fetchall(
+                    f"SELECT slug FROM tenants WHERE slug IN ({','.join('?' * len(chunk))})", chunk))
             # Events of a tenant deleted while they were in flight are dropped.
             rows = [(sid, ev) for sid, ev in rows if ev.tenant in known]
             by_tenant: dict[str, list[str]] = {}
