@@ -20,6 +20,11 @@ TENANTS = 200     # tenants claimed per flush round
 ROUND = 2000      # about this many events per round
 
 
+def _entry_ids(rows: list) -> list[str]:
+    """Stream entry ids of a batch (a turn's entry carries several events: `id`, `id/1`...)."""
+    return [sid for sid, _ in rows if "/" not in sid]
+
+
 async def flush_events(state: "State", store: "Store") -> int:
     """One round: move pending events of up to TENANTS tenants from their Redis streams to
     the store (one pipelined read, one transaction, one pipelined ack); returns how many
@@ -35,13 +40,13 @@ async def flush_events(state: "State", store: "Store") -> int:
                 if ev is not None and ev.tenant == tenant]
         if good:
             await store.insert_events(good)
-        await state.ack_events({t: ([sid for sid, _ in rows], len(rows) == each)
+        await state.ack_events({t: (_entry_ids(rows), len(_entry_ids(rows)) == each)
                                 for t, rows in batches.items()})
     except Exception as exc:  # the store is down or busy: keep the events, try later
         log.warning("event flush of %d tenants failed: %s", len(tenants), exc)
         await state.requeue_events(tenants)
         return 0
-    return sum(len(rows) for rows in batches.values())
+    return sum(len(_entry_ids(rows)) for rows in batches.values())
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:

@@ -27,7 +27,7 @@ SEP = "\x1f"   # separates tenant, channel and contact in timer members
 _session_enc = msgspec.msgpack.Encoder()
 _session_dec = msgspec.msgpack.Decoder(Session)
 _event_enc = msgspec.msgpack.Encoder()
-_event_dec = msgspec.msgpack.Decoder(Event)
+_events_dec = msgspec.msgpack.Decoder(list[Event])
 
 
 def conv_key(tenant: str, channel: str, contact: str) -> str:
@@ -145,8 +145,12 @@ class State:
         due = "-" if clear_timer else (str(int(timer_due * 1000)) if timer_due else "")
         args = [lease.token, data, ttl * 1000, 0 if forget else self.dedup_ttl_ms, self.lock_ttl_ms,
                 lease.tenant, self.events_maxlen,
-                timer_member(lease.tenant, lease.channel, lease.contact), due, len(events)]
-        args.extend(_event_enc.encode(e) for e in events)
+                timer_member(lease.tenant, lease.channel, lease.contact), due]
+        # A turn's events travel as one stream entry: one XADD in the script, not one each.
+        if events:
+            args.extend((1, _event_enc.encode(events)))
+        else:
+            args.append(0)
         return bool(await self._leave(keys, args))
 
     async def record(self, tenant: str, events: list[Event]) -> None:
@@ -154,9 +158,8 @@ class State:
         if not events:
             return
         async with self.redis.pipeline(transaction=False) as p:
-            for e in events:
-                p.xadd(events_key(tenant), {"e": _event_enc.encode(e)},
-                       maxlen=self.events_maxlen, approximate=True)
+            p.xadd(events_key(tenant), {"e": _event_enc.encode(events)},
+                   maxlen=self.events_maxlen, approximate=True)
             p.sadd(EVENT_INDEX, tenant)
             await p.execute()
 
@@ -175,8 +178,10 @@ class State:
         return [t.decode() if isinstance(t, bytes) else t for t in tenants or ()]
 
     async def read_events(self, tenants: list[str], count: int) -> dict[str, list[tuple[str, Event | None]]]:
-        """Up to `count` oldest events of each tenant, in one pipelined round trip; an
-        unreadable entry comes back as None (it is acknowledged and dropped)."""
+        """The events of up to `count` oldest stream entries of each tenant, in one pipelined
+        round trip, each with its id (`<entry id>` or `<entry id>/<n>` for the n-th event of a
+        turn, so inserts stay idempotent); an unreadable entry comes back as None (it is
+        acknowledged and dropped)."""
         async with self.redis.pipeline(transaction=False) as p:
             for tenant in tenants:
                 p.xrange(events_key(tenant), count=count)
@@ -188,9 +193,11 @@ class State:
                 blob = fields.get(b"e") or fields.get("e")
                 sid = sid.decode() if isinstance(sid, bytes) else sid
                 try:
-                    batch.append((sid, _event_dec.decode(blob)))
+                    events = _events_dec.decode(blob)
                 except (msgspec.DecodeError, TypeError):
                     batch.append((sid, None))
+                    continue
+                batch.extend((sid if n == 0 else f"{sid}/{n}", e) for n, e in enumerate(events))
             out[tenant] = batch
         return out
 

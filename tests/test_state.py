@@ -107,7 +107,8 @@ async def test_flush_moves_many_tenants_events_in_rounds_and_requeues_the_rest(s
             await apply_tenant(store, host, TenantConfig(slug=slug, name=slug))
         big = [Event(type="message.in", tenant="t000", channel="web", contact="c", ts=1.0,
                      data={"n": n}) for n in range(ROUND + 50)]
-        await state.record("t000", big)
+        for ev in big:                         # one stream entry each, like ROUND+50 turns
+            await state.record("t000", [ev])
         for slug in slugs[1:]:
             await state.record(slug, [Event(type="message.in", tenant=slug, channel="web",
                                             contact="c", ts=1.0)])

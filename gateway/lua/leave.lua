@@ -3,7 +3,7 @@
 -- KEYS: 1 session, 2 lock, 3 queue, 4 dedup, 5 event stream, 6 event index, 7 timers
 -- ARGV: 1 token, 2 session ('' deletes, '=' keeps), 3 session ttl ms, 4 dedup ttl ms ('0' forgets),
 --       5 lock ttl ms, 6 tenant, 7 stream maxlen, 8 timer member, 9 timer due ms
---       ('' leave, '-' clear), 10 event count, 11.. events
+--       ('' leave, '-' clear), 10 1 when 11 holds the turn's events (one msgpack list), else 0
 -- Returns 1, or 0 when our lease had run out (nothing written: the turn is not ours).
 local token = ARGV[1]
 if redis.call('GET', KEYS[2]) ~= token then
@@ -32,9 +32,8 @@ if ARGV[9] == '-' then
 elseif ARGV[9] ~= '' then
   redis.call('ZADD', KEYS[7], ARGV[9], ARGV[8])
 end
-local n = tonumber(ARGV[10])
-for i = 1, n do
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', 'e', ARGV[10 + i])
+if ARGV[10] == '1' then
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', 'e', ARGV[11])
+  redis.call('SADD', KEYS[6], ARGV[6])
 end
-if n > 0 then redis.call('SADD', KEYS[6], ARGV[6]) end
 return 1
