@@ -30,7 +30,8 @@ from .harness import (BENCH, LOAD_CORE, NCPU, RAW, ROOT, SERVER_CORE, VENV_BIN, 
                       ensure_wrk, free_port, load, log, machine)
 
 RESULTS = BENCH / "results"
-ALL = ("bare", "redispy", "lean", "causette", "botkit", "causette_10k", "causette_2proc")
+ALL = ("bare", "redispy", "lean", "causette", "botkit", "causette_10k", "causette_2proc",
+       "causette_worker")
 LABELS = {
     "bare": "floor: bare aiohttp",
     "redispy": "floor: aiohttp + redis-py",
@@ -39,6 +40,7 @@ LABELS = {
     "botkit": "peer: Botkit 4.15",
     "causette_10k": "Causette (10k tenants)",
     "causette_2proc": "Causette (2 processes)",
+    "causette_worker": "Causette (serve + worker)",
 }
 
 
@@ -130,6 +132,13 @@ def build_server(name: str, redis_url: str, a: argparse.Namespace, notes: list[s
         return Server(name, [[causette, "serve", "--reuse-port"]] * 2, port,
                       env=causette_env(data, redis_url, port), cores=cores, label=LABELS[name],
                       session_match="cst:{bench}:c:*:s")
+    if name == "causette_worker":
+        # The store's writes in a `causette worker` on the other core; its CPU is counted with
+        # the server's, so CPU per turn stays the whole cost of a turn.
+        data = working_copy(1, name)
+        return Server(name, [[causette, "serve", "--no-background"], [causette, "worker"]], port,
+                      env=causette_env(data, redis_url, port), cores=[SERVER_CORE, LOAD_CORE],
+                      label=LABELS[name], session_match="cst:{bench}:c:*:s")
     raise ValueError(name)
 
 
@@ -149,15 +158,18 @@ def measure(srv: Server, redis: BenchRedis, tool: str, a: argparse.Namespace, ta
         srv.cold_start_s = round(time.monotonic() - t0, 1)
         srv.warm = True
         log(f"  {srv.name}: first pass over {srv.tenants} tenants took {srv.cold_start_s} s")
+    each0 = [_proc_cpu(p) for p in srv.pids]
     cmds0, cpu0, rcpu0 = redis.commandstats(), srv.cpu(), _proc_cpu(redis.proc.pid)
     res = load(tool, srv.url, a.duration, tag, srv.tenants, a.connections)
     cmds1, cpu1, rcpu1 = redis.commandstats(), srv.cpu(), _proc_cpu(redis.proc.pid)
+    each1 = [_proc_cpu(p) for p in srv.pids]
     n = max(1, res["requests"])
     calls = sum(v - cmds0.get(k, 0) for k, v in cmds1.items() if k != "info")
     run = {"rps": round(res["rps"], 1), "requests": res["requests"],
            "p50_ms": res["p50"] / 1000, "p90_ms": res["p90"] / 1000, "p99_ms": res["p99"] / 1000,
            "max_ms": res["max"] / 1000,
            "cpu_us": round((cpu1 - cpu0) / n * 1e6, 1),
+           "cpu_us_each": [round((b - a) / n * 1e6, 1) for a, b in zip(each0, each1)],
            "redis_cpu_us": round((rcpu1 - rcpu0) / n * 1e6, 1),
            "redis_cmds_per_turn": round(calls / n, 2),
            "rss_bytes": srv.rss(),
