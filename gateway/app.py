@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import json
 import logging
@@ -102,6 +103,7 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REGISTRY] = registry
     app[PIPELINE] = Pipeline(app[PLUGINS], registry, app[STATE], app[HTTP])
     await registry.start()
+    gc.freeze()   # what start-up built lives as long as the process: keep it out of GC scans
     tasks = []
     stop = asyncio.Event()
     if s.background:

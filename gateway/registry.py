@@ -7,6 +7,7 @@ admin API or `tenants apply` changes a tenant. Compiled flows are cached per
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import OrderedDict
@@ -85,6 +86,10 @@ class Registry:
             return None
         rt = self.build(snap)
         self._tenants[slug] = rt
+        # A tenant is ~17 KB of long-lived objects; with thousands loaded, full collections
+        # walking them stall the event loop for hundreds of ms (docs/benchmarks.md). Frozen,
+        # they leave the collector's scans; refcounting still frees them when dropped.
+        gc.freeze()
         return rt
 
     def build(self, snap: TenantSnapshot) -> TenantRuntime:
