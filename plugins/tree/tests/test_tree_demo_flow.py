@@ -1,4 +1,4 @@
-"""The demo brand's seasonal-sale flow (examples/soldes.json), in French and in English, with
+"""The demo brand's seasonal-sale flow (tenants/demo.json), in French and in English, with
 the real http.request step calling a catalogue served on 127.0.0.1."""
 import copy
 import json
@@ -10,7 +10,7 @@ from aiohttp import web
 
 from causette_http import HttpRequest, Settings
 
-FLOW = json.loads((Path(__file__).parents[1] / "examples" / "soldes.json").read_text())
+FLOW = json.loads((Path(__file__).parents[3] / "tenants" / "demo.json").read_text())["flows"][0]
 PRODUCTS = {
     "women": [{"name": "Manteau laine", "price": 89, "was": 149}, {"name": "Pull col roulé", "price": 29, "was": 49},
               {"name": "Bottines", "price": 59, "was": 99}, {"name": "Écharpe", "price": 15, "was": 25}],

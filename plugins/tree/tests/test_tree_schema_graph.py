@@ -8,7 +8,7 @@ import msgspec
 from causette_tree import TreeEngine, model
 from gateway.hookspecs import hookimpl  # noqa: F401  (the plugin's own import path)
 
-EXAMPLE = json.loads((Path(__file__).parents[1] / "examples" / "soldes.json").read_text())
+EXAMPLE = json.loads((Path(__file__).parents[3] / "tenants" / "demo.json").read_text())["flows"][0]
 
 
 def test_plugin_registers_the_engine():

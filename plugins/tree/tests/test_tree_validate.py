@@ -12,7 +12,7 @@ from gateway.flows import Step
 
 from .conftest import EchoStep
 
-EXAMPLE = json.loads((Path(__file__).parents[1] / "examples" / "soldes.json").read_text())
+EXAMPLE = json.loads((Path(__file__).parents[3] / "tenants" / "demo.json").read_text())["flows"][0]
 STEPS: dict[str, Step] = {"http.request": HttpRequest(), "test.echo": EchoStep()}
 WHATSAPP = Capabilities(text_length=4096, buttons=3, button_title=20, list_rows=10, list_title=24)
 MESSENGER = Capabilities(text_length=2000, buttons=13, button_title=20)
