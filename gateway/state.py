@@ -8,6 +8,7 @@ a tenant are the indexes `cst:evq` (tenants with events waiting for the store) a
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from pathlib import Path
@@ -23,6 +24,25 @@ _LUA = Path(__file__).parent / "lua"
 EVENT_INDEX = "cst:evq"
 TIMERS = "cst:timers"
 SEP = "\x1f"   # separates tenant, channel and contact in timer members
+
+# Lock tokens: unique per turn across processes. A random prefix per process and a counter, so
+# the hot path makes no syscall (os.urandom releases the GIL, and getting it back can cost a
+# switch interval, 5 ms, while the event flusher's thread is busy).
+_TOKEN_PREFIX = os.urandom(8).hex()
+_token_counter = itertools.count()
+
+
+def _new_token_prefix() -> None:   # a forked child must not repeat its parent's tokens
+    global _TOKEN_PREFIX
+    _TOKEN_PREFIX = os.urandom(8).hex()
+
+
+os.register_at_fork(after_in_child=_new_token_prefix)
+
+
+def _next_token() -> str:
+    return f"{_TOKEN_PREFIX}{next(_token_counter):x}"
+
 
 _session_enc = msgspec.msgpack.Encoder()
 _session_dec = msgspec.msgpack.Decoder(Session)
@@ -103,7 +123,7 @@ class State:
         of the same conversation (any process); raises Duplicate or Busy."""
         base = conv_key(tenant, channel, contact)
         dk = dedup_key(tenant, channel, native_id)
-        token = os.urandom(12).hex()   # unique per turn; a quarter of uuid4().hex's cost
+        token = _next_token()
         keys = (dk, base + ":q", base + ":l", base + ":s")
         ttl = self.lock_ttl_ms
         res = await self._enter(keys, (token, ttl, "1"))
