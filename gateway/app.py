@@ -77,6 +77,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STATE] = State(client, lock_ttl=s.lock_ttl, lock_wait=s.lock_wait, dedup_ttl=s.dedup_ttl,
                        events_maxlen=s.events_maxlen)
     yield
+    await app[STATE].aclose()
     await client.aclose()
     if embedded:
         await asyncio.to_thread(embedded.stop)

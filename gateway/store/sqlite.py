@@ -590,22 +590,15 @@ class Store:
                     f"SELECT slug FROM tenants WHERE slug IN ({','.join('?' * len(chunk))})", chunk))
             # Events of a tenant deleted while they were in flight are dropped.
             rows = [(sid, ev) for sid, ev in rows if ev.tenant in known]
-            by_tenant: dict[str, list[str]] = {}
-            for sid, ev in rows:
-                by_tenant.setdefault(ev.tenant, []).append(sid)
-            have: set[tuple[str, str]] = set()
-            for tenant, sids in by_tenant.items():
-                for chunk in _chunks(sids):
-                    marks = ",".join("?" * len(chunk))
-                    for r in await db.execute_fetchall(
-                            f"SELECT stream_id FROM events WHERE tenant = ? AND stream_id IN ({marks})",
-                            (tenant, *chunk)):
-                        have.add((tenant, r[0]))
+            # UNIQUE(tenant, stream_id) makes a redelivered batch a no-op; `changes` says how
+            # many rows were new.
+            seen: set[tuple[str, str]] = set()
             new: list[tuple[str, Event]] = []
             for sid, ev in rows:
-                if (ev.tenant, sid) not in have:
-                    have.add((ev.tenant, sid))
+                if (ev.tenant, sid) not in seen:
+                    seen.add((ev.tenant, sid))
                     new.append((sid, ev))
+            before = db.total_changes
             if not new:
                 return 0
             await db.executemany(
@@ -613,6 +606,9 @@ class Store:
                 " node, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(ev.tenant, sid, ev.type, ev.channel, ev.contact, ev.ts, ev.flow, ev.version, ev.node,
                   _enc.encode(ev.data).decode()) for sid, ev in new])
+            inserted = db.total_changes - before
+            if not inserted:
+                return 0
             touching = [ev for _, ev in new if ev.type == "message.in" or ev.type in _CONSENT]
             if touching:
                 ids = await self._contacts_for(db, touching)
@@ -622,11 +618,16 @@ class Store:
                     last[key] = max(last.get(key, 0.0), ev.ts)
                 await db.executemany("UPDATE contacts SET last_seen = MAX(last_seen, ?) WHERE tenant = ? AND id = ?",
                                      [(ts, t, cid) for (t, cid), ts in last.items()])
+                # A batch may mix redelivered events with new ones: the ledger gets each once.
                 await db.executemany(
-                    "INSERT INTO consent (tenant, contact, channel, status, ts, source) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(ev.tenant, ids[(ev.tenant, ev.channel, ev.contact)], ev.channel, _CONSENT[ev.type], ev.ts,
-                      str(ev.data.get("source", ""))) for ev in touching if ev.type in _CONSENT])
-        return len(new)
+                    "INSERT INTO consent (tenant, contact, channel, status, ts, source)"
+                    " SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM consent WHERE tenant = ?"
+                    " AND contact = ? AND channel = ? AND status = ? AND ts = ?)",
+                    [(ev.tenant, cid, ev.channel, _CONSENT[ev.type], ev.ts, str(ev.data.get("source", "")),
+                      ev.tenant, cid, ev.channel, _CONSENT[ev.type], ev.ts)
+                     for ev in touching if ev.type in _CONSENT
+                     for cid in (ids[(ev.tenant, ev.channel, ev.contact)],)])
+        return inserted
 
     async def _contacts_for(self, db: aiosqlite.Connection, events: list[Event]) -> dict[tuple[str, str, str], str]:
         """Contact ids of the events' (tenant, channel, address), creating the missing ones
