@@ -90,11 +90,12 @@ def _ts(raw: str) -> float:
 
 
 class _Parts:
-    """Parts of concatenated messages waiting for their siblings, per process.
+    """Parts of concatenated messages waiting for their siblings, in this process: used only
+    where the channel has no gateway runtime (unit tests); in a gateway the parts wait in
+    Redis (`VonageChannel._assemble`), so they may reach different processes.
 
     Vonage delivers each part of a long SMS as its own webhook. They usually arrive within
-    a second; a part whose siblings never come is dropped after `ttl`. Run one process per
-    Vonage channel or route a number's webhooks to one process (see docs/channels/sms.md).
+    a second; a part whose siblings never come is dropped after `ttl`.
     """
 
     def __init__(self, ttl: float = 600.0):
@@ -194,15 +195,41 @@ class VonageChannel(SmsChannel):
                 raise ParseError("concat-part / concat-total are not numbers") from None
             if not (1 <= part <= total <= 255):
                 raise ParseError("concat-part out of range")
-            whole = PARTS.add((self.tenant, self.instance_id, msisdn, p.get("concat-ref", "")),
-                              part, total, mid, text)
+            ref = p.get("concat-ref", "")
+            redis = getattr(self.runtime, "redis", None)
+            if redis is not None:   # parts may reach different gateway processes
+                return self._assemble(redis, msisdn, ref, part, total, mid, text, contact, p)
+            whole = PARTS.add((self.tenant, self.instance_id, msisdn, ref), part, total, mid, text)
             if whole is None:
                 return []
             mid, text = whole
+        return [self._message(mid, contact, text, p)]
+
+    def _message(self, mid: str, contact: str, text: str, p: dict[str, str]) -> InboundMessage:
         msg = InboundMessage(tenant=self.tenant, channel=self.instance_id, native_id=mid,
                              contact=contact, text=text, ts=_ts(p.get("message-timestamp", "")),
                              profile={"to": p["to"]} if p.get("to") else {})
-        return [self.consent(msg)]
+        return self.consent(msg)
+
+    async def _assemble(self, redis: Any, msisdn: str, ref: str, part: int, total: int, mid: str,
+                        text: str, contact: str, p: dict[str, str]) -> list[InboundMessage]:
+        """Keep the part in a tenant-scoped Redis hash; the webhook carrying the last missing
+        part gets the whole message (MULTI makes exactly one of them see the full count)."""
+        key = f"cst:{{{self.tenant}}}:vonage:{self.instance_id}:{msisdn}:{ref}"
+        async with redis.pipeline(transaction=True) as tx:
+            tx.hset(key, str(part), f"{mid}\x1f{text}")
+            tx.expire(key, int(PARTS.ttl))
+            tx.hlen(key)
+            tx.hgetall(key)
+            _, _, count, parts = await tx.execute()
+        if count < total:
+            return []
+        got = {int(k): v.decode().split("\x1f", 1) for k, v in parts.items()}
+        if any(i not in got for i in range(1, total + 1)):
+            return []
+        await redis.delete(key)
+        # The first part's id names the whole message: a redelivered part dedups on it.
+        return [self._message(got[1][0], contact, "".join(got[i][1] for i in range(1, total + 1)), p)]
 
     # --- outbound --------------------------------------------------------------------------
     async def send(self, contact: str, payload: Any, *, key: str) -> SendResult:

@@ -224,3 +224,30 @@ async def test_demo_flow_over_vonage(gateway, demo_tenant, provider):
     assert dict(provider.seen[-1].form)["text"].startswith("Maison Lumière : vous ne recevrez plus")
     session = await gw.pipeline.state.load_session("demo", "vonage", PHONE)
     assert session is not None and session.stopped
+
+
+async def test_vonage_long_sms_parts_on_two_processes_make_one_message(gateway, demo_tenant, provider):
+    """Each part of a long SMS is its own webhook, and may reach another gateway process."""
+    provider.default = lambda seen: (200, {"message-count": "1", "messages": [
+        {"to": "33611223344", "message-id": f"0B{len(provider.seen):04d}", "status": "0"}]})
+    channel = {"id": "vonage", "type": "vonage", "settings": {
+        "api_key": "e2ekey01", "api_secret": "e2e-vonage-api-secret", "signature_secret": VONAGE_SIG,
+        "from_number": "+33700000000", "api_base": provider.url, "attempts": 2}}
+    one = await gateway(tenants=[demo(demo_tenant, channel)])
+    two = await gateway()                                # same Redis and database, another process
+
+    def part(text: str, mid: str, n: int) -> dict[str, str]:
+        p = vonage_params(text, mid)
+        p.update({"concat": "true", "concat-ref": "42", "concat-total": "2", "concat-part": str(n)})
+        data = "".join(f"&{k}={p[k].replace('&', '_').replace('=', '_')}" for k in sorted(p) if k != "sig")
+        p["sig"] = hmac.new(VONAGE_SIG.encode(), data.encode(), hashlib.sha256).hexdigest()
+        return p
+
+    async with one.http.post(f"{one.url}/t/demo/channels/vonage", json=part("sol", "0P01", 1)) as r:
+        assert r.status == 200
+    assert provider.seen == []                            # half a message: no answer yet
+    async with two.http.post(f"{two.url}/t/demo/channels/vonage", json=part("des", "0P02", 2)) as r:
+        assert r.status == 200
+    texts = [dict(s.form)["text"] for s in provider.seen]
+    assert len(texts) == 2 and texts[1].startswith("Pour qui cherchez-vous ?")   # "soldes" started it
+    assert await one.redis.keys("cst:{demo}:vonage:*") == []
