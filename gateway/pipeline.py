@@ -86,6 +86,10 @@ class Pipeline:
         for msg in messages:
             if msg.tenant != rt.slug or msg.channel != ch.instance_id:
                 raise TenantMismatch(f"{ch.type} produced a message for {msg.tenant}/{msg.channel}")
+            if msg.kind == "status" and msg.status == "handback":
+                # The provider's human-agent inbox gave the conversation back to the bot.
+                await self.agent(rt, ch, msg.contact, action="release", agent=f"{ch.type}:inbox")
+                continue
             if msg.kind == "status":
                 statuses.append(Event(type="message.status", tenant=rt.slug, channel=ch.instance_id,
                                       contact=msg.contact, ts=msg.ts or time.time(),

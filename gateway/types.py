@@ -58,7 +58,8 @@ class InboundMessage(msgspec.Struct, omit_defaults=True):
     media: list[Media] = []
     location: Location | None = None
     referral: Referral | None = None
-    status: str = ""          # for kind="status": delivered, read, failed
+    status: str = ""          # for kind="status": delivered, read, failed; "handback" when
+                              # the provider's agent inbox returns the conversation to the bot
     refers_to: str = ""       # for kind="status": our message id it is about
     profile: dict[str, str] = {}  # what the channel tells about the sender (name, locale)
     locale: str = ""

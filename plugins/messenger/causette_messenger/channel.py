@@ -68,6 +68,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     page_username: str = ""            # for m.me links (falls back to page_id)
     link_label: str = "Open"           # label of the button added for a card's url
     handover_app_id: str = PAGE_INBOX_APP_ID   # who gets the thread on a handoff ("" = keep it)
+    app_id: str = ""                   # this bot's Meta app id: the inbox passing the thread
+                                       # to it hands the conversation back to the bot
     human_agent_tag: bool = True       # agents' replies after 24 h go out tagged HUMAN_AGENT (7 days)
     appsecret_proof: bool = False      # the app requires appsecret_proof on Graph calls
     api_base: str = "https://graph.facebook.com"
@@ -177,8 +179,12 @@ class MessengerChannel(Channel):
                                    **base)]
         for name in ("pass_thread_control", "take_thread_control", "request_thread_control"):
             tc = getattr(ev, name)
-            if tc is not None:                 # handover protocol: recorded as an event
-                return [InboundMessage(native_id=f"{name}:{when}", kind="status", status=name,
+            if tc is not None:                 # handover protocol
+                # The inbox passing the thread to us hands the conversation back to the bot.
+                back = name == "pass_thread_control" and tc.new_owner_app_id \
+                    and tc.new_owner_app_id == self.settings.app_id
+                return [InboundMessage(native_id=f"{name}:{when}", kind="status",
+                                       status="handback" if back else name,
                                        payload=str(tc.new_owner_app_id or tc.requested_owner_app_id
                                                    or tc.previous_owner_app_id),
                                        text=tc.metadata, **base)]

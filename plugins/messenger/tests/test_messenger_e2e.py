@@ -29,10 +29,13 @@ async def graph():
         yield fake
 
 
+BOT_APP = "263902037430900"
+
+
 def with_messenger(tenant: dict, graph: FakeProvider) -> dict:
     tenant["channels"].append({"id": "fb", "type": "messenger", "settings": {
         "page_id": PAGE, "page_access_token": "EAAB-e2e-token", "app_secret": SECRET,
-        "verify_token": "e2e-verify", "page_username": "maisonlumiere",
+        "verify_token": "e2e-verify", "page_username": "maisonlumiere", "app_id": BOT_APP,
         "api_base": graph.url, "attempts": 2}})
     tenant["plugins"]["messenger"] = {}   # a channel's plugin is enabled with it
     return tenant
@@ -130,6 +133,15 @@ async def test_handoff_passes_the_thread_to_the_page_inbox(gateway, demo_tenant,
     n = len(graph.requests)
     assert await post(gw, body(standby=[text("h9", "allo ?")])) == 200
     assert len(graph.requests) == n
+    # the agent is done: the inbox passes the thread back to the bot's app, the bot is back
+    back = {"pass_thread_control": {"new_owner_app_id": BOT_APP,
+                                    "previous_owner_app_id": PAGE_INBOX_APP_ID, "metadata": "done"}}
+    assert await post(gw, body(back)) == 200
+    session = await gw.pipeline.state.load_session("demo", "fb", PSID)
+    assert session.human == ""
+    assert await post(gw, body(text("h10", "soldes"))) == 200
+    assert any("Pour qui cherchez-vous" in t for t in
+               (m["message"].get("text", "") for m in messages(graph)[-3:]))
 
 
 @pytest.mark.parametrize("label,secret", [("no signature", None), ("wrong secret", "not-the-secret")])
