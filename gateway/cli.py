@@ -163,7 +163,7 @@ def _plugins(args: argparse.Namespace) -> int:
 def _flows_validate(args: argparse.Namespace) -> int:
     from .plugins import PluginHost
     from .validation import validate_flow_file
-    problems = validate_flow_file(PluginHost(), args.file)
+    problems = validate_flow_file(PluginHost(), args.file, args.channel)
     if args.json:
         print(msgspec.json.encode(problems).decode())
     else:
@@ -282,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     vp = fp.add_parser("validate", help="validate a flow JSON file")
     vp.add_argument("file")
     vp.add_argument("--json", action="store_true")
+    vp.add_argument("--channel", action="append", metavar="TYPE",
+                    help="also lint against this channel type's limits (repeatable: whatsapp, twilio...)")
     gp = fp.add_parser("graph", help="write the flow as Mermaid (.mmd) and SVG (.svg)")
     gp.add_argument("file")
     gp.add_argument("--out", help="path without extension (default: next to the file)")

@@ -33,7 +33,9 @@ def validate_flow(host: "PluginHost", flow: Any,
     return list(engine.validate(flow, steps=host.steps, channels=channels))
 
 
-def validate_flow_file(host: "PluginHost", path: str | Path) -> list[Problem]:
+def validate_flow_file(host: "PluginHost", path: str | Path,
+                       channel_types: "list[str] | None" = None) -> list[Problem]:
+    """Validate a flow file; `channel_types` lints it against those channels' limits."""
     try:
         flow = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -41,4 +43,10 @@ def validate_flow_file(host: "PluginHost", path: str | Path) -> list[Problem]:
     except json.JSONDecodeError as exc:
         return [Problem(path="$", code="json.invalid",
                         message=f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
-    return validate_flow(host, flow)
+    unknown = [t for t in channel_types or () if t not in host.channels]
+    if unknown:
+        return [Problem(path="$", code="channel.unknown_type",
+                        message=f"no installed channel type {t!r} (installed: "
+                                f"{', '.join(sorted(host.channels))})") for t in unknown]
+    caps = {t: host.channels[t].capabilities for t in channel_types or ()}
+    return validate_flow(host, flow, caps)

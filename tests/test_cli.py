@@ -84,3 +84,16 @@ def test_flows_graph_writes_mermaid_and_svg(tmp_path, redis_url):
     mmd, svg = (tmp_path / "soldes.mmd").read_text(), (tmp_path / "soldes.svg").read_text()
     assert mmd.startswith(("flowchart", "graph")) and "Pour qui cherchez-vous" in mmd
     assert svg.lstrip().startswith(("<svg", "<?xml")) and "Femme" in svg
+
+
+def test_flows_validate_lints_against_channel_types(tmp_path, redis_url):
+    flow = json.loads((ROOT / "tenants" / "demo.json").read_text())["flows"][0]
+    f = tmp_path / "soldes.json"
+    f.write_text(json.dumps(flow))
+    out = run(["flows", "validate", "--json", "--channel", "twilio", str(f)], tmp_path, redis_url)
+    assert out.returncode == 0       # warnings only
+    lint = [p for p in json.loads(out.stdout) if p["code"].startswith("channel.")]
+    assert {p["path"] for p in lint} >= {"$.nodes.who.choices", "$.nodes.budget.choices"}
+    assert all("twilio" in p["message"] and p["severity"] == "warning" for p in lint)
+    bad = run(["flows", "validate", "--channel", "pigeon", str(f)], tmp_path, redis_url)
+    assert bad.returncode == 1 and "pigeon" in bad.stdout
