@@ -40,13 +40,13 @@ async def flush_events(state: "State", store: "Store") -> int:
                 if ev is not None and ev.tenant == tenant]
         if good:
             await store.insert_events(good)
-        await state.ack_events({t: (_entry_ids(rows), len(_entry_ids(rows)) == each)
-                                for t, rows in batches.items()})
+        entries = {t: _entry_ids(rows) for t, rows in batches.items()}
+        await state.ack_events({t: (ids, len(ids) == each) for t, ids in entries.items()})
     except Exception as exc:  # the store is down or busy: keep the events, try later
         log.warning("event flush of %d tenants failed: %s", len(tenants), exc)
         await state.requeue_events(tenants)
         return 0
-    return sum(len(_entry_ids(rows)) for rows in batches.values())
+    return sum(len(ids) for ids in entries.values())
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:

@@ -86,7 +86,6 @@ class Channel:
     capabilities: ClassVar[Capabilities] = Capabilities()
     refusal_status: ClassVar[int] = 403            # answer to a bad signature
     bad_request_status: ClassVar[int] = 400        # answer to an unparseable body
-    outbox: ClassVar[int] = 0                      # >0: keep the last N sent payloads for resume
     # SendResult codes meaning "this contact can't be reached on this channel, try another":
     # the gateway then sends the reply through the instance named by the `fallback_channel`
     # setting, if the instance has one (RCS -> SMS, as operators do).

@@ -19,8 +19,9 @@ import msgspec
 from .channels import Channel
 from .flows import Context, StepResult
 from .plugins import FAILED
-from .registry import TenantRuntime, fold
-from .state import Busy, Duplicate
+from .registry import TenantRuntime
+from .state import Duplicate
+from .triggers import fold
 from .types import Event, InboundMessage, Reply, SendResult, Session, Turn
 
 if TYPE_CHECKING:
@@ -410,9 +411,9 @@ class Pipeline:
             log.warning("tenant %s: %s send raised %s", rt.slug, ch.type, type(exc).__name__)
             res = SendResult(status="failed", code="exception", detail=type(exc).__name__)
         if res.status == "failed" and res.code in ch.fallback_codes:
-            res = await self._fallback(rt, ch, ctx, reply, key + ":fb", res)
-            if res.detail.startswith("via "):
-                ctx.record("message.out", status="sent", channel=res.detail[4:],
+            res, via = await self._fallback(rt, ch, ctx, reply, key + ":fb", res)
+            if via:
+                ctx.record("message.out", status="sent", channel=via,
                            text=reply.text[:500], fallback_from=ch.instance_id)
                 return False
         self._record_send(ctx, reply, j, res)
@@ -449,19 +450,20 @@ class Pipeline:
         self._notify(rt, ch, ctx.events)
 
     async def _fallback(self, rt: TenantRuntime, ch: Channel, ctx: Context, reply: Reply,
-                        key: str, failed: SendResult) -> SendResult:
-        """Send a reply through the instance's `fallback_channel` (same tenant only)."""
+                        key: str, failed: SendResult) -> tuple[SendResult, str]:
+        """Send a reply through the instance's `fallback_channel` (same tenant only); returns
+        the outcome and the instance it went through ("" when it did not go)."""
         other = rt.channels.get(getattr(ch.settings, "fallback_channel", "") or "")
         if other is None or other is ch:
-            return failed
+            return failed, ""
         try:
             for j, payload in enumerate(other.render(reply)):
                 res = await other.send(ctx.contact, payload, key=f"{key}:{j}")
                 if res.status != "sent":
-                    return res
+                    return res, ""
         except Exception as exc:
-            return SendResult(status="failed", code="exception", detail=type(exc).__name__)
-        return SendResult(status="sent", detail=f"via {other.instance_id}")
+            return SendResult(status="failed", code="exception", detail=type(exc).__name__), ""
+        return SendResult(status="sent"), other.instance_id
 
     @staticmethod
     def _burst(s: Session, reply: Reply, now: float) -> bool:

@@ -17,7 +17,7 @@ import msgspec
 
 from .channels import Channel
 from .config import FlowVersion, TenantSnapshot
-from .triggers import TriggerIndex, fold  # noqa: F401  (fold re-exported)
+from .triggers import TriggerIndex
 
 if TYPE_CHECKING:
     import aiohttp
@@ -59,8 +59,7 @@ class Registry:
         self._tenants: dict[str, TenantRuntime] = {}
         self._missing: dict[str, float] = {}
         self._loading: dict[str, asyncio.Future] = {}
-        self._compiled: OrderedDict[tuple[str, str, int], Any] = OrderedDict()
-        self._versions: dict[tuple[str, str, int], FlowVersion] = {}
+        self._compiled: OrderedDict[tuple[str, str, int], tuple[FlowVersion, Any]] = OrderedDict()
         self._listener: asyncio.Task | None = None
         self._stopping = False
         self.max_compiled = 50_000
@@ -131,38 +130,34 @@ class Registry:
             rec = await self.store.get_flow(rt.slug, flow_id)
             if rec is None:
                 return None
-            key = (rt.slug, flow_id + "@" + rec.etag, DRAFT)
-            if key not in self._compiled:
-                engine = self.host.engines.get(rec.draft.get("engine", "tree"))
-                if engine is None:
-                    return None
-                self._compiled[key] = engine.compile(rec.draft)
-                self._versions[key] = FlowVersion(id=flow_id, version=DRAFT, definition=rec.draft)
-            return self._versions[key], self._compiled[key]
+            key = (rt.slug, flow_id + "@" + rec.etag, DRAFT)   # a new etag is a new entry
+            return self._compiled.get(key) or \
+                self._compile(key, FlowVersion(id=flow_id, version=DRAFT, definition=rec.draft))
         if not version:
             fv = rt.flows.get(flow_id)
             if fv is None:
                 return None
             version = fv.version
         key = (rt.slug, flow_id, version)
-        compiled = self._compiled.get(key)
-        if compiled is not None:
-            return self._versions[key], compiled
+        hit = self._compiled.get(key)
+        if hit is not None:
+            return hit
         fv = rt.flows.get(flow_id)
         if fv is None or fv.version != version:
             fv = await self.store.get_flow_version(rt.slug, flow_id, version)
             if fv is None:
                 return None
+        return self._compile(key, fv)
+
+    def _compile(self, key: tuple[str, str, int], fv: FlowVersion) -> tuple[FlowVersion, Any] | None:
         engine = self.host.engines.get(fv.definition.get("engine", "tree"))
         if engine is None:
             return None
-        compiled = engine.compile(fv.definition)
-        self._compiled[key] = compiled
-        self._versions[key] = fv
+        entry = (fv, engine.compile(fv.definition))
+        self._compiled[key] = entry
         if len(self._compiled) > self.max_compiled:
-            old, _ = self._compiled.popitem(last=False)
-            self._versions.pop(old, None)
-        return fv, compiled
+            self._compiled.popitem(last=False)
+        return entry
 
     # --- cross-process invalidation --------------------------------------------------------
     async def start(self) -> None:

@@ -12,7 +12,6 @@ import itertools
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis

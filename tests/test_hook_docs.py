@@ -3,7 +3,6 @@ import inspect
 import re
 from pathlib import Path
 
-import pluggy
 
 import gateway.hookspecs as specs
 

@@ -2,7 +2,6 @@
 import asyncio
 import json
 
-import pytest
 
 from gateway.hookspecs import hookimpl
 from gateway.state import conv_key
@@ -187,7 +186,7 @@ async def test_handoff_silences_the_bot_until_released(gateway, provider):
     await gw.pipeline.drain()
     assert provider.texts()[-1] == "Bonjour, Julie ici."
     assert hooks.handoffs[-1] == ("released", "sales")
-    s = await gw.app[__import__("gateway.appkeys", fromlist=["STATE"]).STATE].load_session("acme", "wire", "c1")
+    s = await gw.pipeline.state.load_session("acme", "wire", "c1")
     assert s.human == ""
 
 

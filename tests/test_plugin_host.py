@@ -1,6 +1,5 @@
 """The plugin host: discovery, per-tenant chains in pluggy order, timeouts, isolation, breaker."""
 import asyncio
-import types
 
 import pytest
 
