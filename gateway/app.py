@@ -86,7 +86,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     from .store import Store
     s = app[SETTINGS]
-    app[STORE] = await Store.open(s.db_path, s.secret_bytes())
+    app[STORE] = await Store.open(s.db_path, s.secret_bytes(), events_nice=s.events_nice)
     yield
     await app[STORE].close()
 

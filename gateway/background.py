@@ -16,37 +16,39 @@ if TYPE_CHECKING:
     from .store import Store
 
 log = logging.getLogger("causette.background")
-TENANTS = 200     # tenants claimed per flush round
-ROUND = 2000      # about this many events per round
+TENANTS = 100     # tenants claimed per flush round
+ROUND = 400       # about this many stream entries (turns) per round
 
 
-def _entry_ids(rows: list) -> list[str]:
-    """Stream entry ids of a batch (a turn's entry carries several events: `id`, `id/1`...)."""
-    return [sid for sid, _ in rows if "/" not in sid]
+def _entries(rows: list) -> tuple[str, int]:
+    """The last stream entry id of a batch and how many entries it read (a turn's entry
+    carries several events: `id`, `id/1`...)."""
+    ids = [sid for sid, _ in rows if "/" not in sid]
+    return (ids[-1] if ids else ""), len(ids)
 
 
 async def flush_events(state: "State", store: "Store") -> int:
     """One round: move pending events of up to TENANTS tenants from their Redis streams to
     the store (one pipelined read, one transaction, one pipelined ack); returns how many
-    events the round read. Rounds stay around ROUND events so that, in a serving process,
-    one insert never holds the event loop for long."""
+    stream entries the round read. Rounds stay around ROUND entries: decoding them runs on
+    the event loop, so a round must stay short (about a millisecond) in a serving process."""
     tenants = await state.pending_events(TENANTS)
     if not tenants:
         return 0
-    each = max(20, ROUND // len(tenants))
+    each = max(4, ROUND // len(tenants))
     try:
         batches = await state.read_events(tenants, each)
         good = [(sid, ev) for tenant, rows in batches.items() for sid, ev in rows
                 if ev is not None and ev.tenant == tenant]
         if good:
             await store.insert_events(good)
-        entries = {t: _entry_ids(rows) for t, rows in batches.items()}
-        await state.ack_events({t: (ids, len(ids) == each) for t, ids in entries.items()})
+        entries = {t: _entries(rows) for t, rows in batches.items()}
+        await state.ack_events({t: (last, n == each) for t, (last, n) in entries.items()})
     except Exception as exc:  # the store is down or busy: keep the events, try later
         log.warning("event flush of %d tenants failed: %s", len(tenants), exc)
         await state.requeue_events(tenants)
         return 0
-    return sum(len(ids) for ids in entries.values())
+    return sum(n for _, n in entries.values())
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:

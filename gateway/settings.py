@@ -25,6 +25,7 @@ class Settings(msgspec.Struct, kw_only=True):
     flush_interval: float = 0.5      # seconds between event batches to the store
     timer_interval: float = 0.25     # seconds between scans of due timers
     background: bool = True          # run the event flusher and timer loop in this process
+    events_nice: int = 19            # OS priority of the event batches' thread (Linux; 0 = as the rest)
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -37,6 +38,7 @@ class Settings(msgspec.Struct, kw_only=True):
             database=env.get("CAUSETTE_DATABASE", ""),
             secret=env.get("CAUSETTE_SECRET", ""),
             public_url=env.get("CAUSETTE_PUBLIC_URL", "").rstrip("/"),
+            events_nice=int(env.get("CAUSETTE_EVENTS_NICE", "19")),
         )
         for k, v in overrides.items():
             setattr(s, k, v)

@@ -206,33 +206,41 @@ class State:
             # replies in C (redis-py's Python parsing was most of the flusher's Redis cost).
             replies = await asyncio.gather(*(self.fast.execute("XRANGE", events_key(t), "-", "+",
                                                                "COUNT", count) for t in tenants))
-            replies = [[(sid, dict(zip(f[::2], f[1::2]))) for sid, f in rows] for rows in replies]
         else:
             async with self.redis.pipeline(transaction=False) as p:
                 for tenant in tenants:
                     p.xrange(events_key(tenant), count=count)
-                replies = await p.execute()
+            replies = [[(sid, [k for kv in f.items() for k in kv]) for sid, f in rows]
+                       for rows in await p.execute()]
+        decode = _events_dec.decode
         out: dict[str, list[tuple[str, Event | None]]] = {}
         for tenant, rows in zip(tenants, replies):
             batch: list[tuple[str, Event | None]] = []
             for sid, fields in rows:
-                blob = fields.get(b"e") or fields.get("e")
                 sid = sid.decode() if isinstance(sid, bytes) else sid
                 try:
-                    events = _events_dec.decode(blob)
+                    # Our entries have one field, `e`; anything else is not ours to read.
+                    if len(fields) != 2 or fields[0] not in (b"e", "e"):
+                        raise TypeError(sid)
+                    events = decode(fields[1])
                 except (msgspec.DecodeError, TypeError):
                     batch.append((sid, None))
                     continue
-                batch.extend((sid if n == 0 else f"{sid}/{n}", e) for n, e in enumerate(events))
+                batch.append((sid, events[0]) if events else (sid, None))
+                batch.extend((f"{sid}/{n}", e) for n, e in enumerate(events[1:], 1))
             out[tenant] = batch
         return out
 
-    async def ack_events(self, acks: dict[str, tuple[list[str], bool]]) -> None:
-        """Delete stored events from the streams; tenants with more waiting are re-queued."""
+    async def ack_events(self, acks: dict[str, tuple[str, bool]]) -> None:
+        """Drop stored events from the streams: for each tenant, every entry up to and
+        including the given id (XTRIM MINID: one short command, where XDEL would carry every
+        id); tenants with more waiting are re-queued. Stream ids only grow, so the entries
+        below a read batch's last id are exactly the ones that batch read."""
         async with self.redis.pipeline(transaction=False) as p:
-            for tenant, (ids, more) in acks.items():
-                if ids:
-                    p.xdel(events_key(tenant), *ids)
+            for tenant, (last, more) in acks.items():
+                if last:
+                    ms, _, seq = last.partition("-")
+                    p.execute_command("XTRIM", events_key(tenant), "MINID", f"{ms}-{int(seq or 0) + 1}")
                 if more:
                     p.sadd(EVENT_INDEX, tenant)
             await p.execute()

@@ -125,3 +125,25 @@ async def test_flush_moves_many_tenants_events_in_rounds_and_requeues_the_rest(s
         assert await state.redis.scard("cst:evq") == 0
     finally:
         await store.close()
+
+
+async def test_ack_trims_what_was_read_and_keeps_what_came_after(state):
+    for n in range(5):
+        await state.record("t1", [ev(n)])
+    rows = (await state.read_events(["t1"], 3))["t1"]
+    assert [e.data["n"] for _, e in rows] == [0, 1, 2]
+    await state.record("t1", [ev(5)])           # a turn that lands while the batch is written
+    await state.ack_events({"t1": (rows[-1][0], True)})
+    left = (await state.read_events(["t1"], 100))["t1"]
+    assert [e.data["n"] for _, e in left] == [3, 4, 5]
+    assert await state.redis.sismember("cst:evq", "t1")
+
+
+async def test_an_entry_that_is_not_ours_is_dropped_not_fatal(state):
+    await state.redis.xadd("cst:{t1}:ev", {"x": "1"})
+    await state.redis.xadd("cst:{t1}:ev", {"e": b"\xc1not msgpack"})
+    await state.record("t1", [ev(7), ev(8)])
+    rows = (await state.read_events(["t1"], 100))["t1"]
+    assert [e is None for _, e in rows] == [True, True, False, False]
+    assert [e.data["n"] for _, e in rows[2:]] == [7, 8]
+    assert rows[3][0] == rows[2][0] + "/1"

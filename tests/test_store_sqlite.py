@@ -2,6 +2,7 @@
 flow drafts and versions, idempotent events that create contacts and consent."""
 import asyncio
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -209,3 +210,18 @@ def test_the_sqlite_store_implements_the_whole_backend_interface():
         assert list(inspect.signature(impl).parameters) == list(inspect.signature(proto).parameters), name
     public = {n for n, f in inspect.getmembers(Store, inspect.iscoroutinefunction) if not n.startswith("_")}
     assert public - {"open"} == {n for n, _ in inspect.getmembers(StoreBackend, inspect.iscoroutinefunction)}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are a Linux feature")
+async def test_event_batches_run_on_a_lower_priority_thread(tmp_path):
+    import os
+    import threading
+    s = await Store.open(str(tmp_path / "n.db"), b"x", events_nice=7)
+    try:
+        me = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        assert s.events_nice == max(7, me)
+        assert me < s.events_nice                 # this thread (the event loop's) is untouched
+        seen = await s._ev.execute_fetchall("SELECT cst_lower_priority(1)")
+        assert seen[0][0] == s.events_nice
+    finally:
+        await s.close()

@@ -1,8 +1,11 @@
 """The store on SQLite (aiosqlite, WAL).
 
-Two connections: one writer, whose transactions are serialized by an asyncio lock (so two
-coroutines never interleave statements inside one transaction), and one reader that sees only
-committed data. Every query names its tenant. A PostgreSQL backend implements the same public
+Three connections: one writer, whose transactions are serialized by an asyncio lock (so two
+coroutines never interleave statements inside one transaction); one reader that sees only
+committed data; and one for the event batches of the background flusher, whose thread runs at
+a lower OS priority (`events_nice`), so that under a burst the core goes to answering
+messages and the batches catch up in the gaps (they wait in Redis meanwhile). Every query
+names its tenant. A PostgreSQL backend implements the same public
 methods; nothing outside this package sees SQL.
 """
 from __future__ import annotations
@@ -11,7 +14,10 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import os
 import secrets as pysecrets
+import sys
+import threading
 import time
 import uuid
 from typing import Any, AsyncIterator, Iterable
@@ -68,31 +74,52 @@ def _hash_key(clear: str) -> str:
     return hashlib.sha256(clear.encode()).hexdigest()
 
 
+def _lower_priority(nice: int) -> int:
+    """Runs in a connection's own thread (as an SQL function): on Linux a thread has its own
+    nice value, so this lowers that thread only. Returns the value it got, 0 elsewhere."""
+    if sys.platform != "linux" or nice <= 0:
+        return 0
+    tid = threading.get_native_id()
+    os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), min(nice, 19)))
+    return os.getpriority(os.PRIO_PROCESS, tid)
+
+
 class Store:
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, box: SecretBox,
-                 path: str):
+                 path: str, events: aiosqlite.Connection | None = None):
         self._w, self._r, self._box, self.path = writer, reader, box, path
         self._lock = asyncio.Lock()
+        # Event batches take their own connection and lock when the database is a file: the
+        # admin API's writes never queue behind a batch, only (briefly) wait for its commit.
+        self._ev = events or writer
+        self._ev_lock = self._lock if self._ev is writer else asyncio.Lock()
+        self.events_nice = 0
 
     # --- lifecycle --------------------------------------------------------------------------
     @classmethod
-    async def open(cls, path: str, secret: bytes) -> "Store":
+    async def open(cls, path: str, secret: bytes, *, events_nice: int = 0) -> "Store":
+        """Open (creating and migrating) the database at `path`. `events_nice` > 0 lowers the
+        OS priority of the event batches' thread (Linux), as `causette serve` does."""
         from pathlib import Path
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         box = SecretBox(secret)
         writer = await cls._connect(path)
-        reader = writer
+        reader = events = writer
         try:
             await writer.execute_fetchall("PRAGMA journal_mode=WAL")
             if path != ":memory:":
                 reader = await cls._connect(path)
-            store = cls(writer, reader, box, path)
+                events = await cls._connect(path)
+            store = cls(writer, reader, box, path, events)
             await store._migrate()
+            if events is not writer and events_nice > 0:
+                await events.create_function("cst_lower_priority", 1, _lower_priority)
+                store.events_nice = (await events.execute_fetchall(
+                    "SELECT cst_lower_priority(?)", (events_nice,)))[0][0]
         except BaseException:
-            if reader is not writer:
-                await reader.close()
-            await writer.close()
+            for conn in {id(c): c for c in (events, reader, writer)}.values():
+                await conn.close()
             raise
         return store
 
@@ -105,9 +132,8 @@ class Store:
         return db
 
     async def close(self) -> None:
-        if self._r is not self._w:
-            await self._r.close()
-        await self._w.close()
+        for conn in {id(c): c for c in (self._ev, self._r, self._w)}.values():
+            await conn.close()
 
     async def _migrate(self) -> None:
         async with self._tx() as db:
@@ -126,16 +152,17 @@ class Store:
         return rows[0][0] or 0
 
     @contextlib.asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            await self._w.execute("BEGIN IMMEDIATE")
+    async def _tx(self, events: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        db, lock = (self._ev, self._ev_lock) if events else (self._w, self._lock)
+        async with lock:
+            await db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._w
+                yield db
             except BaseException:
-                await self._w.execute("ROLLBACK")
+                await db.execute("ROLLBACK")
                 raise
             else:
-                await self._w.execute("COMMIT")
+                await db.execute("COMMIT")
 
     async def _bump(self, db: aiosqlite.Connection, tenant: str) -> None:
         await db.execute("UPDATE tenants SET revision = revision + 1, updated_at = ? WHERE slug = ?",
@@ -582,7 +609,7 @@ class Store:
         not several per event."""
         if not rows:
             return 0
-        async with self._tx() as db:
+        async with self._tx(events=True) as db:
             slugs = sorted({ev.tenant for _, ev in rows})
             known: set[str] = set()
             for chunk in _chunks(slugs):
