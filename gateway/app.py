@@ -136,7 +136,7 @@ async def webhook(request: web.Request) -> web.StreamResponse:
         return _problem(404, "Not Found", "no such tenant or channel")
     s = request.app[SETTINGS]
     body = await request.read()
-    url = (s.public_url + request.path_qs) if s.public_url else str(request.url)
+    url = (lambda: s.public_url + request.path_qs) if s.public_url else (lambda: str(request.url))
     hook = Webhook(request.method, url, dict(request.query), request.headers, body)
     if request.method == "GET":
         try:

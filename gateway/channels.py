@@ -8,7 +8,7 @@ payloads go back inline through `respond` when the channel answers in the webhoo
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Any, Awaitable, ClassVar
+from typing import Callable, TYPE_CHECKING, Any, Awaitable, ClassVar
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -38,17 +38,28 @@ class Capabilities(msgspec.Struct, frozen=True, omit_defaults=True):
 
 class Webhook:
     """One HTTP request from a provider, as the channel sees it: raw bytes first."""
-    __slots__ = ("method", "url", "path", "query", "headers", "body", "_form")
+    __slots__ = ("method", "_url", "query", "headers", "body", "_form")
 
-    def __init__(self, method: str, url: str, query: dict[str, str],
+    def __init__(self, method: str, url: "str | Callable[[], str]", query: dict[str, str],
                  headers: "dict[str, str] | Any", body: bytes):
         self.method = method
-        self.url = url            # the public URL the provider called (for URL-signed schemes)
-        self.path = url.split("?", 1)[0]
+        # The public URL the provider called, for URL-signed schemes (Twilio). The gateway
+        # passes a function: building a URL object costs more than most turns' verification.
+        self._url = url
         self.query = query
         self.headers = headers    # case-insensitive mapping
         self.body = body
         self._form: dict[str, str] | None = None
+
+    @property
+    def url(self) -> str:
+        if not isinstance(self._url, str):
+            self._url = self._url()
+        return self._url
+
+    @property
+    def path(self) -> str:
+        return self.url.split("?", 1)[0]
 
     def form(self) -> dict[str, str]:
         """The body as an application/x-www-form-urlencoded mapping (Twilio, Vonage)."""

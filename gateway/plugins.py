@@ -92,6 +92,34 @@ def _selected(name: str) -> bool:
     return name not in blocked
 
 
+class _Resume:
+    """Awaits the rest of a coroutine whose first stretch already ran (it yielded `pending`
+    to the event loop), in the awaiting task, as a Task would drive it."""
+    __slots__ = ("coro", "pending")
+
+    def __init__(self, coro: Any, pending: Any):
+        self.coro, self.pending = coro, pending
+
+    def __await__(self) -> Any:
+        coro, value = self.coro, self.pending
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:     # cancellation (the timeout) goes to the plugin
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
+
+
 class PluginHost:
     """Everything installed, loaded once. Enabling is per tenant (TenantSnapshot.plugins)."""
 
@@ -201,8 +229,17 @@ class PluginHost:
             return FAILED
         try:
             res = fn(**{a: kwargs[a] for a in argnames})
-            if type(res) is CoroutineType or inspect.isawaitable(res):
-                # asyncio.timeout runs the coroutine in this task: no task per plugin call
+            if type(res) is CoroutineType:
+                # The coroutine's first stretch runs here, at once: one that returns without
+                # waiting for anything (the tree engine, most chain hooks) cannot hang and
+                # needs no timer. Otherwise the rest runs under the timeout, in this task.
+                try:
+                    pending = res.send(None)
+                except StopIteration as done:
+                    return done.value
+                async with asyncio.timeout(timeout or self.timeout):
+                    return await _Resume(res, pending)
+            if inspect.isawaitable(res):
                 async with asyncio.timeout(timeout or self.timeout):
                     res = await res
             return res

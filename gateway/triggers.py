@@ -9,6 +9,7 @@ A flow's top-level `triggers` list holds objects:
 """
 from __future__ import annotations
 
+import functools
 import unicodedata
 from typing import Any, Iterable
 
@@ -19,8 +20,17 @@ KINDS = ("keyword", "referral", "start", "widget", "campaign")
 
 def fold(text: str) -> str:
     """Case- and accent-insensitive form, spaces collapsed."""
+    # Every text message is folded to look up keywords, and short ones repeat ("oui",
+    # "bonjour"): those are remembered; long ones would only fill the cache.
+    return _fold_short(text) if len(text) <= 40 else _fold(text)
+
+
+def _fold(text: str) -> str:
     nfkd = unicodedata.normalize("NFKD", text.casefold())
     return " ".join("".join(c for c in nfkd if not unicodedata.combining(c)).split())
+
+
+_fold_short = functools.lru_cache(maxsize=4096)(_fold)
 
 
 class TriggerIndex:

@@ -80,6 +80,56 @@ async def test_raising_and_hanging_plugins_are_isolated_and_counted():
     assert h.failures[("acme", "raises")] == 1 and h.failures[("acme", "hangs")] == 1
 
 
+class Waits:
+    """Awaits several times before answering or failing: the plugin call resumes it."""
+    def __init__(self, fail=False):
+        self.fail = fail
+
+    @hookimpl
+    async def inbound_message(self, ctx):
+        for i in range(3):
+            await asyncio.sleep(0.001 * i)
+            ctx.meta.setdefault("steps", []).append(i)
+        if self.fail:
+            raise ValueError("late failure")
+        return [Reply(text="waited")]
+
+
+class HangsLater:
+    @hookimpl
+    async def inbound_message(self, ctx):
+        await asyncio.sleep(0)
+        try:
+            await asyncio.sleep(60)
+        finally:
+            ctx.meta["cleaned_up"] = True
+
+
+async def test_a_plugin_that_waits_runs_to_its_answer_or_its_failure_or_its_timeout():
+    enabled = frozenset({"p"})
+    c = ctx()
+    res = await host(("p", Waits())).call_first("inbound_message", "acme", enabled, ctx=c, message=msg())
+    assert res[0].text == "waited" and c.meta["steps"] == [0, 1, 2]
+    h = host(("p", Waits(fail=True)))
+    assert await h.call_first("inbound_message", "acme", enabled, ctx=ctx(), message=msg()) is None
+    assert h.failures[("acme", "p")] == 1
+    h, c = host(("p", HangsLater()), timeout=0.05), ctx()
+    assert await h.call_first("inbound_message", "acme", enabled, ctx=c, message=msg()) is None
+    assert h.failures[("acme", "p")] == 1 and c.meta["cleaned_up"]     # cancelled inside
+
+
+async def test_cancelling_the_turn_cancels_the_plugin_it_waits_on():
+    c = ctx()
+    h = host(("p", HangsLater()), timeout=30)
+    task = asyncio.ensure_future(h.call_first("inbound_message", "acme", frozenset({"p"}), ctx=c,
+                                              message=msg()))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert c.meta["cleaned_up"]
+
+
 async def test_breaker_switches_a_failing_plugin_off_for_that_tenant_only():
     h = host(("raises", Raises()), breaker=Breaker(threshold=3, window=60, cooldown=60))
     on = frozenset({"raises"})
