@@ -313,7 +313,7 @@ def profile(srv: Server, tool: str, a: argparse.Namespace) -> dict[str, str]:
     for fmt, ext in formats:
         dest = RAW / f"profile-{srv.name}.{ext}"
         rec = subprocess.Popen([spy, "record", "-p", str(srv.pids[0]), "-d", str(int(a.duration)),
-                                "-r", "200", "-f", fmt, "-o", str(dest), "--nonblocking"],
+                                "-r", "200", "--gil", "-f", fmt, "-o", str(dest), "--nonblocking"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                preexec_fn=lambda: os.sched_setaffinity(0, LOAD_CORE))
         time.sleep(0.5)

@@ -12,7 +12,7 @@ from aiohttp import web
 from . import conversations as c
 from . import flows as f
 from . import tenants as t
-from .http import Route, guard, json_response, problems_middleware
+from .http import Route, guard, json_response, unmatched, with_problems
 from .openapi import openapi_document
 from .wire import (AgentAction, ConversationOut, AgencyKeyCreate, ApplyResult, ChannelCreate, ChannelList, ChannelOut, ChannelPut, FlowDiff, FlowList,
                    FlowOut, GraphOut, InstalledList, KeyCreate, KeyCreated, KeyList, PluginSettingsIn,
@@ -130,9 +130,10 @@ ROUTES: list[Route] = [
 
 
 def create_admin_app() -> web.Application:
-    app = web.Application(middlewares=[problems_middleware])
+    app = web.Application()
     for route in ROUTES:
-        app.router.add_route(route.method, route.path, guard(route))
+        app.router.add_route(route.method, route.path, with_problems(guard(route)))
+    app.router.add_route("*", "/{tail:.*}", with_problems(unmatched))
     return app
 
 

@@ -137,8 +137,8 @@ def require(request: web.Request, role: str) -> None:
         raise ProblemError(403, "Forbidden", f"this needs the {role} role or higher; this key is {key.role}")
 
 
-@web.middleware
-async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every admin error as RFC 9457 problem+json."""
     try:
         return await handler(request)
     except ProblemError as exc:
@@ -154,6 +154,29 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     except Exception:
         log.exception("admin %s %s failed", request.method, request.path)
         return problem_response(ProblemError(500, "Internal Server Error", "the error was logged"), request)
+
+
+def with_problems(handler: Handler) -> Handler:
+    """Wraps one admin handler. A middleware would do the same, but any middleware in a
+    sub-app makes aiohttp run the middleware machinery for every request of the parent app,
+    webhooks included."""
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        return await _problems(request, handler)
+    wrapped.__name__ = getattr(handler, "__name__", "handler")
+    return wrapped
+
+
+async def unmatched(request: web.Request) -> web.StreamResponse:
+    """The admin app's last route: 405 with Allow when another route has this path, else 404."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            _, methods = await resource.resolve(request)
+            allowed |= methods
+    if allowed:
+        raise ProblemError(405, "Method Not Allowed", f"method {request.method} is not allowed here",
+                           headers={"Allow": ",".join(sorted(allowed))})
+    raise ProblemError(404, "Not Found", "no such route")
 
 
 async def invalidate(request: web.Request, slug: str) -> None:

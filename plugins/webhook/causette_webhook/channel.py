@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 import aiohttp
 import msgspec
+from aiohttp import web
 
 from gateway.text import clip, split
 from gateway.channels import Capabilities, Channel, ParseError, Webhook, safe_equal
@@ -67,6 +68,7 @@ class Inbound(msgspec.Struct, omit_defaults=True):
 
 _decoder = msgspec.json.Decoder(Inbound | list[Inbound])
 _encoder = msgspec.json.Encoder()
+_JSON = {"Content-Type": "application/json"}
 
 
 class Outbound(msgspec.Struct, omit_defaults=True):
@@ -140,8 +142,7 @@ class WebhookChannel(Channel):
         return msg
 
     def respond(self, hook: Webhook, inline: list[Any]):  # type: ignore[override]
-        from aiohttp import web
-        return web.Response(body=_encoder.encode(inline), content_type="application/json")
+        return web.Response(body=_encoder.encode(inline), headers=_JSON)
 
     # --- outbound ----------------------------------------------------------------------
     def render(self, reply: Reply) -> list[Any]:
