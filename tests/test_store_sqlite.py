@@ -195,10 +195,50 @@ async def test_events_are_idempotent_and_feed_contacts_and_consent(store):
     assert [(e.status, e.source) for e in ledger] == [("optout", "STOP")]
     await store.insert_events([("2-0", Event(type="message.in", tenant="acme", channel="wa",
                                              contact="+33600000001", ts=20.0))])
-    assert (await store.get_contact("acme", "wa", "+33600000001")).id == c.id
-    assert [e.type for e in await store.list_events("acme")] == ["message.in", "message.out", "consent.optout",
-                                                                  "message.in"]
-    assert await store.count_events("acme", "message.in") == 2
+    known = await store.get_contact("acme", "wa", "+33600000001")
+    assert known.id == c.id and known.last_seen == 20.0        # a known contact, touched
+    # a known contact and a new one in one batch: the new one is created, both are touched
+    await store.insert_events([
+        ("3-0", Event(type="message.in", tenant="acme", channel="wa", contact="+33600000001", ts=30.0)),
+        ("4-0", Event(type="message.in", tenant="acme", channel="wa", contact="+33600000002", ts=31.0,
+                      data={"profile": {"first_name": "Noé"}}))])
+    assert (await store.get_contact("acme", "wa", "+33600000001")).last_seen == 30.0
+    new = await store.get_contact("acme", "wa", "+33600000002")
+    assert new.attributes == {"first_name": "Noé"} and new.last_seen == 31.0
+    await store.insert_events([("5-0", Event(type="message.in", tenant="acme", channel="wa",
+                                             contact="+33600000001", ts=29.0))])
+    assert (await store.get_contact("acme", "wa", "+33600000001")).last_seen == 30.0   # never back
+    await store.insert_events([(f"6-0/{n}" if n else "6-0", Event(type="message.out", tenant="acme", channel="wa",
+                                                                    contact="+33600000002", ts=40.0, data={"n": n}))
+                               for n in range(12)])
+    outs = [e for e in await store.list_events("acme", contact="+33600000002") if e.type == "message.out"]
+    assert [e.data["n"] for e in outs] == list(range(12))     # a turn's events in their order
+    assert [e.type for e in await store.list_events("acme", limit=6)] == [
+        "message.in", "message.out", "consent.optout", "message.in", "message.in", "message.in"]
+    assert await store.count_events("acme", "message.in") == 5
+
+
+async def test_events_written_before_migration_2_are_kept_and_stay_idempotent(tmp_path):
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0][2])
+    db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+               " applied_at REAL NOT NULL)")
+    db.execute("INSERT INTO schema_migrations VALUES (1, ?, 0)", (MIGRATIONS[0][1],))
+    db.execute("INSERT INTO tenants (slug, name, created_at, updated_at) VALUES ('acme', 'Acme', 0, 0)")
+    db.execute("INSERT INTO events (tenant, stream_id, type, channel, contact, ts, data)"
+               " VALUES ('acme', '1-0', 'message.in', 'wa', '+33600000001', 5.0, '{\"text\": \"bonjour\"}')")
+    db.commit()
+    db.close()
+    s = await Store.open(str(path), b"x")
+    try:
+        assert await s.schema_version() == MIGRATIONS[-1][0]
+        [old] = await s.list_events("acme")
+        assert (old.type, old.contact, old.data) == ("message.in", "+33600000001", {"text": "bonjour"})
+        again = Event(type="message.in", tenant="acme", channel="wa", contact="+33600000001", ts=5.0)
+        assert await s.insert_events([("1-0", again), ("2-0", again)]) == 1
+    finally:
+        await s.close()
 
 
 def test_the_sqlite_store_implements_the_whole_backend_interface():

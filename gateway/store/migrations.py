@@ -122,4 +122,28 @@ CREATE INDEX events_type_ts ON events(tenant, type, ts);
 CREATE INDEX events_flow_ts ON events(tenant, flow, version, ts);
 CREATE INDEX events_contact_ts ON events(tenant, channel, contact, ts);
 """),
+    (2, "events keyed by (tenant, stream id), two indexes", """
+-- A row per event is the store's main write: the table is clustered on its natural key
+-- (no rowid, no AUTOINCREMENT counter, no separate UNIQUE index) and keeps the two indexes
+-- its readers use, by type (KPIs) and by contact (conversation views).
+CREATE TABLE events_v2 (
+    tenant      TEXT NOT NULL,
+    stream_id   TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    channel     TEXT NOT NULL,
+    contact     TEXT NOT NULL,
+    ts          REAL NOT NULL,
+    flow        TEXT NOT NULL DEFAULT '',
+    version     INTEGER NOT NULL DEFAULT 0,
+    node        TEXT NOT NULL DEFAULT '',
+    data        TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (tenant, stream_id)
+) WITHOUT ROWID;
+INSERT INTO events_v2 (tenant, stream_id, type, channel, contact, ts, flow, version, node, data)
+    SELECT tenant, stream_id, type, channel, contact, ts, flow, version, node, data FROM events;
+DROP TABLE events;
+ALTER TABLE events_v2 RENAME TO events;
+CREATE INDEX events_type_ts ON events(tenant, type, ts);
+CREATE INDEX events_contact_ts ON events(tenant, contact, ts);
+"""),
 ]

@@ -617,26 +617,22 @@ class Store:
                     f"SELECT slug FROM tenants WHERE slug IN ({','.join('?' * len(chunk))})", chunk))
             # Events of a tenant deleted while they were in flight are dropped.
             rows = [(sid, ev) for sid, ev in rows if ev.tenant in known]
-            # UNIQUE(tenant, stream_id) makes a redelivered batch a no-op; `changes` says how
+            # The key (tenant, stream_id) makes a redelivered batch a no-op; `changes` says how
             # many rows were new.
-            seen: set[tuple[str, str]] = set()
-            new: list[tuple[str, Event]] = []
-            for sid, ev in rows:
-                if (ev.tenant, sid) not in seen:
-                    seen.add((ev.tenant, sid))
-                    new.append((sid, ev))
-            before = db.total_changes
-            if not new:
+            if not rows:
                 return 0
+            before = db.total_changes
             await db.executemany(
                 "INSERT OR IGNORE INTO events (tenant, stream_id, type, channel, contact, ts, flow, version,"
                 " node, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(ev.tenant, sid, ev.type, ev.channel, ev.contact, ev.ts, ev.flow, ev.version, ev.node,
-                  _enc.encode(ev.data).decode()) for sid, ev in new])
+                  _enc.encode(ev.data).decode()) for sid, ev in rows])
             inserted = db.total_changes - before
             if not inserted:
                 return 0
-            touching = [ev for _, ev in new if ev.type == "message.in" or ev.type in _CONSENT]
+            touching = [ev for _, ev in rows if ev.type == "message.in" or ev.type in _CONSENT]
+            if touching and await self._touch_known(db, touching):
+                return inserted
             if touching:
                 ids = await self._contacts_for(db, touching)
                 last: dict[tuple[str, str], float] = {}
@@ -655,6 +651,25 @@ class Store:
                      for ev in touching if ev.type in _CONSENT
                      for cid in (ids[(ev.tenant, ev.channel, ev.contact)],)])
         return inserted
+
+    @staticmethod
+    async def _touch_known(db: aiosqlite.Connection, events: list[Event]) -> bool:
+        """The common case, messages of known contacts and no consent change: one UPDATE per
+        contact, found through its identity. False when the batch needs the full path (a new
+        contact, a consent event); the full path's updates are idempotent."""
+        last: dict[tuple[str, str, str], float] = {}
+        for ev in events:
+            if ev.type != "message.in":
+                return False
+            key = (ev.tenant, ev.channel, ev.contact)
+            if ev.ts > last.get(key, -1.0):
+                last[key] = ev.ts
+        before = db.total_changes
+        await db.executemany(
+            "UPDATE contacts SET last_seen = MAX(last_seen, ?) WHERE tenant = ? AND id = (SELECT contact"
+            " FROM contact_identities WHERE tenant = ? AND channel = ? AND address = ?)",
+            [(ts, t, t, ch, a) for (t, ch, a), ts in last.items()])
+        return db.total_changes - before == len(last)
 
     async def _contacts_for(self, db: aiosqlite.Connection, events: list[Event]) -> dict[tuple[str, str, str], str]:
         """Contact ids of the events' (tenant, channel, address), creating the missing ones
@@ -743,7 +758,8 @@ class Store:
         if contact:
             sql += " AND contact = ?"
             args.append(contact)
-        sql += " ORDER BY ts, seq LIMIT ?"
+        # A turn's events share their entry id (`<id>`, `<id>/1`, ... `<id>/10`): shorter first.
+        sql += " ORDER BY ts, length(stream_id), stream_id LIMIT ?"
         args.append(limit)
         return [Event(type=r["type"], tenant=r["tenant"], channel=r["channel"], contact=r["contact"], ts=r["ts"],
                       flow=r["flow"], version=r["version"], node=r["node"], data=_dec.decode(r["data"]))
