@@ -9,7 +9,7 @@ import inspect
 import json
 import logging
 import weakref
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import aiohttp
 import msgspec
@@ -98,6 +98,16 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[HTTP].close()
 
 
+def _busy(pipeline: Pipeline) -> Callable[[], bool]:
+    """Whether turns ran since the last call: the event flusher keeps its rounds short then."""
+    last = [pipeline.turns]
+
+    def busy() -> bool:
+        ran, last[0] = pipeline.turns != last[0], pipeline.turns
+        return ran
+    return busy
+
+
 async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
     registry = Registry(app[STORE], app[PLUGINS], app[REDIS], app[HTTP], Runtime(app))
@@ -108,7 +118,8 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks = []
     stop = asyncio.Event()
     if s.background:
-        tasks = [asyncio.create_task(event_loop(app[STATE], app[STORE], s.flush_interval, stop)),
+        tasks = [asyncio.create_task(event_loop(app[STATE], app[STORE], s.flush_interval, stop,
+                                                busy=_busy(app[PIPELINE]))),
                  asyncio.create_task(timer_loop(app[STATE], app[PIPELINE], s.timer_interval, stop))]
     yield
     stop.set()

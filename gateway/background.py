@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("causette.background")
 TENANTS = 100     # tenants claimed per flush round
-ROUND = 400       # about this many stream entries (turns) per round
+ROUND = 100       # about this many stream entries (turns) per round while messages are running
+ROUND_IDLE = 1000  # ... and while none is: the store catches up in fewer, larger transactions
 
 
 def _entries(rows: list) -> tuple[str, int]:
@@ -27,15 +28,16 @@ def _entries(rows: list) -> tuple[str, int]:
     return (ids[-1] if ids else ""), len(ids)
 
 
-async def flush_events(state: "State", store: "Store") -> int:
+async def flush_events(state: "State", store: "Store", size: int = ROUND) -> int:
     """One round: move pending events of up to TENANTS tenants from their Redis streams to
     the store (one pipelined read, one transaction, one pipelined ack); returns how many
-    stream entries the round read. Rounds stay around ROUND entries: decoding them runs on
-    the event loop, so a round must stay short (about a millisecond) in a serving process."""
+    stream entries the round read. Rounds stay around `size` entries: decoding them runs on
+    the event loop, so while messages are running a round must stay short (a millisecond or
+    two); the p99 of a burst depends on it (docs/benchmarks.md)."""
     tenants = await state.pending_events(TENANTS)
     if not tenants:
         return 0
-    each = max(4, ROUND // len(tenants))
+    each = max(4, size // len(tenants))
     try:
         batches = await state.read_events(tenants, each)
         good = [(sid, ev) for tenant, rows in batches.items() for sid, ev in rows
@@ -58,18 +60,21 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
         pass
 
 
-async def event_loop(state: "State", store: "Store", interval: float, stop: asyncio.Event) -> None:
+async def event_loop(state: "State", store: "Store", interval: float, stop: asyncio.Event,
+                     busy: "Callable[[], bool]" = lambda: False) -> None:
+    """Flush rounds until `stop`; `busy()` says whether messages are running in this process."""
     # `stop`, not only cancellation, ends the loops: redis-py can swallow a cancellation
     # that arrives while it is connecting.
     while not stop.is_set():
+        size = ROUND if busy() else ROUND_IDLE
         try:
-            moved = await flush_events(state, store)
+            moved = await flush_events(state, store, size)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("event flusher: %s", exc)
             moved = 0
-        if moved < ROUND // 2:
+        if moved < size // 2:
             await _pause(stop, interval)
         else:
             await asyncio.sleep(0)   # a backlog: keep going, but let requests in between

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -293,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
             uvloop.install()
         except ImportError:
             pass
+        # A turn leaves almost no cyclic garbage, yet the default threshold (700 container
+        # allocations) runs a young collection every ~20 turns: ~5% of a turn's CPU, measured.
+        gc.set_threshold(20_000, 10, 10)
         asyncio.run(_serve(args))
         return 0
     if args.cmd == "worker":
