@@ -137,8 +137,9 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
 # --- webhooks -----------------------------------------------------------------------------
 async def webhook(request: web.Request) -> web.StreamResponse:
     tenant, channel_id = request.match_info["tenant"], request.match_info["channel"]
+    registry = request.app[REGISTRY]
     try:
-        rt = await request.app[REGISTRY].get(tenant)
+        rt = registry.cached(tenant) or await registry.get(tenant)
     except Exception:
         log.exception("tenant %s: could not be loaded", tenant)
         return web.Response(status=503, headers={"Retry-After": "30"}, text="temporarily unavailable")
@@ -165,8 +166,8 @@ async def webhook(request: web.Request) -> web.StreamResponse:
         return web.Response(status=ch.refusal_status, text="invalid signature")
     try:
         messages = ch.parse(hook)
-        if inspect.isawaitable(messages):   # a channel may need Redis to parse (multipart SMS)
-            messages = await messages
+        if type(messages) is not list and inspect.isawaitable(messages):
+            messages = await messages       # a channel may need Redis to parse (multipart SMS)
     except (ParseError, ValueError, KeyError, TypeError, msgspec.ValidationError) as exc:
         return web.Response(status=ch.bad_request_status, text=f"unreadable payload: {exc}"[:300])
     try:

@@ -65,6 +65,10 @@ class Registry:
         self.max_compiled = 50_000
 
     # --- tenants -------------------------------------------------------------------------
+    def cached(self, slug: str) -> TenantRuntime | None:
+        """The tenant if this process has it loaded (no await: the webhook's fast path)."""
+        return self._tenants.get(slug)
+
     async def get(self, slug: str) -> TenantRuntime | None:
         rt = self._tenants.get(slug)
         if rt is not None:
