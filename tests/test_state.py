@@ -147,3 +147,37 @@ async def test_an_entry_that_is_not_ours_is_dropped_not_fatal(state):
     assert [e is None for _, e in rows] == [True, True, False, False]
     assert [e.data["n"] for _, e in rows[2:]] == [7, 8]
     assert rows[3][0] == rows[2][0] + "/1"
+
+
+async def test_a_busy_process_flushes_in_short_rounds_an_idle_one_in_long_ones(state, tmp_path):
+    from gateway.apply import apply_tenant
+    from gateway.background import ROUND, ROUND_IDLE, event_loop, flush_events
+    from gateway.config import TenantConfig
+    from gateway.plugins import PluginHost
+    from gateway.store import Store
+    store = await Store.open(str(tmp_path / "s.db"), b"k")
+    try:
+        await apply_tenant(store, PluginHost(), TenantConfig(slug="t1", name="T1"))
+        for n in range(ROUND * 3):
+            await state.record("t1", [ev(n)])
+        assert await flush_events(state, store, ROUND) == ROUND          # while turns run
+        assert await flush_events(state, store, ROUND_IDLE) == ROUND * 2  # the rest at once
+        assert await store.count_events("t1") == ROUND * 3
+        # the loop asks `busy` before each round and stops on `stop`
+        for n in range(5):
+            await state.record("t1", [ev(1000 + n)])
+        asked, stop = [], asyncio.Event()
+
+        def busy():
+            asked.append(1)
+            return True
+        loop = asyncio.create_task(event_loop(state, store, 0.01, stop, busy=busy))
+        for _ in range(200):
+            if await store.count_events("t1") == ROUND * 3 + 5:
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.wait_for(loop, 5)
+        assert await store.count_events("t1") == ROUND * 3 + 5 and asked
+    finally:
+        await store.close()
