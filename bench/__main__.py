@@ -92,10 +92,18 @@ def ensure_botkit(install: bool) -> str:
     return ""
 
 
-def causette_env(data: Path, redis_url: str, port: int) -> dict[str, str]:
+def causette_db(name: str) -> int:
+    """Each Causette configuration keeps its keys in a Redis database of its own: the 1-tenant
+    ones share the tenant slug, and an idle server's event flusher would otherwise move (and
+    pay for) the events of the one being measured."""
+    return ALL.index(name)
+
+
+def causette_env(data: Path, redis_url: str, port: int, db: int) -> dict[str, str]:
     from .tenants import SECRET as GW_SECRET
-    return {"REDIS_URL": redis_url, "CAUSETTE_DATA": str(data), "CAUSETTE_PORT": str(port),
-            "CAUSETTE_HOST": "127.0.0.1", "CAUSETTE_SECRET": GW_SECRET, "PYTHONUNBUFFERED": "1"}
+    return {"REDIS_URL": f"{redis_url.rsplit('/', 1)[0]}/{db}", "CAUSETTE_DATA": str(data),
+            "CAUSETTE_PORT": str(port), "CAUSETTE_HOST": "127.0.0.1", "CAUSETTE_SECRET": GW_SECRET,
+            "PYTHONUNBUFFERED": "1"}
 
 
 def build_server(name: str, redis_url: str, a: argparse.Namespace, notes: list[str]) -> Server | None:
@@ -119,26 +127,26 @@ def build_server(name: str, redis_url: str, a: argparse.Namespace, notes: list[s
     causette = str(VENV_BIN / "causette")
     if name == "causette":
         data = working_copy(1, name)
-        return Server(name, [[causette, "serve"]], port, env=causette_env(data, redis_url, port),
-                      label=LABELS[name], session_match="cst:{bench}:c:*:s")
+        return Server(name, [[causette, "serve"]], port, env=causette_env(data, redis_url, port, causette_db(name)),
+                      label=LABELS[name], session_match="cst:{bench}:c:*:s", db=causette_db(name))
     if name == "causette_10k":
         data = working_copy(a.tenants, name)
-        return Server(name, [[causette, "serve"]], port, env=causette_env(data, redis_url, port),
+        return Server(name, [[causette, "serve"]], port, env=causette_env(data, redis_url, port, causette_db(name)),
                       label=f"Causette ({a.tenants:,} tenants)", tenants=a.tenants,
-                      session_match="cst:{bench-0*}:c:*:s")
+                      session_match="cst:{bench-0*}:c:*:s", db=causette_db(name))
     if name == "causette_2proc":
         data = working_copy(1, name)
         cores = [SERVER_CORE, LOAD_CORE] if NCPU > 1 else [SERVER_CORE, SERVER_CORE]
         return Server(name, [[causette, "serve", "--reuse-port"]] * 2, port,
-                      env=causette_env(data, redis_url, port), cores=cores, label=LABELS[name],
-                      session_match="cst:{bench}:c:*:s")
+                      env=causette_env(data, redis_url, port, causette_db(name)), cores=cores, label=LABELS[name],
+                      session_match="cst:{bench}:c:*:s", db=causette_db(name))
     if name == "causette_worker":
         # The store's writes in a `causette worker` on the other core; its CPU is counted with
         # the server's, so CPU per turn stays the whole cost of a turn.
         data = working_copy(1, name)
         return Server(name, [[causette, "serve", "--no-background"], [causette, "worker"]], port,
-                      env=causette_env(data, redis_url, port), cores=[SERVER_CORE, LOAD_CORE],
-                      label=LABELS[name], session_match="cst:{bench}:c:*:s")
+                      env=causette_env(data, redis_url, port, causette_db(name)), cores=[SERVER_CORE, LOAD_CORE],
+                      label=LABELS[name], session_match="cst:{bench}:c:*:s", db=causette_db(name))
     raise ValueError(name)
 
 
@@ -194,18 +202,21 @@ def measure(srv: Server, redis: BenchRedis, tool: str, a: argparse.Namespace, ta
 
 
 def backlog(redis: BenchRedis) -> int:
-    """Stream entries (turns) whose events are not in the store yet, over every tenant."""
-    r = redis.client()
-    try:
-        keys = list(r.scan_iter(match="cst:{*}:ev", count=10_000))
-        if not keys:
-            return 0
-        p = r.pipeline(transaction=False)
-        for k in keys:
-            p.xlen(k)
-        return int(sum(p.execute()))
-    finally:
-        r.close()
+    """Stream entries (turns) whose events are not in a store yet, over every tenant of every
+    Causette configuration."""
+    total = 0
+    for db in redis.databases():
+        r = redis.client(db)
+        try:
+            keys = list(r.scan_iter(match="cst:{*}:ev", count=10_000))
+            if keys:
+                p = r.pipeline(transaction=False)
+                for k in keys:
+                    p.xlen(k)
+                total += int(sum(p.execute()))
+        finally:
+            r.close()
+    return total
 
 
 def drain(redis: BenchRedis, limit: float = 600.0) -> None:
@@ -220,10 +231,10 @@ def _proc_cpu(pid: int) -> float:
     return cpu_seconds(pid)
 
 
-def sessions(redis: BenchRedis, match: str, sample: int = 200) -> dict[str, Any]:
+def sessions(redis: BenchRedis, match: str, db: int = 0, sample: int = 200) -> dict[str, Any]:
     if not match:
         return {}
-    r = redis.client()
+    r = redis.client(db)
     try:
         keys: list[bytes] = []
         for k in r.scan_iter(match=match, count=1000):
@@ -382,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  f"{r['socket_errors']} socket errors)"))
         for name, srv in servers.items():
             results[name] = {"label": srv.label, **summarize(runs[name]),
-                             **sessions(redis, srv.session_match)}
+                             **sessions(redis, srv.session_match, srv.db)}
             if srv.cold_start_s is not None:
                 results[name]["cold_start_s"] = srv.cold_start_s
             if name != "bare":

@@ -150,9 +150,18 @@ class BenchRedis:
         finally:
             r.close()
 
-    def client(self):
+    def client(self, db: int = 0):
         import redis
-        return redis.Redis(port=self.port, socket_timeout=60)
+        return redis.Redis(port=self.port, db=db, socket_timeout=60)
+
+    def databases(self) -> list[int]:
+        """The databases that hold keys."""
+        import redis
+        r = redis.Redis(port=self.port)
+        try:
+            return sorted(int(k[2:]) for k in r.info("keyspace"))
+        finally:
+            r.close()
 
     def commandstats(self) -> dict[str, int]:
         import redis
@@ -175,8 +184,9 @@ class Server:
 
     def __init__(self, name: str, cmds: list[list[str]], port: int, *, env: dict[str, str] | None = None,
                  cwd: Path | None = None, cores: list[set[int]] | None = None, tenants: int = 1,
-                 session_match: str = "", label: str = ""):
+                 session_match: str = "", label: str = "", db: int = 0):
         self.name, self.cmds, self.port = name, cmds, port
+        self.db = db              # the Redis database its keys live in
         self.label = label or name
         self.env = {**os.environ, **(env or {})}
         self.cwd = cwd or ROOT

@@ -8,6 +8,7 @@ import gc
 import inspect
 import json
 import logging
+import time
 import weakref
 from typing import Any, AsyncIterator, Callable
 
@@ -129,8 +130,12 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         t.cancel()
     await app[PIPELINE].drain()
     with contextlib.suppress(Exception):
-        from .background import flush_events
-        await flush_events(app[STATE], app[STORE])
+        # What this process's last turns recorded goes to the store now when it can be done
+        # quickly; anything left waits in Redis for the next process.
+        from .background import ROUND_IDLE, flush_events
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and await flush_events(app[STATE], app[STORE], ROUND_IDLE):
+            pass
     await registry.stop()
 
 
@@ -237,6 +242,6 @@ def create_app(settings: Settings | None = None, host: PluginHost | None = None)
         else:
             kwargs.pop("allow_head", None)
             app.router.add_route(route.method, full, _guard(plugin, route.handler), **kwargs)
-    from .admin import create_admin_app
-    app.add_subapp("/admin/v1", create_admin_app())
+    from .admin import mount_admin
+    mount_admin(app)
     return app

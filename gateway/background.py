@@ -31,13 +31,18 @@ def _entries(rows: list) -> tuple[str, int]:
 async def flush_events(state: "State", store: "Store", size: int = ROUND) -> int:
     """One round: move pending events of up to TENANTS tenants from their Redis streams to
     the store (one pipelined read, one transaction, one pipelined ack); returns how many
-    stream entries the round read. Rounds stay around `size` entries: decoding them runs on
-    the event loop, so while messages are running a round must stay short (a millisecond or
-    two); the p99 of a burst depends on it (docs/benchmarks.md)."""
-    tenants = await state.pending_events(TENANTS)
+    stream entries the round read."""
+    return (await _round(state, store, size))[0]
+
+
+async def _round(state: "State", store: "Store", size: int) -> tuple[int, bool]:
+    """(entries read, whether more may be waiting). A round reads about `size` entries:
+    decoding them runs on the event loop, so while messages are running a round must stay
+    short (a millisecond or two); the p99 of a burst depends on it (docs/benchmarks.md)."""
+    tenants = await state.pending_events(min(TENANTS, size))
     if not tenants:
-        return 0
-    each = max(4, size // len(tenants))
+        return 0, False
+    each = max(1, size // len(tenants))
     try:
         batches = await state.read_events(tenants, each)
         good = [(sid, ev) for tenant, rows in batches.items() for sid, ev in rows
@@ -45,12 +50,14 @@ async def flush_events(state: "State", store: "Store", size: int = ROUND) -> int
         if good:
             await store.insert_events(good)
         entries = {t: _entries(rows) for t, rows in batches.items()}
-        await state.ack_events({t: (last, n == each) for t, (last, n) in entries.items()})
+        more = {t: n == each for t, (_, n) in entries.items()}
+        await state.ack_events({t: (last, more[t]) for t, (last, _) in entries.items()})
     except Exception as exc:  # the store is down or busy: keep the events, try later
         log.warning("event flush of %d tenants failed: %s", len(tenants), exc)
         await state.requeue_events(tenants)
-        return 0
-    return sum(n for _, n in entries.values())
+        return 0, False
+    # Tenants not claimed this round, or some claimed with more waiting: go on at once.
+    return sum(n for _, n in entries.values()), len(tenants) == min(TENANTS, size) or any(more.values())
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
@@ -68,16 +75,16 @@ async def event_loop(state: "State", store: "Store", interval: float, stop: asyn
     while not stop.is_set():
         size = ROUND if busy() else ROUND_IDLE
         try:
-            moved = await flush_events(state, store, size)
+            _, more = await _round(state, store, size)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("event flusher: %s", exc)
-            moved = 0
-        if moved < size // 2:
-            await _pause(stop, interval)
-        else:
+            more = False
+        if more:
             await asyncio.sleep(0)   # a backlog: keep going, but let requests in between
+        else:
+            await _pause(stop, interval)
 
 
 async def timer_loop(state: "State", pipeline: "Pipeline", interval: float,

@@ -80,6 +80,8 @@ async def _worker(args: argparse.Namespace) -> None:
     s = _settings(args)
     s.redis_url = _running_redis(s)
     s.background = True
+    if "CAUSETTE_EVENTS_NICE" not in os.environ:
+        s.events_nice = 0      # writing events is this process's job: no reason to yield it
     runner = web.AppRunner(create_app(s))
     await runner.setup()
     print("Causette worker: flushing events and firing timers", flush=True)

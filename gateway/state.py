@@ -210,8 +210,8 @@ class State:
             async with self.redis.pipeline(transaction=False) as p:
                 for tenant in tenants:
                     p.xrange(events_key(tenant), count=count)
-            replies = [[(sid, [k for kv in f.items() for k in kv]) for sid, f in rows]
-                       for rows in await p.execute()]
+                replies = [[(sid, [k for kv in f.items() for k in kv]) for sid, f in rows]
+                           for rows in await p.execute()]
         decode = _events_dec.decode
         out: dict[str, list[tuple[str, Event | None]]] = {}
         for tenant, rows in zip(tenants, replies):
@@ -233,13 +233,13 @@ class State:
 
     async def ack_events(self, acks: dict[str, tuple[str, bool]]) -> None:
         """Drop stored events from the streams: for each tenant, every entry up to and
-        including the given id (XTRIM MINID: one short command, where XDEL would carry every
-        id); tenants with more waiting are re-queued. Stream ids only grow, so the entries
-        below a read batch's last id are exactly the ones that batch read."""
+        including the given id (XTRIM MINID, Redis 6.2+: one short command, where XDEL would
+        carry every id); tenants with more waiting are re-queued. Stream ids only grow, so the
+        entries below a read batch's last id are exactly the ones that batch read."""
         async with self.redis.pipeline(transaction=False) as p:
             for tenant, (last, more) in acks.items():
                 if last:
-                    ms, _, seq = last.partition("-")
+                    ms, _, seq = last.split("/", 1)[0].partition("-")   # an entry id, or one of its events
                     p.execute_command("XTRIM", events_key(tenant), "MINID", f"{ms}-{int(seq or 0) + 1}")
                 if more:
                     p.sadd(EVENT_INDEX, tenant)

@@ -7,7 +7,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.admin import ROUTES, create_admin_app
+from gateway.admin import ROUTES, mount_admin
 from gateway.appkeys import PLUGINS, STORE
 from gateway.plugins import PluginHost
 from gateway.store import Store
@@ -42,7 +42,7 @@ async def admin(tmp_path, host):
     store = await Store.open(str(tmp_path / "c.db"), b"test-secret")
     app = web.Application()
     app[STORE], app[PLUGINS] = store, host
-    app.add_subapp("/admin/v1", create_admin_app())
+    mount_admin(app)
     client = TestClient(TestServer(app))
     await client.start_server()
     yield Admin(client, store, await store.create_key(None, "agency"))
@@ -200,6 +200,10 @@ async def test_malformed_oversized_and_wrong_type_bodies_are_problems(admin):
     assert (s, ct) == (400, PROBLEM)
     s, ct, p, _ = await admin.call("GET", "/no/such/route")
     assert (s, ct) == (404, PROBLEM)
+    async with admin.client.get("/admin/v1") as r:          # the prefix itself
+        assert (r.status, r.headers["Content-Type"]) == (404, PROBLEM)
+    s, ct, p, hdr = await admin.call("HEAD", "/tenants")
+    assert s == 405 and "GET" in hdr["Allow"]
     s, ct, p, hdr = await admin.call("DELETE", "/plugins")
     assert (s, ct) == (405, PROBLEM) and "GET" in hdr["Allow"]
     assert await admin.store.list_tenant_slugs() == []

@@ -7,7 +7,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.admin import create_admin_app
+from gateway.admin import mount_admin
 from gateway.appkeys import PLUGINS, STORE
 from gateway.plugins import PluginHost
 from gateway.store import Store
@@ -63,7 +63,7 @@ async def api(tmp_path, price_api):
     store = await Store.open(str(tmp_path / "c.db"), b"test-secret")
     app = web.Application()
     app[STORE], app[PLUGINS] = store, PluginHost()
-    app.add_subapp("/admin/v1", create_admin_app())
+    mount_admin(app)
     client = TestClient(TestServer(app))
     await client.start_server()
     from gateway.store import TenantInfo

@@ -181,3 +181,15 @@ async def test_a_busy_process_flushes_in_short_rounds_an_idle_one_in_long_ones(s
         assert await store.count_events("t1") == ROUND * 3 + 5 and asked
     finally:
         await store.close()
+
+
+async def test_events_read_and_trimmed_through_redis_py_too(state):
+    """Without the lean client (TLS, unix socket) the flusher reads through redis-py."""
+    st = State(state.redis, fast=False)
+    assert st.fast is None
+    for n in range(3):
+        await st.record("t1", [ev(n), ev(10 + n)])
+    rows = (await st.read_events(["t1"], 2))["t1"]
+    assert [e.data["n"] for _, e in rows] == [0, 10, 1, 11]
+    await st.ack_events({"t1": (rows[-1][0], True)})
+    assert [e.data["n"] for _, e in (await st.read_events(["t1"], 10))["t1"]] == [2, 12]

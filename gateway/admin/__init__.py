@@ -1,7 +1,7 @@
 """The admin API (`/admin/v1`): one route table drives routing, auth, the OpenAPI document
 and the security test that walks every route with a foreign tenant's key.
 
-    app.add_subapp("/admin/v1", create_admin_app())
+    mount_admin(app)      # the sub-app under /admin/v1
 
 Handlers read the store, the plugin host and the registry from `request.config_dict`.
 """
@@ -137,4 +137,14 @@ def create_admin_app() -> web.Application:
     return app
 
 
-__all__ = ["create_admin_app", "ROUTES", "Route"]
+PREFIX = "/admin/v1"
+
+
+def mount_admin(app: web.Application) -> None:
+    """Mount the admin API on `app` under /admin/v1. The sub-app's catch-all answers below
+    the prefix; the prefix itself needs a route of the parent's."""
+    app.router.add_route("*", PREFIX, with_problems(unmatched))
+    app.add_subapp(PREFIX, create_admin_app())
+
+
+__all__ = ["create_admin_app", "mount_admin", "ROUTES", "Route"]
