@@ -19,6 +19,7 @@ log = logging.getLogger("causette.background")
 TENANTS = 100     # tenants claimed per flush round
 ROUND = 100       # about this many stream entries (turns) per round while messages are running
 ROUND_IDLE = 1000  # ... and while none is: the store catches up in fewer, larger transactions
+PER_TENANT = 10    # entries read per claimed tenant, at least
 
 
 def _entries(rows: list) -> tuple[str, int]:
@@ -39,10 +40,13 @@ async def _round(state: "State", store: "Store", size: int) -> tuple[int, bool]:
     """(entries read, whether more may be waiting). A round reads about `size` entries:
     decoding them runs on the event loop, so while messages are running a round must stay
     short (a millisecond or two); the p99 of a burst depends on it (docs/benchmarks.md)."""
-    tenants = await state.pending_events(min(TENANTS, size))
+    # Each claimed tenant costs a read and a trim: claim few enough that each brings several
+    # entries (a burst over thousands of tenants leaves a few per tenant).
+    claim = max(1, min(TENANTS, size // PER_TENANT))
+    tenants = await state.pending_events(claim)
     if not tenants:
         return 0, False
-    each = max(1, size // len(tenants))
+    each = max(PER_TENANT, size // len(tenants))
     try:
         batches = await state.read_events(tenants, each)
         good = [(sid, ev) for tenant, rows in batches.items() for sid, ev in rows
@@ -57,7 +61,7 @@ async def _round(state: "State", store: "Store", size: int) -> tuple[int, bool]:
         await state.requeue_events(tenants)
         return 0, False
     # Tenants not claimed this round, or some claimed with more waiting: go on at once.
-    return sum(n for _, n in entries.values()), len(tenants) == min(TENANTS, size) or any(more.values())
+    return sum(n for _, n in entries.values()), len(tenants) == claim or any(more.values())
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
