@@ -123,7 +123,9 @@ async def gateway(redis_url: str, tmp_path: Path) -> AsyncIterator[Any]:
         the installed ones, as a third party's would be."""
         opts: dict[str, Any] = dict(plugin_timeout=5.0, host="127.0.0.1", port=0, data_dir=str(tmp_path / "var"),
                                     redis_url=redis_url, database=db, secret="test-secret",
-                                    flush_interval=0.05, timer_interval=0.05, lock_wait=10.0)
+                                    flush_interval=0.05, timer_interval=0.05, lock_wait=10.0,
+                                    # tests wait for the store: its writer yields to nobody here
+                                    events_nice=0)
         opts.update(overrides)
         settings = Settings(**opts)
         from .plugins import PluginHost
