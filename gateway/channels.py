@@ -7,6 +7,7 @@ payloads go back inline through `respond` when the channel answers in the webhoo
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 from typing import Callable, TYPE_CHECKING, Any, Awaitable, ClassVar
 from urllib.parse import parse_qsl
@@ -79,6 +80,32 @@ def safe_equal(a: str | bytes, b: str | bytes) -> bool:
     if isinstance(b, str):
         b = b.encode()
     return hmac.compare_digest(a, b)
+
+
+def sha256_signature(secret: str | bytes, body: bytes) -> str:
+    """`sha256=<hex HMAC-SHA256 of body>`: the signature header of Meta's webhooks
+    (X-Hub-Signature-256: WhatsApp, Messenger) and of the generic webhook channel."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def sha256_signature_ok(body: bytes, given: str, secret: str) -> bool:
+    """Whether `given` is `sha256_signature(secret, body)`, in constant time; unsigned traffic
+    and a channel without a secret are refused."""
+    if not secret or not given:
+        return False
+    return safe_equal(sha256_signature(secret, body), given)
+
+
+def hub_handshake(hook: Webhook, verify_token: str) -> "web.Response":
+    """Meta's webhook subscription check (WhatsApp, Messenger): echo `hub.challenge` when
+    `hub.mode` is subscribe and `hub.verify_token` is the instance's token, else 403."""
+    from aiohttp import web
+    q = hook.query
+    if q.get("hub.mode") == "subscribe" and verify_token and \
+            safe_equal(q.get("hub.verify_token", ""), verify_token):
+        return web.Response(text=q.get("hub.challenge", ""), content_type="text/plain")
+    return web.Response(status=403, text="verification failed")
 
 
 class NoSettings(msgspec.Struct, forbid_unknown_fields=True):

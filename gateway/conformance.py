@@ -124,6 +124,12 @@ class Recorded(msgspec.Struct):
     def json(self) -> Any:
         return msgspec.json.decode(self.body)
 
+    @property
+    def form(self) -> list[tuple[str, str]]:
+        """An application/x-www-form-urlencoded body as (name, value) pairs, in order."""
+        from urllib.parse import parse_qsl
+        return parse_qsl(self.body.decode(), keep_blank_values=True)
+
     def __getitem__(self, field: str) -> Any:
         """`rec["body"]` as well as `rec.body`, for table-driven tests."""
         return getattr(self, field)
@@ -132,14 +138,15 @@ class Recorded(msgspec.Struct):
 class FakeProvider:
     """A provider API on 127.0.0.1: records every request and answers from a script.
 
-    `answer(...)` queues one answer; when the script is empty, `default(request)` answers
+    `answer(...)` queues one answer (after `delay` seconds, or no answer at all but a cut
+    connection with `drop=True`); when the script is empty, `default(request)` answers
     (200 {} unless set). `routes[path]` handles special endpoints (token minting) without
     recording them. Use as `async with FakeProvider() as fake:`.
     """
 
     def __init__(self, default: Callable[[Recorded], tuple[int, Any]] | None = None) -> None:
         self.requests: list[Recorded] = []
-        self.script: deque[tuple[int, Any, dict[str, str], float]] = deque()
+        self.script: deque[tuple[int, Any, dict[str, str], float, bool]] = deque()
         self.routes: dict[str, Callable[[web.Request, bytes], Any]] = {}
         self.default = default or (lambda r: (200, {}))
         self.server: TestServer | None = None
@@ -150,9 +157,9 @@ class FakeProvider:
         return str(self.server.make_url("")).rstrip("/")
 
     def answer(self, status: int = 200, json: Any = None, headers: dict[str, str] | None = None,
-               delay: float = 0.0, times: int = 1) -> None:
+               delay: float = 0.0, times: int = 1, drop: bool = False) -> None:
         for _ in range(times):
-            self.script.append((status, {} if json is None else json, headers or {}, delay))
+            self.script.append((status, {} if json is None else json, headers or {}, delay, drop))
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -161,11 +168,15 @@ class FakeProvider:
         rec = Recorded(request.method, request.path, dict(request.query), dict(request.headers), body)
         self.requests.append(rec)
         if self.script:
-            status, js, headers, delay = self.script.popleft()
+            status, js, headers, delay, drop = self.script.popleft()
         else:
-            (status, js), headers, delay = self.default(rec), {}, 0.0
+            (status, js), headers, delay, drop = self.default(rec), {}, 0.0, False
         if delay:
             await asyncio.sleep(delay)
+        if drop:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
         return web.json_response(js, status=status, headers=headers)
 
     async def start(self) -> FakeProvider:

@@ -49,7 +49,9 @@ async def test_wait_node_and_no_answer_timeout_run_from_durable_timers(gateway, 
 
 async def test_timers_survive_a_restart(gateway, provider):
     slow = copy.deepcopy(WAITER)
-    slow["nodes"]["pause"]["for"] = 1.0
+    # due well after the first process has stopped, however slow the machine (at 1 s, a busy CI
+    # machine once let the first process fire it before it stopped)
+    slow["nodes"]["pause"]["for"] = 2.0
     gw = await gateway(tenants=[tenant("acme", provider, flows=(slow,))], plugins=[("wire", WirePlugin())])
     await post(gw, "acme", {"id": "m1", "sender": "c1", "text": "salut"})
     await gw.runner.cleanup()                       # the process stops before the timer is due

@@ -18,7 +18,8 @@ from urllib.parse import quote
 import msgspec
 
 from gateway.text import clip, split
-from gateway.channels import Capabilities, Channel, ParseError, Webhook, safe_equal
+from gateway.channels import (Capabilities, Channel, ParseError, Webhook, hub_handshake,
+                              sha256_signature_ok)
 from gateway.types import (
     Card,
     Choice,
@@ -78,10 +79,6 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     attempts: int = 3                  # provider calls per send on 429 / 5xx / throttling
 
 
-def signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 def _referral(r: wire.Referral) -> Referral:
     return Referral(source=REFERRAL_SOURCES.get(r.source, r.source.lower()),
                     ref=r.ref or r.ad_id, url=r.referer_uri)
@@ -108,20 +105,11 @@ class MessengerChannel(Channel):
 
     # --- inbound -----------------------------------------------------------------------
     async def handshake(self, hook: Webhook):
-        from aiohttp import web
-        q = hook.query
-        token = self.settings.verify_token
-        if (q.get("hub.mode") == "subscribe" and token
-                and safe_equal(q.get("hub.verify_token", ""), token)):
-            return web.Response(text=q.get("hub.challenge", ""), content_type="text/plain")
-        return web.Response(status=403, text="verification failed")
+        return hub_handshake(hook, self.settings.verify_token)
 
     def verify(self, hook: Webhook) -> bool:
-        secret = self.settings.app_secret
-        given = hook.headers.get("X-Hub-Signature-256", "")
-        if not secret or not given:
-            return False                       # never accept unsigned traffic
-        return safe_equal(signature(secret, hook.body), given)
+        return sha256_signature_ok(hook.body, hook.headers.get("X-Hub-Signature-256", ""),
+                                   self.settings.app_secret)
 
     def parse(self, hook: Webhook) -> list[InboundMessage]:
         try:

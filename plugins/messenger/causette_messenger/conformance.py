@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gateway.channels import sha256_signature as signature
 from gateway.conformance import Recorded, make_webhook
 
-from .channel import MessengerChannel, signature
+from .channel import MessengerChannel
 
 PAGE_ID = "104293835684410"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from causette_messenger.channel import PAGE_INBOX_APP_ID, signature
+from causette_messenger.channel import PAGE_INBOX_APP_ID
 
+from gateway.channels import sha256_signature as signature
 from gateway.conformance import FakeProvider
 
 SECRET = "e2e-app-secret"

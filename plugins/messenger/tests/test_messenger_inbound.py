@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from causette_messenger.channel import MessengerChannel, Settings, signature
+from causette_messenger.channel import MessengerChannel, Settings
 
 from gateway.channels import ParseError
+from gateway.channels import sha256_signature as signature
 from gateway.conformance import make_webhook
 from gateway.types import InboundMessage, Location, Media, Referral
 

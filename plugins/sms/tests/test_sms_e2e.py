@@ -81,7 +81,7 @@ async def test_demo_flow_over_twilio_twiml(gateway, demo_tenant, provider):
     assert after_email[-1] == "Ça vous tente ?\n1. Je commande\n2. Un conseiller\n3. Plus tard"
     [done] = await phone.text("1")
     assert done.startswith("Parfait ! Finalisez votre commande ici : https://boutique.example/soldes/men")
-    assert provider.seen == []          # TwiML mode: no API call at all
+    assert provider.requests == []          # TwiML mode: no API call at all
 
     # Twilio retries a webhook it did not see answered: the same MessageSid gets no second reply.
     again = await phone.text("Soldes", sid="SM-retried-0001")
@@ -124,19 +124,19 @@ async def test_advanced_opt_out_is_not_confirmed_twice(gateway, demo_tenant, pro
 
 
 async def test_rest_mode_sends_through_the_api_and_reads_statuses(gateway, demo_tenant, provider):
-    provider.default = lambda seen: (201, {"sid": f"SM{len(provider.seen):04d}", "status": "queued"})
+    provider.default = lambda seen: (201, {"sid": f"SM{len(provider.requests):04d}", "status": "queued"})
     channel = twilio_channel(api_base=provider.url, reply_mode="rest",
                              status_callback=f"{PUBLIC}/t/demo/channels/sms")
     gw = await gateway(tenants=[demo(demo_tenant, channel)], public_url=PUBLIC)
     phone = Phone(gw)
     assert await phone.text("soldes") == []                 # empty TwiML: replies went through REST
-    assert [s.path for s in provider.seen] == [f"/2010-04-01/Accounts/{SID}/Messages.json"] * 2
-    forms = [dict(s.form) for s in provider.seen]
+    assert [s.path for s in provider.requests] == [f"/2010-04-01/Accounts/{SID}/Messages.json"] * 2
+    forms = [dict(s.form) for s in provider.requests]
     assert forms[1] == {"To": PHONE, "From": "+33700000000",
                         "Body": "Pour qui cherchez-vous ?\n1. Femme\n2. Homme\n3. Enfant",
                         "StatusCallback": f"{PUBLIC}/t/demo/channels/sms"}
     expected = "Basic " + base64.b64encode(f"{SID}:{TOKEN}".encode()).decode()
-    assert all(s.headers["Authorization"] == expected for s in provider.seen)
+    assert all(s.headers["Authorization"] == expected for s in provider.requests)
 
     status = [("MessageSid", "SM0002"), ("MessageStatus", "delivered"), ("SmsStatus", "delivered"),
               ("AccountSid", SID), ("From", "+33700000000"), ("To", PHONE)]
@@ -155,7 +155,7 @@ async def test_provider_errors_are_retried_then_reported(gateway, demo_tenant, p
     provider.answer(201, {"sid": "SMok1"})
     provider.answer(400, {"code": 21610, "message": "Attempt to send to unsubscribed recipient"})
     assert await phone.text("soldes") == []
-    assert len(provider.seen) == 3
+    assert len(provider.requests) == 3
     await gw.flush_events()
     sent = await gw.store.list_events("demo", type="message.out")
     stopped = await gw.store.list_events("demo", type="send.stopped")
@@ -177,7 +177,7 @@ async def test_bad_signatures_are_refused_and_change_nothing(gateway, demo_tenan
     internal = twilio_sign(gw.url + phone.path, pairs)
     assert (await phone.post(pairs, signature=internal))[0] == 403
     assert await gw.pipeline.state.load_session("demo", "sms", PHONE) is None
-    assert provider.seen == []
+    assert provider.requests == []
 
 
 def vonage_params(text: str, mid: str) -> dict[str, str]:
@@ -192,7 +192,7 @@ def vonage_params(text: str, mid: str) -> dict[str, str]:
 
 async def test_demo_flow_over_vonage(gateway, demo_tenant, provider):
     provider.default = lambda seen: (200, {"message-count": "1", "messages": [
-        {"to": "33611223344", "message-id": f"0A{len(provider.seen):04d}", "status": "0"}]})
+        {"to": "33611223344", "message-id": f"0A{len(provider.requests):04d}", "status": "0"}]})
     channel = {"id": "vonage", "type": "vonage", "settings": {
         "api_key": "e2ekey01", "api_secret": "e2e-vonage-api-secret", "signature_secret": VONAGE_SIG,
         "from_number": "+33700000000", "api_base": provider.url, "attempts": 2}}
@@ -205,23 +205,23 @@ async def test_demo_flow_over_vonage(gateway, demo_tenant, provider):
 
     assert await text("soldes", "0C01") == 200
     assert await text("soldes", "0C01") == 200          # Vonage's retry: no second answer
-    texts = [dict(s.form)["text"] for s in provider.seen]
+    texts = [dict(s.form)["text"] for s in provider.requests]
     assert len(texts) == 2 and texts[1] == "Pour qui cherchez-vous ?\n1. Femme\n2. Homme\n3. Enfant"
-    first = dict(provider.seen[0].form)
+    first = dict(provider.requests[0].form)
     assert first["type"] == "unicode" and first["to"] == "33611223344" and first["from"] == "33700000000"
     assert re.fullmatch(r".+:0:0", first["client-ref"])
 
     assert await text("1", "0C02") == 200
-    assert dict(provider.seen[-1].form)["text"].startswith("Quel est votre budget ?\n1. Moins de 50 €")
+    assert dict(provider.requests[-1].form)["text"].startswith("Quel est votre budget ?\n1. Moins de 50 €")
 
     bad = vonage_params("soldes", "0C03")
     bad["sig"] = "0" * 64
     async with gw.http.post(url, json=bad) as r:
         assert r.status == 401
-    assert len(provider.seen) == 3
+    assert len(provider.requests) == 3
 
     assert await text("STOP", "0C04") == 200
-    assert dict(provider.seen[-1].form)["text"].startswith("Maison Lumière : vous ne recevrez plus")
+    assert dict(provider.requests[-1].form)["text"].startswith("Maison Lumière : vous ne recevrez plus")
     session = await gw.pipeline.state.load_session("demo", "vonage", PHONE)
     assert session is not None and session.stopped
 
@@ -229,7 +229,7 @@ async def test_demo_flow_over_vonage(gateway, demo_tenant, provider):
 async def test_vonage_long_sms_parts_on_two_processes_make_one_message(gateway, demo_tenant, provider):
     """Each part of a long SMS is its own webhook, and may reach another gateway process."""
     provider.default = lambda seen: (200, {"message-count": "1", "messages": [
-        {"to": "33611223344", "message-id": f"0B{len(provider.seen):04d}", "status": "0"}]})
+        {"to": "33611223344", "message-id": f"0B{len(provider.requests):04d}", "status": "0"}]})
     channel = {"id": "vonage", "type": "vonage", "settings": {
         "api_key": "e2ekey01", "api_secret": "e2e-vonage-api-secret", "signature_secret": VONAGE_SIG,
         "from_number": "+33700000000", "api_base": provider.url, "attempts": 2}}
@@ -245,9 +245,9 @@ async def test_vonage_long_sms_parts_on_two_processes_make_one_message(gateway, 
 
     async with one.http.post(f"{one.url}/t/demo/channels/vonage", json=part("sol", "0P01", 1)) as r:
         assert r.status == 200
-    assert provider.seen == []                            # half a message: no answer yet
+    assert provider.requests == []                            # half a message: no answer yet
     async with two.http.post(f"{two.url}/t/demo/channels/vonage", json=part("des", "0P02", 2)) as r:
         assert r.status == 200
-    texts = [dict(s.form)["text"] for s in provider.seen]
+    texts = [dict(s.form)["text"] for s in provider.requests]
     assert len(texts) == 2 and texts[1].startswith("Pour qui cherchez-vous ?")   # "soldes" started it
     assert await one.redis.keys("cst:{demo}:vonage:*") == []

@@ -29,6 +29,11 @@ def error(code: int, message: str) -> dict:
     return {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": 400}
 
 
+# Answers for FakeProvider.answer(*a): one that comes after the client's timeout, and a
+# connection cut without an answer.
+SLOW = (504, None, None, 5.0)
+DROP = (0, None, None, 0.0, 1, True)
+
 # label, settings overrides, reply, scripted answers, expected forms (one per request), outcome
 CASES = [
     ("text from a number", {}, Reply(text="Bonjour !"), [(201, created("SM1"))],
@@ -50,9 +55,9 @@ CASES = [
      [[("To", TO), ("From", "+33700000000"), ("Body", "Hi")]] * 2, {"status": "sent", "provider_id": "SM4"}),
     ("500 three times", {}, Reply(text="Hi"), [(500, {})] * 3,
      [[("To", TO), ("From", "+33700000000"), ("Body", "Hi")]] * 3, {"status": "retry", "code": "500"}),
-    ("timeout then created", {"timeout": 0.3}, Reply(text="Hi"), [(0, "slow"), (201, created("SM6"))],
+    ("timeout then created", {"timeout": 0.3}, Reply(text="Hi"), [SLOW, (201, created("SM6"))],
      [[("To", TO), ("From", "+33700000000"), ("Body", "Hi")]] * 2, {"status": "sent", "provider_id": "SM6"}),
-    ("connection cut then created", {}, Reply(text="Hi"), [(0, "drop"), (201, created("SM5"))],
+    ("connection cut then created", {}, Reply(text="Hi"), [DROP, (201, created("SM5"))],
      [[("To", TO), ("From", "+33700000000"), ("Body", "Hi")]] * 2, {"status": "sent", "provider_id": "SM5"}),
     ("long Retry-After is handed back", {}, Reply(text="Hi"),
      [(429, error(20429, "Too Many Requests"), {"Retry-After": "120"})],
@@ -84,8 +89,8 @@ async def test_send(provider, http, caplog, label, over, reply, answers, forms, 
     assert len(payloads) == 1
     result = await ch.send(TO, payloads[0], key="k1:0:0")
     assert result == msgspec.convert(outcome, SendResult)
-    assert [s.form for s in provider.seen] == forms
-    for s in provider.seen:
+    assert [s.form for s in provider.requests] == forms
+    for s in provider.requests:
         assert (s.method, s.path) == ("POST", PATH)
         assert s.headers["Authorization"] == basic(SID, TOKEN)
         assert s.headers["Content-Type"] == "application/x-www-form-urlencoded"
@@ -101,7 +106,7 @@ async def test_api_key_credentials(provider, http):
     ch = TwilioChannel("acme", "sms", settings, http)
     result = await ch.send(TO, ch.render(Reply(text="x"))[0], key="k")
     assert result.status == "sent"
-    assert provider.seen[0].headers["Authorization"] == basic("SK0001", "sk-secret-value")
+    assert provider.requests[0].headers["Authorization"] == basic("SK0001", "sk-secret-value")
 
 
 async def test_long_reply_is_cut_to_max_segments(provider, http):
@@ -110,5 +115,5 @@ async def test_long_reply_is_cut_to_max_segments(provider, http):
                                 "api_base": provider.url, "max_segments": 2}, TwilioSettings)
     ch = TwilioChannel("acme", "sms", settings, http)
     await ch.send(TO, ch.render(Reply(text="mot " * 200))[0], key="k")
-    body = dict(provider.seen[0].form)["Body"]
+    body = dict(provider.requests[0].form)["Body"]
     assert body.endswith("...") and len(body) <= 306

@@ -76,6 +76,6 @@ async def test_send(provider, http, caplog, label, over, reply, answers, forms, 
     [payload] = ch.render(reply)
     result = await ch.send(TO, payload, key="turn-1:0:0")
     assert result == msgspec.convert(outcome, SendResult)
-    assert [s.form for s in provider.seen] == forms
-    assert all((s.method, s.path) == ("POST", "/sms/json") for s in provider.seen)
+    assert [s.form for s in provider.requests] == forms
+    assert all((s.method, s.path) == ("POST", "/sms/json") for s in provider.requests)
     assert all(SECRET not in r.getMessage() for r in caplog.records)

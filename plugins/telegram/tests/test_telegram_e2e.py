@@ -21,7 +21,7 @@ def demo(tenant: dict, provider, **over) -> dict:
 
 
 def ok(provider):
-    return lambda seen: (200, {"ok": True, "result": {"message_id": 100 + len(provider.seen), "date": 1,
+    return lambda seen: (200, {"ok": True, "result": {"message_id": 100 + len(provider.requests), "date": 1,
                                                       "chat": {"id": CHAT, "type": "private"}}})
 
 
@@ -54,7 +54,7 @@ class Chat:
 
 
 def calls(provider, start: int = 0) -> list[tuple[str, dict]]:
-    return [(s.path.rsplit("/", 1)[1], s.json) for s in provider.seen[start:]]
+    return [(s.path.rsplit("/", 1)[1], s.json()) for s in provider.requests[start:]]
 
 
 async def test_demo_flow_over_telegram(gateway, demo_tenant, provider):
@@ -70,27 +70,27 @@ async def test_demo_flow_over_telegram(gateway, demo_tenant, provider):
     assert who == {"chat_id": CHAT, "text": "Pour qui cherchez-vous ?", "reply_markup": {"inline_keyboard": [
         [{"text": "Femme", "callback_data": "women"}], [{"text": "Homme", "callback_data": "men"}],
         [{"text": "Enfant", "callback_data": "kids"}]]}}
-    assert all(s.path.startswith(f"/bot{TOKEN}/") for s in provider.seen)
+    assert all(s.path.startswith(f"/bot{TOKEN}/") for s in provider.requests)
 
     # Tapping "Femme": acknowledged in the webhook response, the flow moves on.
-    n = len(provider.seen)
+    n = len(provider.requests)
     status, body = await chat.tap("women", who["reply_markup"], update_id=600001)
     assert status == 200 and json.loads(body) == {"method": "answerCallbackQuery", "callback_query_id": f"cbq-{chat.update_id}"}
     [(_, budget)] = calls(provider, n)
     assert budget["text"] == "Quel est votre budget ?"
     # Telegram redelivers the same update: acknowledged again, no second reply.
     assert (await chat.tap("women", who["reply_markup"], update_id=600001))[0] == 200
-    assert len(provider.seen) == n + 1
+    assert len(provider.requests) == n + 1
 
-    n = len(provider.seen)
+    n = len(provider.requests)
     await chat.tap("low", budget["reply_markup"])
     [(_, news)] = calls(provider, n)
     assert news["text"].startswith("Voulez-vous recevoir un code")
-    n = len(provider.seen)
+    n = len(provider.requests)
     await chat.tap("no", news["reply_markup"])
     texts = [b["text"] for _, b in calls(provider, n)]
     assert texts == ["Toutes les offres sont sur https://boutique.example/soldes.", "Ça vous tente ?"]
-    n = len(provider.seen)
+    n = len(provider.requests)
     await chat.tap("order", calls(provider, n - 1)[0][1]["reply_markup"])
     [(_, done)] = calls(provider, n)
     assert done["text"].startswith("Parfait ! Finalisez votre commande ici : https://boutique.example/soldes/women")
@@ -112,7 +112,7 @@ async def test_blocked_bot_and_provider_errors(gateway, demo_tenant, provider):
     provider.answer(500, {"ok": False, "error_code": 500, "description": "Internal Server Error"})
     provider.answer(500, {"ok": False, "error_code": 500, "description": "Internal Server Error"})
     assert await chat.say("soldes") == (200, "ok")
-    assert len(provider.seen) == 4
+    assert len(provider.requests) == 4
     # The next reply: blocked by the user.
     provider.answer(403, {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"})
     await chat.say("1")
@@ -125,9 +125,9 @@ async def test_blocked_bot_and_provider_errors(gateway, demo_tenant, provider):
     assert [e.data["detail"] for e in stopped] == ["Forbidden: bot was blocked by the user"]
     session = await gw.pipeline.state.load_session("demo", "tg", str(CHAT))
     assert session is not None and session.stopped
-    n = len(provider.seen)
+    n = len(provider.requests)
     await chat.say("soldes")
-    assert len(provider.seen) == n                  # a stopped contact gets nothing
+    assert len(provider.requests) == n                  # a stopped contact gets nothing
 
     # Unblocking is an opt-in: the conversation can start again.
     provider.default = ok(provider)
@@ -135,7 +135,7 @@ async def test_blocked_bot_and_provider_errors(gateway, demo_tenant, provider):
         "chat": {"id": CHAT, "type": "private"}, "from": ANA, "date": 1767600100,
         "old_chat_member": {"status": "kicked"}, "new_chat_member": {"status": "member"}}})
     await chat.say("soldes")
-    assert len(provider.seen) == n + 2
+    assert len(provider.requests) == n + 2
     await gw.flush_events()
     contact = await gw.store.get_contact("demo", "tg", str(CHAT))
     assert contact is not None and contact.consent == {"tg": "optin"}
@@ -149,4 +149,4 @@ async def test_wrong_or_missing_secret_is_refused(gateway, demo_tenant, provider
     assert (await chat.post(update, secret="wrong"))[0] == 401
     assert (await chat.post(update, secret=None))[0] == 401
     assert await gw.pipeline.state.load_session("demo", "tg", str(CHAT)) is None
-    assert provider.seen == []
+    assert provider.requests == []

@@ -34,6 +34,11 @@ LONG_ID = "x" * 70
 LONG = ("Paragraphe. " * 300).strip()   # 3599 chars
 LONGER = LONG + "\n\n" + LONG
 
+# Answers for FakeProvider.answer(*a): one that comes after the client's timeout, and a
+# connection cut without an answer.
+SLOW = (504, None, None, 5.0)
+DROP = (0, None, None, 0.0, 1, True)
+
 # label, settings overrides, reply, answers, expected calls [(method, body)], outcomes
 CASES = [
     ("text", {}, Reply(text="Bonjour Ana !"), [(200, ok(44))],
@@ -89,10 +94,10 @@ CASES = [
     ("500 three times", {}, Reply(text="Hi"), [(500, fail(500, "Internal Server Error"))] * 3,
      [("sendMessage", {"chat_id": CHAT, "text": "Hi"})] * 3,
      [{"status": "retry", "code": "500", "detail": "Internal Server Error"}]),
-    ("timeouts twice: retry later", {"timeout": 0.3, "attempts": 2}, Reply(text="Hi"), [(0, "slow")] * 2,
+    ("timeouts twice: retry later", {"timeout": 0.3, "attempts": 2}, Reply(text="Hi"), [SLOW] * 2,
      [("sendMessage", {"chat_id": CHAT, "text": "Hi"})] * 2,
      [{"status": "retry", "code": "connection", "detail": "TimeoutError"}]),
-    ("gateway error page then ok", {}, Reply(text="Hi"), [(502, "drop"), (200, ok(56))],
+    ("gateway error page then ok", {}, Reply(text="Hi"), [DROP, (200, ok(56))],
      [("sendMessage", {"chat_id": CHAT, "text": "Hi"})] * 2, [{"status": "sent", "provider_id": "56"}]),
 ]
 
@@ -107,8 +112,8 @@ async def test_send(provider, http, caplog, label, over, reply, answers, calls, 
     ch = TelegramChannel("acme", "tg", settings, http)
     results = [await ch.send(str(CHAT), p, key=f"k:{i}") for i, p in enumerate(ch.render(reply))]
     assert results == [msgspec.convert(o, SendResult) for o in outcomes]
-    assert [(s.path, s.json) for s in provider.seen] == [(f"/bot{TOKEN}/{m}", b) for m, b in calls]
-    assert all(s.headers["Content-Type"] == "application/json" for s in provider.seen)
+    assert [(s.path, s.json()) for s in provider.requests] == [(f"/bot{TOKEN}/{m}", b) for m, b in calls]
+    assert all(s.headers["Content-Type"] == "application/json" for s in provider.requests)
     assert all(TOKEN not in r.getMessage() for r in caplog.records if r.name.startswith("causette"))
 
 
@@ -137,7 +142,7 @@ async def test_callback_answered_through_the_api(provider, http):
     resp = ch.respond(Webhook("POST", "https://x/t/acme/channels/tg", {}, CIMultiDict(), body), [])
     assert resp.text == "ok"
     await asyncio.gather(*ch._tasks)
-    assert [(s.path, s.json) for s in provider.seen] == [(f"/bot{TOKEN}/answerCallbackQuery",
+    assert [(s.path, s.json()) for s in provider.requests] == [(f"/bot{TOKEN}/answerCallbackQuery",
                                                            {"callback_query_id": "cbq-1"})]
 
 
@@ -146,8 +151,8 @@ async def test_set_webhook_helper(provider, http):
     out = await set_webhook(http, TOKEN, "https://chat.example.com/t/acme/channels/tg", "s3cret-token",
                             api_base=provider.url)
     assert out["ok"] is True
-    [seen] = provider.seen
-    assert (seen.path, seen.json) == (f"/bot{TOKEN}/setWebhook", {
+    [seen] = provider.requests
+    assert (seen.path, seen.json()) == (f"/bot{TOKEN}/setWebhook", {
         "url": "https://chat.example.com/t/acme/channels/tg", "secret_token": "s3cret-token",
         "allowed_updates": ["message", "callback_query", "my_chat_member"], "max_connections": 40,
         "drop_pending_updates": False})

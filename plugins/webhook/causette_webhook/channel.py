@@ -19,7 +19,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.text import clip, split
-from gateway.channels import Capabilities, Channel, ParseError, Webhook, safe_equal
+from gateway.channels import Capabilities, Channel, ParseError, Webhook, safe_equal, sha256_signature
 from gateway.types import Card, Choice, InboundMessage, Media, Referral, Reply, SendResult
 
 SIGNATURE_HEADER = "X-Causette-Signature"
@@ -80,8 +80,7 @@ class Outbound(msgspec.Struct, omit_defaults=True):
 
 def sign(secret: str | bytes, body: bytes) -> str:
     """The signature header value for `body`: `sha256=<hex HMAC-SHA256>`."""
-    key = secret.encode() if isinstance(secret, str) else secret
-    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+    return sha256_signature(secret, body)
 
 
 class WebhookChannel(Channel):

@@ -1,55 +1,25 @@
 """Outbound: rendering within the capabilities, and sends to a callback on 127.0.0.1."""
 from __future__ import annotations
 
-import asyncio
 import json
-from collections import deque
 
 import aiohttp
 import msgspec
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from causette_webhook import Settings, WebhookChannel, sign
+from gateway.conformance import FakeProvider
 from gateway.types import Card, Choice, Reply
 
 SECRET = "s3cret"
 
 
-class Callback:
-    """The brand's endpoint: records each request and answers from a script."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict] = []
-        self.script: deque[tuple[int, dict, dict, float]] = deque()
-        self.server: TestServer | None = None
-
-    def answer(self, status=200, body=None, headers=None, delay=0.0):
-        self.script.append((status, body or {}, headers or {}, delay))
-
-    async def handle(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        self.requests.append({"headers": dict(request.headers), "body": raw})
-        status, body, headers, delay = self.script.popleft() if self.script else (200, {}, {}, 0.0)
-        if delay:
-            await asyncio.sleep(delay)
-        return web.json_response(body, status=status, headers=headers)
-
-    @property
-    def url(self) -> str:
-        return str(self.server.make_url("/cb"))
-
-
 @pytest.fixture
 async def callback():
-    cb = Callback()
-    app = web.Application()
-    app.router.add_post("/cb", cb.handle)
-    cb.server = TestServer(app, host="127.0.0.1")
-    await cb.server.start_server()
-    yield cb
-    await cb.server.close()
+    """The brand's endpoint: the conformance kit's fake provider (records each request,
+    answers from a script)."""
+    async with FakeProvider() as fake:
+        yield fake
 
 
 @pytest.fixture
@@ -96,7 +66,7 @@ def test_render(label, reply, expected):
 
 async def test_send_posts_a_signed_reply_with_idempotency_key(callback, http):
     callback.answer(200, {"id": "brand-42"})
-    ch = channel(http, callback_url=callback.url)
+    ch = channel(http, callback_url=callback.url + "/cb")
     payload = ch.render(Reply(text="Hi", choices=[Choice(id="a", title="A")]))[0]
     res = await ch.send("u1", payload, key="m1:0:0")
     assert res.status == "sent" and res.provider_id == "brand-42"
@@ -121,7 +91,7 @@ SEND = [
 async def test_send_outcomes(callback, http, label, answers, status, calls, code):
     for st, body, headers in answers:
         callback.answer(st, body, headers)
-    ch = channel(http, callback_url=callback.url, retry_wait_cap=1.0)
+    ch = channel(http, callback_url=callback.url + "/cb", retry_wait_cap=1.0)
     res = await ch.send("u1", Reply(text="x"), key="k")
     assert res.status == status
     assert len(callback.requests) == calls
@@ -133,7 +103,7 @@ async def test_send_outcomes(callback, http, label, answers, status, calls, code
 async def test_send_timeout_is_retried_then_handed_back(callback, http):
     for _ in range(2):
         callback.answer(200, {}, {}, delay=1.0)
-    ch = channel(http, callback_url=callback.url, timeout=0.1, attempts=2)
+    ch = channel(http, callback_url=callback.url + "/cb", timeout=0.1, attempts=2)
     res = await ch.send("u1", Reply(text="x"), key="k")
     assert res.status == "retry" and res.code == "timeout"
 
@@ -156,7 +126,7 @@ async def test_send_without_callback_fails_cleanly():
 async def test_secret_never_reaches_the_callback_or_logs(callback, http, caplog):
     callback.answer(500)
     callback.answer(400, {"error": "no"})
-    ch = channel(http, callback_url=callback.url)
+    ch = channel(http, callback_url=callback.url + "/cb")
     res = await ch.send("u1", Reply(text="x"), key="k")
     assert SECRET not in repr(res)
     assert all(SECRET.encode() not in r["body"] and SECRET not in json.dumps(r["headers"])

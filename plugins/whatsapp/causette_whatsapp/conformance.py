@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gateway.channels import sha256_signature as signature
 from gateway.conformance import Recorded, make_webhook
 
-from .channel import WhatsAppChannel, signature
+from .channel import WhatsAppChannel
 
 PHONE_NUMBER_ID = "106540352242922"
 

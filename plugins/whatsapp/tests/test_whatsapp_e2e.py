@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from causette_whatsapp.channel import signature
 
+from gateway.channels import sha256_signature as signature
 from gateway.conformance import FakeProvider
 from gateway.flows import Step, StepResult
 from gateway.hookspecs import hookimpl

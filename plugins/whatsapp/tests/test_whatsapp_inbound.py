@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from causette_whatsapp.channel import Settings, WhatsAppChannel, signature
+from causette_whatsapp.channel import Settings, WhatsAppChannel
 
 from gateway.channels import ParseError
+from gateway.channels import sha256_signature as signature
 from gateway.conformance import make_webhook
 from gateway.types import InboundMessage, Location, Media, Referral
 

@@ -184,10 +184,7 @@ OUTCOMES = [
 async def test_send_outcomes(label, answers, expected, provider, http, caplog):
     caplog.set_level(logging.DEBUG)
     for status, body, headers in answers:
-        if isinstance(body, str):
-            provider.script.append((status, body, headers, 0.0))
-        else:
-            provider.answer(status, body, headers)
+        provider.answer(status, body, headers)
     res = await channel(provider, http).send(TO, text("Bonjour"), key="k")
     assert (res.status, res.code, len(provider.requests)) == expected, res
     if res.status == "retry":
