@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from . import report
+from . import instructions, report
 from .common import ASK1, ASK2, DONE, HEADER, SECRET, USERS, body, sign, user_id
 from .harness import (BENCH, LOAD_CORE, NCPU, RAW, ROOT, SERVER_CORE, VENV_BIN, BenchRedis, Server,
                       ensure_wrk, free_port, load, log, machine)
@@ -60,8 +60,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--profile", nargs="?", const="causette", default="", metavar="CONFIG",
                     help="also record a py-spy profile of CONFIG (default causette) under load "
                          "(bench/results/raw/profile-CONFIG.*)")
+    ap.add_argument("--no-instructions", dest="instructions", action="store_false",
+                    help="skip the instruction count under valgrind (on by default when valgrind "
+                         "is installed, except with --quick)")
     ap.add_argument("--output", default=str(RESULTS / "latest.json"))
     a = ap.parse_args(argv)
+    a.instructions = a.instructions and not a.quick and bool(shutil.which("valgrind"))
     a.runs = a.runs or (1 if a.quick else 3)
     a.warmup = a.warmup if a.warmup is not None else (1.0 if a.quick else 5.0)
     a.duration = a.duration or (4.0 if a.quick else 20.0)
@@ -404,6 +408,18 @@ def main(argv: list[str] | None = None) -> int:
         if a.profile and a.profile in servers:
             log(f"profiling {a.profile} with py-spy")
             results[a.profile]["profile"] = profile(servers[a.profile], tool, a)
+        if a.instructions:
+            # After the timed runs, with their servers stopped: a counted Causette shares its
+            # store and Redis database with the timed one.
+            for srv in servers.values():
+                srv.stop()
+            for name in [n for n in ("lean", "causette") if n in servers]:
+                try:
+                    log(f"counting {name}'s instructions per request under callgrind")
+                    results[name]["instructions"] = instructions.count(name, redis_url, a, build_server)
+                except Exception as exc:
+                    notes.append(f"{name}: instructions not counted ({type(exc).__name__}: {exc})"[:300])
+                    log(notes[-1])
     finally:
         for srv in servers.values():
             srv.stop()

@@ -36,6 +36,10 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
 
+def _instr(results: dict, name: str) -> float | None:
+    return (results.get(name, {}).get("instructions") or {}).get("per_request")
+
+
 def assemble(results: dict[str, Any], machine: dict[str, Any], tool: str, notes: list[str],
              a: Any) -> dict[str, Any]:
     c = _med(results, "causette")
@@ -87,6 +91,11 @@ def assemble(results: dict[str, Any], machine: dict[str, Any], tool: str, notes:
         "cpu_all_ratio_floor": _ratio(_med(results, "redispy", "cpu_us"), _med(results, "causette", "cpu_us_total")),
         "cpu_all_ratio_lean": _ratio(_med(results, "lean", "cpu_us"), _med(results, "causette", "cpu_us_total")),
         "cpu_all_ratio_peer": _ratio(_med(results, "botkit", "cpu_us"), _med(results, "causette", "cpu_us_total")),
+        # Instructions per request under callgrind: the one figure that neighbours on a shared
+        # machine cannot move (bench/instructions.py).
+        "instructions_lean": _instr(results, "lean"),
+        "instructions_causette": _instr(results, "causette"),
+        "instr_ratio_lean": _ratio(_instr(results, "lean"), _instr(results, "causette")),
         "configs": results,
     }
     out["targets"] = {}
@@ -131,6 +140,11 @@ def table(out: dict[str, Any]) -> str:
     if cpu:
         lines += ["", "The same ratios in server CPU per request (theirs / Causette's; steadier on a "
                   "shared machine): " + ", ".join(cpu) + "."]
+    if out.get("instr_ratio_lean") is not None:
+        lines += ["", f"Instructions per request, counted by valgrind's callgrind (a count that the "
+                  f"machine's other guests cannot move): lean floor {out['instructions_lean'] / 1e3:,.0f} k, "
+                  f"Causette {out['instructions_causette'] / 1e3:,.0f} k: lean floor / Causette "
+                  f"{out['instr_ratio_lean']:.2f}."]
     if out.get("causette_sustained_rps"):
         sus = [f"{label} {out[k]:.2f}" for k, label in (("ratio_floor_sustained", "redis-py floor"),
                                                         ("ratio_lean_sustained", "lean floor"),

@@ -46,3 +46,22 @@ async def test_causette_holds_the_same_dialog(gateway):
     gw = await gateway(tenants=[tenant()])
     got = await _walk(gw.http, gw.url)
     assert got == [[ASK1["text"]], [ASK2["text"]], [DONE["text"]]]
+
+
+def test_instruction_counts_add_up_over_threads_and_reach_the_report(tmp_path):
+    """callgrind writes one file per thread and dump; a dump holds `summary:` and `totals:`
+    (one of them 0 when counting was off); the report divides lean's count by Causette's."""
+    from types import SimpleNamespace
+
+    from bench import report
+    from bench.instructions import _total
+    (tmp_path / "callgrind.out.42.1").write_text("events: Ir\nsummary: 0\nfn=x\n1 5\ntotals: 600000\n")
+    (tmp_path / "callgrind.out.42.1-02").write_text("events: Ir\nsummary: 14000\ntotals: 0\n")
+    (tmp_path / "callgrind.out.43.1").write_text("summary: 999999\n")   # another process
+    assert _total(tmp_path, 42) == 614_000
+    results = {"lean": {"instructions": {"per_request": 320_000.0}},
+               "causette": {"instructions": {"per_request": 614_000.0}}}
+    a = SimpleNamespace(runs=1, warmup=1.0, duration=1.0, connections=64, tenants=1, quick=False)
+    out = report.assemble(results, {}, "wrk", [], a)
+    assert out["instr_ratio_lean"] == round(320_000 / 614_000, 3)
+    assert "lean floor / Causette 0.52" in report.table(out)
