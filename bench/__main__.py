@@ -65,7 +65,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "is installed, except with --quick)")
     ap.add_argument("--output", default=str(RESULTS / "latest.json"))
     a = ap.parse_args(argv)
-    a.instructions = a.instructions and not a.quick and bool(shutil.which("valgrind"))
+    a.instructions = a.instructions and not a.quick
+    if a.instructions and not shutil.which("valgrind"):
+        a.instructions = False
+        log("valgrind not installed: no instruction counts (apt-get install valgrind)")
     a.runs = a.runs or (1 if a.quick else 3)
     a.warmup = a.warmup if a.warmup is not None else (1.0 if a.quick else 5.0)
     a.duration = a.duration or (4.0 if a.quick else 20.0)
