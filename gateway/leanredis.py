@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import deque
-from typing import Any, Iterable
+from typing import Any, Sequence
 from urllib.parse import unquote, urlparse
 
 import hiredis
@@ -103,7 +103,7 @@ class Script:
         self.source = source.encode() if isinstance(source, str) else source
         self.sha = hashlib.sha1(self.source).hexdigest()
 
-    def __call__(self, keys: Iterable[Any] = (), args: Iterable[Any] = (),
+    def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (),
                  client: "LeanRedis | None" = None) -> Any:
         # A plain function returning the call's coroutine: one coroutine less per script call
         # on the hot path (two per turn).
@@ -198,10 +198,8 @@ class LeanRedis:
             p = self._proto
         return await p.send(hiredis.pack_command(args))  # type: ignore[union-attr]
 
-    async def evalsha(self, sha: str, source: bytes | str, keys: Iterable[Any] = (),
-                      args: Iterable[Any] = ()) -> Any:
-        keys = tuple(keys)
-        args = tuple(args)
+    async def evalsha(self, sha: str, source: bytes | str, keys: Sequence[Any] = (),
+                      args: Sequence[Any] = ()) -> Any:
         p = self._proto
         if p is None or p.closed.done():
             await self.connect()

@@ -208,8 +208,10 @@ class Pipeline:
             elif msg.kind == "optin":
                 s.stopped = False
                 ctx.record("consent.optin", source=msg.text or "provider")
+            # Most tenants enable no inbound_message plugin: no coroutine for an empty chain.
             answer = await self.host.call_first("inbound_message", rt.slug, rt.enabled,
-                                                ctx=ctx, message=msg)
+                                                ctx=ctx, message=msg) \
+                if self.host.chain("inbound_message", rt.enabled) else None
             if answer is not None:
                 return ([answer] if isinstance(answer, Reply) else list(answer)), 0.0
             if s.human or msg.kind in ("optout", "optin") or s.stopped:

@@ -126,22 +126,30 @@ class State:
         keys = (dk, base + ":q", base + ":l", base + ":s")
         ttl = self.lock_ttl_ms
         res = await self._enter(keys, (token, ttl, "1"))
+        if res[0] != 2:
+            res = await self._wait_turn(keys, token, ttl, dk, native_id, res, f"{channel}:{contact}")
+        raw = res[1]
+        session = _session_dec.decode(raw) if raw else None
+        return Lease(tenant, channel, contact, dk, token, session)
+
+    async def _wait_turn(self, keys: tuple[str, ...], token: str, ttl: int, dk: str, native_id: str,
+                         res: list[Any], conversation: str) -> list[Any]:
+        """Another message of the conversation runs (or this one is a duplicate): poll, with
+        backoff, until it is our turn."""
         delay, deadline = 0.002, time.monotonic() + self.lock_wait
         while res[0] != 2:
             if res[0] == 0:
                 raise Duplicate(native_id)
             if time.monotonic() > deadline:
                 await self._forget(keys, token, dk)
-                raise Busy(f"conversation {channel}:{contact} busy")
+                raise Busy(f"conversation {conversation} busy")
             if res[0] == 1:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.05)
                 res = await self._enter(keys, (token, ttl, "0"))
             else:
                 res = await self._enter(keys, (token, ttl, "2"))
-        raw = res[1]
-        session = _session_dec.decode(raw) if raw else None
-        return Lease(tenant, channel, contact, dk, token, session)
+        return res
 
     async def _forget(self, keys: tuple[str, ...], token: str, dk: str) -> None:
         # Give up our place and our dedup mark, so the provider's retry is handled later.
