@@ -42,6 +42,7 @@ ENGINE_BUDGET = 4      # an engine's turn may call several steps, each with its 
 BURST_LIMIT, BURST_WINDOW = 20, 300.0    # identical replies to one contact (design 4b)
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(Session)
+_INLINE = SendResult(status="sent", detail="inline")     # read only
 
 
 class TenantMismatch(ValueError):
@@ -150,7 +151,7 @@ class Pipeline:
         session = lease.session or Session(locale=(msg.locale if msg else "") or rt.snapshot.locale)
         ctx = Context(tenant=rt.slug, channel=ch.instance_id, channel_type=ch.type, contact=contact,
                       session=session, http=self.http, settings=rt.settings, tenant_config=rt.snapshot,
-                      run_step=self._step_runner(rt))
+                      run_step=rt.step_runner or self._step_runner(rt))
         ctx.meta["reason"] = reason
         try:
             if reason == "agent":
@@ -277,10 +278,14 @@ class Pipeline:
         return None, {}
 
     def _outside_period(self, rt: TenantRuntime, flow_id: str, now: float) -> "Reply | str | None":
-        fv = rt.flows.get(flow_id)
-        active = (fv.definition.get("active") if fv else None) or {}
-        tz = rt.snapshot.timezone
-        start, until = _parse_time(active.get("from"), tz), _parse_time(active.get("until"), tz)
+        period = rt.periods.get(flow_id)
+        if period is None:
+            fv = rt.flows.get(flow_id)
+            active = (fv.definition.get("active") if fv else None) or {}
+            tz = rt.snapshot.timezone
+            period = rt.periods[flow_id] = (_parse_time(active.get("from"), tz),
+                                            _parse_time(active.get("until"), tz), active)
+        start, until, active = period
         if (start is None or now >= start) and (until is None or now < until):
             return None
         if active.get("flow") and active["flow"] != flow_id:
@@ -311,7 +316,8 @@ class Pipeline:
                 locale = (s.locale or rt.snapshot.locale)[:2]
                 return replies + [Reply(text=FALLBACK.get(locale, FALLBACK["en"]))], 0.0
             replies.extend(turn.replies)
-            ctx.events.extend(e for e in turn.events if e not in ctx.events)
+            if turn.events:
+                ctx.events.extend(e for e in turn.events if e not in ctx.events)
             wait = turn.wait
             if turn.handoff is not None:
                 s.human = str(turn.handoff.get("queue") or "agents")
@@ -394,7 +400,7 @@ class Pipeline:
                 if sink is not None:
                     if len(sink) < ch.capabilities.inline:
                         sink.append(payload)
-                        self._record_send(ctx, reply, j, SendResult(status="sent", detail="inline"))
+                        self._record_send(ctx, reply, j, _INLINE)
                     else:
                         # The webhook answers first (WeChat gives us 5 s for the inline reply);
                         # the rest goes out right after, in order.
@@ -428,15 +434,19 @@ class Pipeline:
     @staticmethod
     def _record_send(ctx: Context, reply: Reply, j: int, res: SendResult) -> None:
         data: dict[str, Any] = {"status": res.status}
-        if j == 0 and reply.text:
-            data["text"] = reply.text[:500]
-        if reply.choices and j == 0:
-            data["choices"] = [c.id for c in reply.choices]
+        if j == 0:
+            if reply.text:
+                data["text"] = reply.text[:500]
+            if reply.choices:
+                data["choices"] = [c.id for c in reply.choices]
         if reply.from_agent:
             data["agent"] = reply.from_agent
-        for f in ("provider_id", "code", "detail"):
-            if getattr(res, f):
-                data[f] = getattr(res, f)
+        if res.provider_id:
+            data["provider_id"] = res.provider_id
+        if res.code:
+            data["code"] = res.code
+        if res.detail:
+            data["detail"] = res.detail
         if res.retry_after:
             data["retry_after"] = res.retry_after
         ctx.record("message.out" if res.status == "sent" else "send." + res.status, **data)
@@ -469,7 +479,10 @@ class Pipeline:
 
     @staticmethod
     def _burst(s: Session, reply: Reply, now: float) -> bool:
-        fp = zlib.crc32(msgspec.msgpack.encode(reply))
+        # What the contact sees: the text and the choices (stable across processes).
+        fp = zlib.crc32(reply.text.encode())
+        if reply.choices or reply.cards or reply.media or reply.template:
+            fp = zlib.crc32(_enc.encode((reply.choices, reply.cards, reply.media, reply.template)), fp)
         b = s.extra.get("_b")
         if not b or b[0] != fp or now - b[2] > BURST_WINDOW:
             s.extra["_b"] = [fp, 1, now]
@@ -479,6 +492,7 @@ class Pipeline:
 
     # --- steps and chains -------------------------------------------------------------------
     def _step_runner(self, rt: TenantRuntime):
+        """The function a flow calls to run a step (made once per loaded tenant)."""
         host, enabled = self.host, rt.enabled
 
         async def run(ctx: Context, name: str, args: Any) -> StepResult:
@@ -486,6 +500,7 @@ class Pipeline:
             if not res.ok:
                 ctx.record("step.failed", step=name, error=res.error[:300])
             return res
+        rt.step_runner = run
         return run
 
     def _notify(self, rt: TenantRuntime, ch: Channel, events: list[Event]) -> None:

@@ -49,6 +49,10 @@ class TenantRuntime:
         self.on_start = index.single.get("start", "")
         self.on_open = index.single.get("widget", "")
         self.on_campaign = index.single.get("campaign", "")
+        # Filled by the pipeline as they are first needed: a flow's active period, parsed
+        # (flow id -> (from, until, the definition's "active")), and the step runner.
+        self.periods: dict[str, tuple[float | None, float | None, dict[str, Any]]] = {}
+        self.step_runner: Any = None
 
 
 class Registry:

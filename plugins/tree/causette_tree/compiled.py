@@ -154,7 +154,7 @@ class CNode:
     """A node ready to run. `spec` is the decoded Struct; the rest is precomputed."""
     __slots__ = ("id", "type", "spec", "text", "options", "titles", "descriptions", "retry_text",
                  "reminder", "timeout", "seconds", "regex", "branches", "sets", "args",
-                 "cum_weights", "media")
+                 "cum_weights", "media", "static_choices")
 
     def __init__(self, nid: str, spec: model.Node, loc: str):
         self.id = nid
@@ -172,6 +172,9 @@ class CNode:
         self.args: Any = None
         self.cum_weights: list[float] = []
         self.media: list[tuple[str, str, LText | None]] = []
+        # (id, title, description) per locale, filled as locales are met, for choices whose
+        # texts hold no lookup (most): a turn then renders none of them.
+        self.static_choices: dict[str, list[tuple[str, str, str]]] | None = None
         s: Any = spec
         if isinstance(spec, model.ChoiceNode):
             for c in spec.choices:
@@ -179,6 +182,9 @@ class CNode:
                 self.titles.append(t)
                 self.descriptions.append(ltext(c.description, loc))
                 self.options.append(Option(c.id, t.all_texts(), c.synonyms))
+            texts = self.titles + [d for d in self.descriptions if d is not None]
+            if all(tpl.literal is not None for lt in texts for tpl in lt.by_locale.values()):
+                self.static_choices = {}
         if isinstance(spec, (model.ChoiceNode, model.Input)):
             if spec.retry is not None:
                 self.retry_text = ltext(spec.retry.text, loc)

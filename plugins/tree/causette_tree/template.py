@@ -103,7 +103,7 @@ class Lookup:
 
 class Template:
     """A parsed text: literal strings and lookups, in order."""
-    __slots__ = ("parts", "source")
+    __slots__ = ("parts", "source", "literal")
 
     def __init__(self, source: str):
         self.source = source
@@ -116,6 +116,8 @@ class Template:
             pos = m.end()
         if pos < len(source):
             self._literal(source[pos:])
+        # Most texts hold no lookup: their rendering is known now (None when it is not).
+        self.literal: str | None = "".join(self.parts) if self.static else None  # type: ignore[arg-type]
 
     def _literal(self, s: str) -> None:
         if "{{" in s or "}}" in s:
@@ -131,8 +133,8 @@ class Template:
         return all(isinstance(p, str) for p in self.parts)
 
     def render(self, vars: Mapping[str, Any], contact: Mapping[str, Any]) -> str:
-        if len(self.parts) == 1 and isinstance(self.parts[0], str):
-            return self.parts[0]
+        if self.literal is not None:
+            return self.literal
         out, blank = [], False
         for p in self.parts:
             if isinstance(p, str):

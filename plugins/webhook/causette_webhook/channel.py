@@ -153,10 +153,10 @@ class WebhookChannel(Channel):
         if len(choices) > caps.buttons:
             lines = [f"{i}. {c.title}" for i, c in enumerate(choices, 1)]
             text, choices = "\n".join([text, *lines] if text else lines), []
-        elif any(len(c.title) > caps.button_title for c in choices):
+        elif choices and max([len(c.title) for c in choices]) > caps.button_title:
             choices = [Choice(id=c.id, title=clip(c.title, caps.button_title),
                               description=c.description) for c in choices]
-        parts = split(text, caps.text_length) if text else [""]
+        parts = [text] if len(text) <= caps.text_length else split(text, caps.text_length)
         out: list[Any] = []
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
@@ -164,8 +164,10 @@ class WebhookChannel(Channel):
                       template=reply.template if i == 0 else None)
             if last:
                 r.choices = list(choices)
-                r.cards = [_card(c, caps.card_buttons) for c in reply.cards]
-                r.media = list(reply.media)
+                if reply.cards:
+                    r.cards = [_card(c, caps.card_buttons) for c in reply.cards]
+                if reply.media:
+                    r.media = list(reply.media)
             if r.text or r.choices or r.cards or r.media or r.template:
                 out.append(r)
         # Cards beyond the limit become further carousels of at most `cards` each.
