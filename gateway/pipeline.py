@@ -109,8 +109,15 @@ class Pipeline:
         rt = await self.registry.get(tenant)
         ch = rt.channels.get(channel) if rt else None
         if rt is None or ch is None:
-            log.warning("timer of %s/%s/%s dropped: no such tenant or channel in this process "
-                        "(is its plugin installed here?)", tenant, channel, contact)
+            if rt is not None and any(c.id == channel and c.enabled for c in rt.snapshot.channels):
+                # Configured, but its plugin is not installed in this process: the claim's
+                # lease runs out and a process that has it takes the timer.
+                log.warning("timer of %s/%s/%s left for another process: channel type not "
+                            "installed here", tenant, channel, contact)
+            else:
+                log.warning("timer of %s/%s/%s dropped: no such tenant or channel", tenant,
+                            channel, contact)
+                await self.state.drop_timer(tenant, channel, contact)
             return False
         await self._turn(rt, ch, contact, f"timer:{uuid.uuid4().hex}", None, None, reason="timer")
         return True

@@ -191,13 +191,19 @@ class State:
             await p.execute()
 
     async def claim_timers(self, now: float, count: int = 100) -> list[tuple[str, str, str]]:
-        due = await self._claim((TIMERS,), (int(now * 1000), count))
+        """Up to `count` due timers, each to one caller, held for two lock lifetimes: the
+        turn it starts clears or moves it; if that turn never ends, it is due again."""
+        due = await self._claim((TIMERS,), (int(now * 1000), count, 2 * self.lock_ttl_ms))
         out = []
         for m in due:
             parts = (m.decode() if isinstance(m, bytes) else m).split(SEP, 2)
             if len(parts) == 3:
                 out.append((parts[0], parts[1], parts[2]))
         return out
+
+    async def drop_timer(self, tenant: str, channel: str, contact: str) -> None:
+        """Forget a timer that can never run (its tenant or channel is gone)."""
+        await self.redis.zrem(TIMERS, timer_member(tenant, channel, contact))
 
     async def pending_events(self, count: int = 200) -> list[str]:
         """Claim up to `count` tenants with events waiting (each claimed by one process)."""

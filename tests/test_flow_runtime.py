@@ -61,6 +61,16 @@ async def test_timers_survive_a_restart(gateway, provider):
     assert gw2.pipeline.turns >= 1
 
 
+async def test_a_timer_whose_tenant_or_channel_is_gone_is_dropped(gateway, provider):
+    from gateway.state import TIMERS, timer_member
+    gw = await gateway(tenants=[tenant("acme", provider, flows=(WAITER,))], plugins=[("wire", WirePlugin())])
+    gone = [timer_member("ghost", "wire", "c1"), timer_member("acme", "nope", "c1")]
+    await gw.redis.zadd(TIMERS, {m: time.time() + 3600 for m in gone})
+    assert await gw.pipeline.fire_timer("ghost", "wire", "c1") is False
+    assert await gw.pipeline.fire_timer("acme", "nope", "c1") is False
+    assert await gw.redis.zcard(TIMERS) == 0     # not due again after the lease
+
+
 async def test_keyword_and_referral_triggers_and_active_period(gateway, provider):
     sale = copy.deepcopy(QUIZ)
     sale["triggers"] = [{"type": "keyword", "any": ["Soldes"]}, {"type": "referral", "ref": "qr-vitrine"}]

@@ -86,6 +86,31 @@ async def test_timers_are_claimed_once(state):
     assert sorted(a + b) == [("t1", "web", "c1")]
 
 
+async def test_a_claimed_timer_is_due_again_when_its_turn_never_ends(state):
+    """A process that claims a timer and dies before the turn ends loses nothing: the claim is
+    a lease of two lock lifetimes (4 s with this fixture's 2 s lock)."""
+    lease = await state.enter("t1", "web", "c1", "m1")
+    await state.leave(lease, Session(node="w"), 60, [], timer_due=time.time() - 1)
+    now = time.time()
+    assert await state.claim_timers(now) == [("t1", "web", "c1")]
+    assert await state.claim_timers(now + 3.9) == []                  # still leased
+    assert await state.claim_timers(now + 4.1) == [("t1", "web", "c1")]  # the holder died
+
+
+async def test_the_turn_of_a_claimed_timer_clears_or_moves_it(state):
+    for contact, next_due in (("c1", None), ("c2", 100.0)):
+        lease = await state.enter("t1", "web", contact, "m-" + contact)
+        await state.leave(lease, Session(node="w"), 60, [], timer_due=time.time() - 1)
+        now = time.time()
+        assert await state.claim_timers(now) == [("t1", "web", contact)]
+        turn = await state.enter("t1", "web", contact, "timer-" + contact)   # the fired turn
+        await state.leave(turn, Session(node="w"), 60, [],
+                          timer_due=now + next_due if next_due else None, clear_timer=not next_due)
+        assert await state.claim_timers(now + 10) == []        # neither the lease nor the timer
+        due = [t for t in [await state.claim_timers(now + 101)] if t]
+        assert due == ([] if next_due is None else [[("t1", "web", contact)]])
+
+
 async def test_keys_carry_the_tenant(state):
     lease = await state.enter("t1", "web", "c1", "m1")
     await state.leave(lease, Session(node="a"), 60, [ev(1)], timer_due=time.time() + 60)
