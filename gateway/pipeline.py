@@ -158,7 +158,7 @@ class Pipeline:
         session = lease.session or Session(locale=(msg.locale if msg else "") or rt.snapshot.locale)
         ctx = Context(tenant=rt.slug, channel=ch.instance_id, channel_type=ch.type, contact=contact,
                       session=session, http=self.http, settings=rt.settings, tenant_config=rt.snapshot,
-                      run_step=rt.step_runner or self._step_runner(rt))
+                      run_step=self._step_runner(rt))
         ctx.meta["reason"] = reason
         try:
             if reason == "agent":
@@ -500,6 +500,8 @@ class Pipeline:
     # --- steps and chains -------------------------------------------------------------------
     def _step_runner(self, rt: TenantRuntime):
         """The function a flow calls to run a step (made once per loaded tenant)."""
+        if rt.step_runner is not None:
+            return rt.step_runner
         host, enabled = self.host, rt.enabled
 
         async def run(ctx: Context, name: str, args: Any) -> StepResult:

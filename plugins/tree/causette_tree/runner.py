@@ -218,19 +218,13 @@ class Run:
         if node.type != "choice":
             return []
         static = node.static_choices
-        if static is not None:
-            texts = static.get(self.locale)
-            if texts is None:
-                texts = [(c.id, self.render(title), self.render(desc) if desc else "")
-                         for c, title, desc in zip(node.spec.choices, node.titles, node.descriptions)]
-                if len(static) < 16:     # locales come from contacts: keep the cache bounded
-                    static[self.locale] = texts
-            return [Choice(id=i, title=t, description=d) for i, t, d in texts]
-        out = []
-        for c, title, desc in zip(node.spec.choices, node.titles, node.descriptions):
-            out.append(Choice(id=c.id, title=self.render(title),
-                              description=self.render(desc) if desc else ""))
-        return out
+        texts = static.get(self.locale) if static is not None else None
+        if texts is None:
+            texts = [(c.id, self.render(title), self.render(desc) if desc else "")
+                     for c, title, desc in zip(node.spec.choices, node.titles, node.descriptions)]
+            if static is not None and len(static) < 16:   # locales come from contacts: bounded
+                static[self.locale] = texts
+        return [Choice(id=i, title=t, description=d) for i, t, d in texts]
 
     async def step(self, node: CNode) -> str:
         spec, s = node.spec, self.s
@@ -293,9 +287,7 @@ class Run:
 
     # --- values ----------------------------------------------------------------------------
     def render(self, text: LText) -> str:
-        tpl = text.pick(self.locale)
-        literal = tpl.literal
-        return literal if literal is not None else tpl.render(self.s.vars, self.s.contact)
+        return text.pick(self.locale).render(self.s.vars, self.s.contact)
 
     def say(self, text: LText | None, media: list | None = None) -> None:
         items = [Media(kind=k, url=self.value_str(u), caption=self.render(c) if c else "")
