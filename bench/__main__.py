@@ -31,7 +31,7 @@ from .harness import (BENCH, LOAD_CORE, NCPU, RAW, ROOT, SERVER_CORE, VENV_BIN, 
 
 RESULTS = BENCH / "results"
 ALL = ("bare", "redispy", "lean", "causette", "botkit", "causette_10k", "causette_2proc",
-       "causette_worker")
+       "causette_worker", "causette_10k_own")
 LABELS = {
     "bare": "floor: bare aiohttp",
     "redispy": "floor: aiohttp + redis-py",
@@ -41,6 +41,7 @@ LABELS = {
     "causette_10k": "Causette (10k tenants)",
     "causette_2proc": "Causette (2 processes)",
     "causette_worker": "Causette (serve + worker)",
+    "causette_10k_own": "Causette (10k tenants, own flows)",
 }
 
 
@@ -136,11 +137,14 @@ def build_server(name: str, redis_url: str, a: argparse.Namespace, notes: list[s
         data = working_copy(1, name)
         return Server(name, [[causette, "serve"]], port, env=causette_env(data, redis_url, port, causette_db(name)),
                       label=LABELS[name], session_match="cst:{bench}:c:*:s", db=causette_db(name))
-    if name == "causette_10k":
-        data = working_copy(a.tenants, name)
+    if name in ("causette_10k", "causette_10k_own"):
+        # The same flow in every tenant (an agency's template: its compiled form is shared), or
+        # a definition of its own in each (nothing of the flow shared).
+        own = name == "causette_10k_own"
+        data = working_copy(a.tenants, name, own)
         return Server(name, [[causette, "serve"]], port, env=causette_env(data, redis_url, port, causette_db(name)),
-                      label=f"Causette ({a.tenants:,} tenants)", tenants=a.tenants,
-                      session_match="cst:{bench-0*}:c:*:s", db=causette_db(name))
+                      label=f"Causette ({a.tenants:,} tenants{', own flows' if own else ''})",
+                      tenants=a.tenants, session_match="cst:{bench-0*}:c:*:s", db=causette_db(name))
     if name == "causette_2proc":
         data = working_copy(1, name)
         cores = [SERVER_CORE, LOAD_CORE] if NCPU > 1 else [SERVER_CORE, SERVER_CORE]

@@ -21,6 +21,7 @@ TARGETS = [  # issue 6, item 5
     ("redis_round_trips_per_turn", "<=", 2.0, "Redis round trips per turn"),
     ("session_bytes", "<", 512, "bytes per session (MEMORY USAGE)"),
     ("tenants_10k_ratio", ">=", 0.9, "10k tenants / 1 tenant"),
+    ("tenants_10k_own_ratio", ">=", 0.9, "10k tenants, each its own flow definition / 1 tenant"),
     # The same three ratios on the sustained rate (the store writes of the burst included).
     ("ratio_floor_sustained", ">=", 1.0, "sustained Causette / redis-py floor"),
     ("ratio_lean_sustained", ">=", 0.5, "sustained Causette / lean floor"),
@@ -45,6 +46,7 @@ def assemble(results: dict[str, Any], machine: dict[str, Any], tool: str, notes:
     c = _med(results, "causette")
     causette = results.get("causette", {})
     rss1, rss10k = _med(results, "causette", "rss_bytes"), _med(results, "causette_10k", "rss_bytes")
+    rss_own = _med(results, "causette_10k_own", "rss_bytes")
     out: dict[str, Any] = {
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine,
@@ -80,6 +82,8 @@ def assemble(results: dict[str, Any], machine: dict[str, Any], tool: str, notes:
         "session_value_bytes": causette.get("session_value_bytes"),
         "tenants_10k_ratio": _ratio(_med(results, "causette_10k"), c),
         "memory_per_tenant_bytes": round((rss10k - rss1) / a.tenants) if rss1 and rss10k else None,
+        "tenants_10k_own_ratio": _ratio(_med(results, "causette_10k_own"), c),
+        "memory_per_tenant_own_bytes": round((rss_own - rss1) / a.tenants) if rss1 and rss_own else None,
         "procs_2_ratio": _ratio(_med(results, "causette_2proc"), c),
         "p99s": {n: r.get("median", {}).get("p99_ms") for n, r in results.items()},
         # The same comparisons in server CPU per request: steadier than req/s on a shared
@@ -88,6 +92,7 @@ def assemble(results: dict[str, Any], machine: dict[str, Any], tool: str, notes:
         "cpu_ratio_lean": _ratio(_med(results, "lean", "cpu_us"), _med(results, "causette", "cpu_us")),
         "cpu_ratio_peer": _ratio(_med(results, "botkit", "cpu_us"), _med(results, "causette", "cpu_us")),
         "cpu_ratio_10k": _ratio(_med(results, "causette", "cpu_us"), _med(results, "causette_10k", "cpu_us")),
+        "cpu_ratio_10k_own": _ratio(_med(results, "causette", "cpu_us"), _med(results, "causette_10k_own", "cpu_us")),
         "cpu_all_ratio_floor": _ratio(_med(results, "redispy", "cpu_us"), _med(results, "causette", "cpu_us_total")),
         "cpu_all_ratio_lean": _ratio(_med(results, "lean", "cpu_us"), _med(results, "causette", "cpu_us_total")),
         "cpu_all_ratio_peer": _ratio(_med(results, "botkit", "cpu_us"), _med(results, "causette", "cpu_us_total")),
@@ -135,7 +140,8 @@ def table(out: dict[str, Any]) -> str:
     cpu = [f"{label} {out[k]:.2f}" for k, label in (("cpu_ratio_floor", "vs redis-py floor"),
                                                      ("cpu_ratio_lean", "vs lean floor"),
                                                      ("cpu_ratio_peer", "vs Botkit"),
-                                                     ("cpu_ratio_10k", "10k tenants vs 1"))
+                                                     ("cpu_ratio_10k", "10k tenants vs 1"),
+                                                     ("cpu_ratio_10k_own", "10k tenants with own flows vs 1"))
            if out.get(k) is not None]
     if cpu:
         lines += ["", "The same ratios in server CPU per request (theirs / Causette's; steadier on a "
@@ -165,6 +171,8 @@ def table(out: dict[str, Any]) -> str:
     extra = []
     if out.get("memory_per_tenant_bytes") is not None:
         extra.append(f"memory per tenant: {out['memory_per_tenant_bytes']:,} bytes of server RSS")
+    if out.get("memory_per_tenant_own_bytes") is not None:
+        extra.append(f"with a flow of its own: {out['memory_per_tenant_own_bytes']:,} bytes")
     if out.get("procs_2_ratio") is not None:
         extra.append(f"2 processes / 1: {out['procs_2_ratio']:.2f}")
     cold = out["configs"].get("causette_10k", {}).get("cold_start_s")

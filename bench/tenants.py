@@ -19,18 +19,20 @@ from .harness import RAW, log
 SECRET = "bench-gateway-secret-not-for-production"
 
 
-def _fingerprint(n: int) -> str:
+def _fingerprint(n: int, own: bool = False) -> str:
     h = hashlib.sha256(json.dumps(tenant("x"), sort_keys=True).encode())
     for f in ("gateway/apply.py", "gateway/store/sqlite.py", "gateway/store/migrations.py"):
         p = Path(__file__).resolve().parents[1] / f
         if p.exists():
             h.update(p.read_bytes())
-    return f"{n}-{h.hexdigest()[:12]}"
+    return f"{n}{'-own' if own else ''}-{h.hexdigest()[:12]}"
 
 
-async def _build(data: Path, slugs: list[str]) -> None:
+async def _build(data: Path, slugs: list[str], own: bool = False) -> None:
     """The store directly, in bulk (what gateway.apply does, less its per-tenant validation:
-    the flow is validated once here, with the tree engine, before the first tenant)."""
+    the flow is validated once here, with the tree engine, before the first tenant). With
+    `own`, each tenant's flow definition differs from every other's (its name carries the
+    slug), so nothing of it can be shared between tenants; the dialog is the same."""
     from gateway.plugins import PluginHost
     from gateway.store import Store
     from gateway.store.records import TenantInfo
@@ -52,7 +54,8 @@ async def _build(data: Path, slugs: list[str]) -> None:
             for plugin, ps in t["plugins"].items():
                 await store.set_plugin(slug, plugin, ps)
             await store.put_channel(slug, ch["id"], ch["type"], settings, secrets)
-            await store.create_flow(slug, t["flows"][0]["id"], t["flows"][0])
+            f = dict(t["flows"][0], name=f"{t['flows'][0]['name']} ({slug})") if own else t["flows"][0]
+            await store.create_flow(slug, f["id"], f)
             await store.publish(slug, t["flows"][0]["id"], by="bench")
             if i and i % 1000 == 0:
                 log(f"  {i} tenants created ({time.monotonic() - t0:.0f} s)")
@@ -60,10 +63,10 @@ async def _build(data: Path, slugs: list[str]) -> None:
         await store.close()
 
 
-def working_copy(n: int, name: str) -> Path:
+def working_copy(n: int, name: str, own: bool = False) -> Path:
     """A fresh copy of the n-tenant template for one server of one bench run: events and
     contacts written by earlier runs would make the store's inserts slower run after run."""
-    src = data_dir(n)
+    src = data_dir(n, own)
     dst = RAW / f"work-{name}"
     shutil.rmtree(dst, ignore_errors=True)
     dst.mkdir(parents=True)
@@ -73,9 +76,10 @@ def working_copy(n: int, name: str) -> Path:
     return dst
 
 
-def data_dir(n: int) -> Path:
-    """A data directory with `n` tenants: `bench` when n == 1, else bench-00000 ... (n of them)."""
-    fp = _fingerprint(n)
+def data_dir(n: int, own: bool = False) -> Path:
+    """A data directory with `n` tenants: `bench` when n == 1, else bench-00000 ... (n of them);
+    `own`: each with a flow definition of its own (see _build)."""
+    fp = _fingerprint(n, own)
     data = RAW / f"causette-{fp}"
     if (data / "ready").exists():
         return data
@@ -84,7 +88,7 @@ def data_dir(n: int) -> Path:
     slugs = ["bench"] if n == 1 else [f"bench-{i:05d}" for i in range(n)]
     log(f"creating {n} tenant(s) in {data} through the store")
     t0 = time.monotonic()
-    asyncio.run(_build(data, slugs))
+    asyncio.run(_build(data, slugs, own))
     (data / "ready").write_text(f"{n} tenants in {time.monotonic() - t0:.1f} s\n")
     log(f"  done in {time.monotonic() - t0:.1f} s")
     return data

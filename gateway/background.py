@@ -36,16 +36,19 @@ async def flush_events(state: "State", store: "Store", size: int = ROUND) -> int
     return (await _round(state, store, size))[0]
 
 
-async def _round(state: "State", store: "Store", size: int) -> tuple[int, bool]:
-    """(entries read, whether more may be waiting). A round reads about `size` entries:
-    decoding them runs on the event loop, so while messages are running a round must stay
-    short (a millisecond or two); the p99 of a burst depends on it (docs/benchmarks.md)."""
-    # Each claimed tenant costs a read and a trim: claim few enough that each brings several
-    # entries (a burst over thousands of tenants leaves a few per tenant).
-    claim = max(1, min(TENANTS, size // PER_TENANT))
+async def _round(state: "State", store: "Store", size: int,
+                 per_tenant: float = PER_TENANT) -> tuple[int, bool, int]:
+    """(entries read, whether more may be waiting, tenants claimed). A round reads about
+    `size` entries: decoding them runs on the event loop, so while messages are running a
+    round must stay short (a millisecond or two); the p99 of a burst depends on it
+    (docs/benchmarks.md). `per_tenant` is how many entries a claimed tenant brought lately."""
+    # A round's fixed costs (the claim, the store's transaction, the acknowledgement) are
+    # paid per round: when a burst is spread over thousands of tenants, each with an entry
+    # or two, claim more of them so that a round still carries about `size` entries.
+    claim = max(1, min(TENANTS, int(size / max(1.0, per_tenant))))
     tenants = await state.pending_events(claim)
     if not tenants:
-        return 0, False
+        return 0, False, 0
     each = max(PER_TENANT, size // len(tenants))
     try:
         batches = await state.read_events(tenants, each)
@@ -59,9 +62,10 @@ async def _round(state: "State", store: "Store", size: int) -> tuple[int, bool]:
     except Exception as exc:  # the store is down or busy: keep the events, try later
         log.warning("event flush of %d tenants failed: %s", len(tenants), exc)
         await state.requeue_events(tenants)
-        return 0, False
+        return 0, False, 0
     # Tenants not claimed this round, or some claimed with more waiting: go on at once.
-    return sum(n for _, n in entries.values()), len(tenants) == claim or any(more.values())
+    return (sum(n for _, n in entries.values()), len(tenants) == claim or any(more.values()),
+            len(tenants))
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
@@ -76,10 +80,13 @@ async def event_loop(state: "State", store: "Store", interval: float, stop: asyn
     """Flush rounds until `stop`; `busy()` says whether messages are running in this process."""
     # `stop`, not only cancellation, ends the loops: redis-py can swallow a cancellation
     # that arrives while it is connecting.
+    per_tenant = float(PER_TENANT)
     while not stop.is_set():
         size = ROUND if busy() else ROUND_IDLE
         try:
-            _, more = await _round(state, store, size)
+            read, more, claimed = await _round(state, store, size, per_tenant)
+            if claimed:
+                per_tenant = 0.7 * per_tenant + 0.3 * (read / claimed)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

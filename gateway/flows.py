@@ -62,7 +62,9 @@ class FlowEngine:
         return {}
 
     def compile(self, flow: Mapping[str, Any]) -> Any:
-        """Prepare a validated flow for running; called once per published version, cached."""
+        """Prepare a validated flow for running; called once per distinct definition and cached.
+        The result may depend on the definition only: flows of equal definitions (in one
+        tenant or many) share it, so `advance` must never change it per tenant or contact."""
         return flow
 
     async def advance(self, ctx: "Context", flow: Any, message: InboundMessage | None) -> Turn:

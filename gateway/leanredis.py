@@ -198,6 +198,17 @@ class LeanRedis:
             p = self._proto
         return await p.send(hiredis.pack_command(args))  # type: ignore[union-attr]
 
+    async def pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Several commands in one write, their replies in order. Awaits futures, not tasks
+        (asyncio.gather of `execute` coroutines makes a task per command). A Redis error reply
+        raises `ReplyError` once every reply has arrived."""
+        p = self._proto
+        if p is None or p.closed.done():
+            await self.connect()
+            p = self._proto
+        pack = hiredis.pack_command
+        return await asyncio.gather(*[p.send(pack(tuple(c))) for c in commands])  # type: ignore[union-attr]
+
     async def evalsha(self, sha: str, source: bytes | str, keys: Sequence[Any] = (),
                       args: Sequence[Any] = ()) -> Any:
         p = self._proto

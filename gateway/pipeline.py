@@ -70,6 +70,7 @@ class Pipeline:
                  http: "aiohttp.ClientSession | None" = None):
         self.host, self.registry, self.state, self.http = host, registry, state, http
         self._tasks: set[asyncio.Task] = set()
+        self._runners: dict[frozenset[str], Any] = {}
         self.turns = 0
 
     # --- entry points ---------------------------------------------------------------------
@@ -169,10 +170,10 @@ class Pipeline:
         except BaseException:
             # Nothing half-written: release the conversation and forget the message id, so
             # the provider's retry of this webhook runs the turn again from the saved state.
-            await asyncio.shield(self.state.leave(lease, lease.session, rt.snapshot.session_ttl, [],
+            await asyncio.shield(self.state.leave(lease, lease.session, rt.session_ttl, [],
                                                   forget=True))
             raise
-        saved = await self.state.leave(lease, ctx.session, rt.snapshot.session_ttl, ctx.events,
+        saved = await self.state.leave(lease, ctx.session, rt.session_ttl, ctx.events,
                                        timer_due=ctx.now + wait if wait > 0 else None,
                                        clear_timer=wait <= 0)
         if not saved:
@@ -499,9 +500,13 @@ class Pipeline:
 
     # --- steps and chains -------------------------------------------------------------------
     def _step_runner(self, rt: TenantRuntime):
-        """The function a flow calls to run a step (made once per loaded tenant)."""
-        if rt.step_runner is not None:
-            return rt.step_runner
+        """The function a flow calls to run a step: one per set of enabled plugins, shared by
+        the tenants that have that set."""
+        run = rt.step_runner
+        if run is None:
+            run = rt.step_runner = self._runners.get(rt.enabled)
+        if run is not None:
+            return run
         host, enabled = self.host, rt.enabled
 
         async def run(ctx: Context, name: str, args: Any) -> StepResult:
@@ -509,7 +514,7 @@ class Pipeline:
             if not res.ok:
                 ctx.record("step.failed", step=name, error=res.error[:300])
             return res
-        rt.step_runner = run
+        rt.step_runner = self._runners[enabled] = run
         return run
 
     def _notify(self, rt: TenantRuntime, ch: Channel, events: list[Event]) -> None:

@@ -17,6 +17,7 @@ import msgspec
 
 from .channels import Channel
 from .config import FlowVersion, TenantSnapshot
+from .store.sqlite import definition_hash
 from .triggers import TriggerIndex
 
 if TYPE_CHECKING:
@@ -33,26 +34,54 @@ DRAFT = -1                        # the version number a session on a flow's dra
 
 
 class TenantRuntime:
-    """One tenant as the hot path sees it."""
+    """One tenant as the hot path sees it.
+
+    With thousands of tenants loaded, a turn's cost is mostly the cache lines it touches in
+    its tenant's objects (docs/benchmarks.md, item 11): slots instead of an instance dict, and
+    what tenants can share (compiled flows, trigger indexes, plugin sets) is shared."""
+    __slots__ = ("slug", "snapshot", "enabled", "channels", "settings", "flows", "keywords",
+                 "referrals", "on_start", "on_open", "on_campaign", "session_ttl", "periods",
+                 "step_runner", "compiled")
 
     def __init__(self, snap: TenantSnapshot, channels: dict[str, Channel],
-                 settings: dict[str, Any]):
+                 settings: dict[str, Any], index: TriggerIndex | None = None):
         self.slug = snap.slug
         self.snapshot = snap
-        self.enabled = frozenset(snap.plugins)
+        fs = frozenset(snap.plugins)
+        # One object per set of plugins: the plugin host's chain cache then compares by identity.
+        self.enabled = _ENABLED.setdefault(fs, fs)
         self.channels = channels
         self.settings = settings
         self.flows: dict[str, FlowVersion] = {f.id: f for f in snap.flows}
-        index = TriggerIndex((f.id, f.definition) for f in snap.flows)
+        index = index or TriggerIndex((f.id, f.definition) for f in snap.flows)
         self.keywords = index.keywords
         self.referrals = index.referrals
         self.on_start = index.single.get("start", "")
         self.on_open = index.single.get("widget", "")
         self.on_campaign = index.single.get("campaign", "")
+        self.session_ttl = snap.session_ttl
         # Filled by the pipeline as they are first needed: a flow's active period, parsed
         # (flow id -> (from, until, the definition's "active")), and the step runner.
         self.periods: dict[str, tuple[float | None, float | None, dict[str, Any]]] = {}
         self.step_runner: Any = None
+        # flow id -> (latest published version, its compiled form), filled by Registry.flow.
+        self.compiled: dict[str, tuple[FlowVersion, Any]] = {}
+
+
+_ENABLED: dict[frozenset[str], frozenset[str]] = {}
+
+
+class _Shared:
+    """A flow definition met in one or more tenants, and its compiled form once made.
+    Agencies roll one template out to many brands: equal definitions share one object."""
+    __slots__ = ("definition", "compiled")
+
+    def __init__(self, definition: dict[str, Any]):
+        self.definition = definition
+        self.compiled: Any = _NONE
+
+
+_NONE = object()
 
 
 class Registry:
@@ -64,6 +93,9 @@ class Registry:
         self._missing: dict[str, float] = {}
         self._loading: dict[str, asyncio.Future] = {}
         self._compiled: OrderedDict[tuple[str, str, int], tuple[FlowVersion, Any]] = OrderedDict()
+        # definition hash -> _Shared; trigger indexes by the flows' hashes (bounded like _compiled)
+        self._shared: OrderedDict[str, _Shared] = OrderedDict()
+        self._indexes: OrderedDict[tuple[tuple[str, str], ...], TriggerIndex] = OrderedDict()
         self._listener: asyncio.Task | None = None
         self._stopping = False
         self.max_compiled = 50_000
@@ -119,7 +151,29 @@ class Registry:
                 continue
             obj.runtime = self.runtime
             channels[cfg.id] = obj
-        return TenantRuntime(snap, channels, settings)
+        ids = []
+        for fv in snap.flows:
+            digest, shared = self._share(fv.definition)
+            fv.definition = shared.definition
+            ids.append((fv.id, digest))
+        key = tuple(ids)
+        index = self._indexes.get(key)
+        if index is None:
+            index = self._indexes[key] = TriggerIndex((f.id, f.definition) for f in snap.flows)
+            if len(self._indexes) > self.max_compiled:
+                self._indexes.popitem(last=False)
+        return TenantRuntime(snap, channels, settings, index)
+
+    def _share(self, definition: dict[str, Any]) -> tuple[str, _Shared]:
+        """The shared copy of a flow definition equal to `definition` (runtime definitions are
+        read-only: published versions are immutable)."""
+        digest = definition_hash(definition)
+        shared = self._shared.get(digest)
+        if shared is None:
+            shared = self._shared[digest] = _Shared(definition)
+            if len(self._shared) > self.max_compiled:
+                self._shared.popitem(last=False)
+        return digest, shared
 
     def forget(self, slug: str) -> None:
         self._tenants.pop(slug, None)
@@ -138,34 +192,44 @@ class Registry:
             rec = await self.store.get_flow(rt.slug, flow_id)
             if rec is None:
                 return None
-            key = (rt.slug, flow_id + "@" + rec.etag, DRAFT)   # a new etag is a new entry
-            return self._compiled.get(key) or \
-                self._compile(key, FlowVersion(id=flow_id, version=DRAFT, definition=rec.draft))
+            return self._compile(FlowVersion(id=flow_id, version=DRAFT, definition=rec.draft))
+        hit = rt.compiled.get(flow_id)
+        if hit is not None and (not version or hit[0].version == version):
+            return hit
+        fv = rt.flows.get(flow_id)
+        if fv is not None and (not version or fv.version == version):
+            entry = self._compile(fv)
+            if entry is not None:
+                rt.compiled[flow_id] = entry
+            return entry
         if not version:
-            fv = rt.flows.get(flow_id)
-            if fv is None:
-                return None
-            version = fv.version
+            return None
+        # An older version that live conversations still run on.
         key = (rt.slug, flow_id, version)
         hit = self._compiled.get(key)
         if hit is not None:
             return hit
-        fv = rt.flows.get(flow_id)
-        if fv is None or fv.version != version:
-            fv = await self.store.get_flow_version(rt.slug, flow_id, version)
-            if fv is None:
-                return None
-        return self._compile(key, fv)
+        fv = await self.store.get_flow_version(rt.slug, flow_id, version)
+        if fv is None:
+            return None
+        entry = self._compile(fv)
+        if entry is not None:
+            self._compiled[key] = entry
+            if len(self._compiled) > self.max_compiled:
+                self._compiled.popitem(last=False)
+        return entry
 
-    def _compile(self, key: tuple[str, str, int], fv: FlowVersion) -> tuple[FlowVersion, Any] | None:
+    def _compile(self, fv: FlowVersion) -> tuple[FlowVersion, Any] | None:
+        """`fv` with its compiled form, made once for every flow of an equal definition
+        (engines compile from the definition alone, gateway.flows.FlowEngine.compile)."""
         engine = self.host.engines.get(fv.definition.get("engine", "tree"))
         if engine is None:
             return None
-        entry = (fv, engine.compile(fv.definition))
-        self._compiled[key] = entry
-        if len(self._compiled) > self.max_compiled:
-            self._compiled.popitem(last=False)
-        return entry
+        _digest, shared = self._share(fv.definition)
+        if shared.compiled is _NONE:
+            shared.compiled = engine.compile(shared.definition)
+        fv.definition = shared.definition
+        return fv, shared.compiled
 
     # --- cross-process invalidation --------------------------------------------------------
     async def start(self) -> None:

@@ -207,7 +207,10 @@ class State:
 
     async def pending_events(self, count: int = 200) -> list[str]:
         """Claim up to `count` tenants with events waiting (each claimed by one process)."""
-        tenants = await self.redis.spop(EVENT_INDEX, count)
+        if self.fast is not None:
+            tenants = await self.fast.execute(b"SPOP", EVENT_INDEX, count)
+        else:
+            tenants = await self.redis.spop(EVENT_INDEX, count)
         return [t.decode() if isinstance(t, bytes) else t for t in tenants or ()]
 
     async def read_events(self, tenants: list[str], count: int) -> dict[str, list[tuple[str, Event | None]]]:
@@ -218,8 +221,8 @@ class State:
         if self.fast is not None:
             # Concurrent commands on the lean client leave in one write; hiredis parses the
             # replies in C (redis-py's Python parsing was most of the flusher's Redis cost).
-            replies = await asyncio.gather(*(self.fast.execute("XRANGE", events_key(t), "-", "+",
-                                                               "COUNT", count) for t in tenants))
+            replies = await self.fast.pipeline([("XRANGE", events_key(t), "-", "+", "COUNT", count)
+                                                for t in tenants])
         else:
             async with self.redis.pipeline(transaction=False) as p:
                 for tenant in tenants:
@@ -263,7 +266,7 @@ class State:
         if self.fast is not None:
             # A round acknowledges up to 100 tenants: through redis-py that was milliseconds of
             # the event loop per round; the lean client packs them in C, in one write.
-            await asyncio.gather(*(self.fast.execute(*cmd) for cmd in trims))
+            await self.fast.pipeline(trims)
             return
         async with self.redis.pipeline(transaction=False) as p:
             for cmd in trims:

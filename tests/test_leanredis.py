@@ -123,3 +123,15 @@ async def test_connection_refused_raises(prefix):
     with pytest.raises(OSError):
         await client.ping()
     await client.close()
+
+
+async def test_pipeline_sends_commands_together_and_answers_in_order(lean, prefix):
+    replies = await lean.pipeline([("SET", prefix + "p", "1"), ("INCR", prefix + "p"),
+                                   ("GET", prefix + "p"), ("GET", prefix + "none")])
+    assert replies == [b"OK", 2, b"2", None]
+    assert await lean.pipeline([]) == []
+    with pytest.raises(ReplyError, match="WRONGTYPE"):
+        await lean.pipeline([("INCR", prefix + "p"), ("LPUSH", prefix + "p", "x"),
+                             ("INCR", prefix + "p")])
+    # every command ran and the connection is still in step
+    assert await lean.get(prefix + "p") == b"4"

@@ -217,3 +217,31 @@ async def test_events_read_and_trimmed_through_redis_py_too(state):
     assert [e.data["n"] for _, e in rows] == [0, 10, 1, 11]
     await st.ack_events({"t1": (rows[-1][0], True)})
     assert [e.data["n"] for _, e in (await st.read_events(["t1"], 10))["t1"]] == [2, 12]
+
+
+async def test_a_burst_spread_over_many_tenants_is_claimed_in_wide_rounds(state, tmp_path):
+    from gateway.apply import apply_tenant
+    from gateway.background import ROUND, TENANTS, _round
+    from gateway.config import TenantConfig
+    from gateway.plugins import PluginHost
+    from gateway.store import Store
+    store = await Store.open(str(tmp_path / "s.db"), b"k")
+    try:
+        host = PluginHost()
+        slugs = [f"w{i:03d}" for i in range(150)]
+        for slug in slugs:
+            await apply_tenant(store, host, TenantConfig(slug=slug, name=slug))
+            await state.record(slug, [Event(type="message.in", tenant=slug, channel="web",
+                                            contact="c", ts=1.0)])
+        # Not knowing better, a round claims a few tenants and expects several entries each...
+        read, more, claimed = await _round(state, store, ROUND)
+        assert (read, claimed) == (10, 10) and more
+        # ... once rounds have brought one entry per tenant, it claims as many as a round holds.
+        read, more, claimed = await _round(state, store, ROUND, per_tenant=1.0)
+        assert read == claimed == min(TENANTS, ROUND)
+        read, more, claimed = await _round(state, store, ROUND, per_tenant=1.0)
+        assert read == claimed == 40 and not more
+        assert sum([await store.count_events(s) for s in slugs]) == 150
+        assert await state.redis.scard("cst:evq") == 0
+    finally:
+        await store.close()
