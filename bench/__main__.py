@@ -30,8 +30,10 @@ from .harness import (BENCH, LOAD_CORE, NCPU, RAW, ROOT, SERVER_CORE, VENV_BIN, 
                       ensure_wrk, free_port, load, log, machine)
 
 RESULTS = BENCH / "results"
-ALL = ("bare", "redispy", "lean", "causette", "botkit", "causette_10k", "causette_2proc",
-       "causette_worker", "causette_10k_own")
+# Run in this order in each round: what a ratio compares runs minutes apart at most (the lean
+# floor, Causette and its 10k-tenant configurations next to each other).
+ALL = ("bare", "redispy", "lean", "causette", "causette_10k", "causette_10k_own", "botkit",
+       "causette_2proc", "causette_worker")
 LABELS = {
     "bare": "floor: bare aiohttp",
     "redispy": "floor: aiohttp + redis-py",
