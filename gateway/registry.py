@@ -41,10 +41,11 @@ class TenantRuntime:
     what tenants can share (compiled flows, trigger indexes, plugin sets) is shared."""
     __slots__ = ("slug", "snapshot", "enabled", "channels", "settings", "flows", "keywords",
                  "referrals", "on_start", "on_open", "on_campaign", "session_ttl", "periods",
-                 "step_runner", "compiled")
+                 "step_runner", "compiled", "shared")
 
     def __init__(self, snap: TenantSnapshot, channels: dict[str, Channel],
-                 settings: dict[str, Any], index: TriggerIndex | None = None):
+                 settings: dict[str, Any], index: TriggerIndex | None = None,
+                 shared: "dict[str, _Shared] | None" = None):
         self.slug = snap.slug
         self.snapshot = snap
         fs = frozenset(snap.plugins)
@@ -66,6 +67,8 @@ class TenantRuntime:
         self.step_runner: Any = None
         # flow id -> (latest published version, its compiled form), filled by Registry.flow.
         self.compiled: dict[str, tuple[FlowVersion, Any]] = {}
+        # flow id -> the registry's shared record of that version's definition
+        self.shared: dict[str, _Shared] = shared or {}
 
 
 _ENABLED: dict[frozenset[str], frozenset[str]] = {}
@@ -151,10 +154,10 @@ class Registry:
                 continue
             obj.runtime = self.runtime
             channels[cfg.id] = obj
-        ids = []
+        ids, shared = [], {}
         for fv in snap.flows:
-            digest, shared = self._share(fv.definition)
-            fv.definition = shared.definition
+            digest, shared[fv.id] = self._share(fv.definition)
+            fv.definition = shared[fv.id].definition
             ids.append((fv.id, digest))
         key = tuple(ids)
         index = self._indexes.get(key)
@@ -162,7 +165,7 @@ class Registry:
             index = self._indexes[key] = TriggerIndex((f.id, f.definition) for f in snap.flows)
             if len(self._indexes) > self.max_compiled:
                 self._indexes.popitem(last=False)
-        return TenantRuntime(snap, channels, settings, index)
+        return TenantRuntime(snap, channels, settings, index, shared)
 
     def _share(self, definition: dict[str, Any]) -> tuple[str, _Shared]:
         """The shared copy of a flow definition equal to `definition` (runtime definitions are
@@ -198,7 +201,7 @@ class Registry:
             return hit
         fv = rt.flows.get(flow_id)
         if fv is not None and (not version or fv.version == version):
-            entry = self._compile(fv)
+            entry = self._compile(fv, rt.shared.get(flow_id))
             if entry is not None:
                 rt.compiled[flow_id] = entry
             return entry
@@ -219,13 +222,15 @@ class Registry:
                 self._compiled.popitem(last=False)
         return entry
 
-    def _compile(self, fv: FlowVersion) -> tuple[FlowVersion, Any] | None:
+    def _compile(self, fv: FlowVersion, shared: _Shared | None = None) -> tuple[FlowVersion, Any] | None:
         """`fv` with its compiled form, made once for every flow of an equal definition
-        (engines compile from the definition alone, gateway.flows.FlowEngine.compile)."""
+        (engines compile from the definition alone, gateway.flows.FlowEngine.compile);
+        `shared`: its definition's record when the caller has it (no second hashing)."""
         engine = self.host.engines.get(fv.definition.get("engine", "tree"))
         if engine is None:
             return None
-        _digest, shared = self._share(fv.definition)
+        if shared is None:
+            _digest, shared = self._share(fv.definition)
         if shared.compiled is _NONE:
             shared.compiled = engine.compile(shared.definition)
         fv.definition = shared.definition

@@ -18,6 +18,27 @@ async def state(redis_url):
     await r.aclose()
 
 
+@pytest.fixture
+async def store_of(tmp_path):
+    """make(slugs): a store holding those tenants (the flusher drops events of unknown ones)."""
+    from gateway.apply import apply_tenant
+    from gateway.config import TenantConfig
+    from gateway.plugins import PluginHost
+    from gateway.store import Store
+    stores = []
+
+    async def make(slugs):
+        store = await Store.open(str(tmp_path / f"s{len(stores)}.db"), b"k")
+        stores.append(store)
+        host = PluginHost()
+        for slug in slugs:
+            await apply_tenant(store, host, TenantConfig(slug=slug, name=slug))
+        return store
+    yield make
+    for store in stores:
+        await store.close()
+
+
 def ev(n):
     return Event(type="message.in", tenant="t1", channel="web", contact="c1", ts=time.time(), data={"n": n})
 
@@ -117,38 +138,28 @@ async def test_keys_carry_the_tenant(state):
     assert all(k.startswith("cst:{t1}:") or k in ("cst:evq", "cst:timers") for k in keys), keys
 
 
-async def test_flush_moves_many_tenants_events_in_rounds_and_requeues_the_rest(state, tmp_path):
+async def test_flush_moves_many_tenants_events_in_rounds_and_requeues_the_rest(state, store_of):
     from gateway.background import ROUND, flush_events
-    from gateway.store import Store
-    store = await Store.open(str(tmp_path / "s.db"), b"k")
-    try:
-        from gateway.apply import apply_tenant
-        from gateway.config import TenantConfig
-        from gateway.plugins import PluginHost
-        host = PluginHost()
-        slugs = [f"t{i:03d}" for i in range(30)]
-        for slug in slugs:
-            await apply_tenant(store, host, TenantConfig(slug=slug, name=slug))
-        big = [Event(type="message.in", tenant="t000", channel="web", contact="c", ts=1.0,
-                     data={"n": n}) for n in range(ROUND + 50)]
-        for ev in big:                         # one stream entry each, like ROUND+50 turns
-            await state.record("t000", [ev])
-        for slug in slugs[1:]:
-            await state.record(slug, [Event(type="message.in", tenant=slug, channel="web",
-                                            contact="c", ts=1.0)])
-        # an event claiming another tenant in t001's stream is dropped, never stored as t001's
-        await state.record("t001", [Event(type="message.in", tenant="t002", channel="web",
-                                          contact="intruder", ts=1.0)])
-        rounds = 0
-        while await flush_events(state, store):
-            rounds += 1
-        assert rounds >= 2                       # t000's backlog took more than one round
-        assert await store.count_events("t000") == ROUND + 50
-        assert all([await store.count_events(s) == 1 for s in slugs[1:]])
-        assert [e.contact for e in await store.list_events("t002")] == ["c"]
-        assert await state.redis.scard("cst:evq") == 0
-    finally:
-        await store.close()
+    slugs = [f"t{i:03d}" for i in range(30)]
+    store = await store_of(slugs)
+    big = [Event(type="message.in", tenant="t000", channel="web", contact="c", ts=1.0,
+                 data={"n": n}) for n in range(ROUND + 50)]
+    for ev in big:                         # one stream entry each, like ROUND+50 turns
+        await state.record("t000", [ev])
+    for slug in slugs[1:]:
+        await state.record(slug, [Event(type="message.in", tenant=slug, channel="web",
+                                        contact="c", ts=1.0)])
+    # an event claiming another tenant in t001's stream is dropped, never stored as t001's
+    await state.record("t001", [Event(type="message.in", tenant="t002", channel="web",
+                                      contact="intruder", ts=1.0)])
+    rounds = 0
+    while await flush_events(state, store):
+        rounds += 1
+    assert rounds >= 2                       # t000's backlog took more than one round
+    assert await store.count_events("t000") == ROUND + 50
+    assert all([await store.count_events(s) == 1 for s in slugs[1:]])
+    assert [e.contact for e in await store.list_events("t002")] == ["c"]
+    assert await state.redis.scard("cst:evq") == 0
 
 
 async def test_ack_trims_what_was_read_and_keeps_what_came_after(state):
@@ -173,38 +184,30 @@ async def test_an_entry_that_is_not_ours_is_dropped_not_fatal(state):
     assert rows[3][0] == rows[2][0] + "/1"
 
 
-async def test_a_busy_process_flushes_in_short_rounds_an_idle_one_in_long_ones(state, tmp_path):
-    from gateway.apply import apply_tenant
+async def test_a_busy_process_flushes_in_short_rounds_an_idle_one_in_long_ones(state, store_of):
     from gateway.background import ROUND, ROUND_IDLE, event_loop, flush_events
-    from gateway.config import TenantConfig
-    from gateway.plugins import PluginHost
-    from gateway.store import Store
-    store = await Store.open(str(tmp_path / "s.db"), b"k")
-    try:
-        await apply_tenant(store, PluginHost(), TenantConfig(slug="t1", name="T1"))
-        for n in range(ROUND * 3):
-            await state.record("t1", [ev(n)])
-        assert await flush_events(state, store, ROUND) == ROUND          # while turns run
-        assert await flush_events(state, store, ROUND_IDLE) == ROUND * 2  # the rest at once
-        assert await store.count_events("t1") == ROUND * 3
-        # the loop asks `busy` before each round and stops on `stop`
-        for n in range(5):
-            await state.record("t1", [ev(1000 + n)])
-        asked, stop = [], asyncio.Event()
+    store = await store_of(["t1"])
+    for n in range(ROUND * 3):
+        await state.record("t1", [ev(n)])
+    assert await flush_events(state, store, ROUND) == ROUND          # while turns run
+    assert await flush_events(state, store, ROUND_IDLE) == ROUND * 2  # the rest at once
+    assert await store.count_events("t1") == ROUND * 3
+    # the loop asks `busy` before each round and stops on `stop`
+    for n in range(5):
+        await state.record("t1", [ev(1000 + n)])
+    asked, stop = [], asyncio.Event()
 
-        def busy():
-            asked.append(1)
-            return True
-        loop = asyncio.create_task(event_loop(state, store, 0.01, stop, busy=busy))
-        for _ in range(200):
-            if await store.count_events("t1") == ROUND * 3 + 5:
-                break
-            await asyncio.sleep(0.01)
-        stop.set()
-        await asyncio.wait_for(loop, 5)
-        assert await store.count_events("t1") == ROUND * 3 + 5 and asked
-    finally:
-        await store.close()
+    def busy():
+        asked.append(1)
+        return True
+    loop = asyncio.create_task(event_loop(state, store, 0.01, stop, busy=busy))
+    for _ in range(200):
+        if await store.count_events("t1") == ROUND * 3 + 5:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(loop, 5)
+    assert await store.count_events("t1") == ROUND * 3 + 5 and asked
 
 
 async def test_events_read_and_trimmed_through_redis_py_too(state):
@@ -219,29 +222,20 @@ async def test_events_read_and_trimmed_through_redis_py_too(state):
     assert [e.data["n"] for _, e in (await st.read_events(["t1"], 10))["t1"]] == [2, 12]
 
 
-async def test_a_burst_spread_over_many_tenants_is_claimed_in_wide_rounds(state, tmp_path):
-    from gateway.apply import apply_tenant
+async def test_a_burst_spread_over_many_tenants_is_claimed_in_wide_rounds(state, store_of):
     from gateway.background import ROUND, TENANTS, _round
-    from gateway.config import TenantConfig
-    from gateway.plugins import PluginHost
-    from gateway.store import Store
-    store = await Store.open(str(tmp_path / "s.db"), b"k")
-    try:
-        host = PluginHost()
-        slugs = [f"w{i:03d}" for i in range(150)]
-        for slug in slugs:
-            await apply_tenant(store, host, TenantConfig(slug=slug, name=slug))
-            await state.record(slug, [Event(type="message.in", tenant=slug, channel="web",
-                                            contact="c", ts=1.0)])
-        # Not knowing better, a round claims a few tenants and expects several entries each...
-        read, more, claimed = await _round(state, store, ROUND)
-        assert (read, claimed) == (10, 10) and more
-        # ... once rounds have brought one entry per tenant, it claims as many as a round holds.
-        read, more, claimed = await _round(state, store, ROUND, per_tenant=1.0)
-        assert read == claimed == min(TENANTS, ROUND)
-        read, more, claimed = await _round(state, store, ROUND, per_tenant=1.0)
-        assert read == claimed == 40 and not more
-        assert sum([await store.count_events(s) for s in slugs]) == 150
-        assert await state.redis.scard("cst:evq") == 0
-    finally:
-        await store.close()
+    slugs = [f"w{i:03d}" for i in range(150)]
+    store = await store_of(slugs)
+    for slug in slugs:
+        await state.record(slug, [Event(type="message.in", tenant=slug, channel="web",
+                                        contact="c", ts=1.0)])
+    # Not knowing better, a round claims a few tenants and expects several entries each...
+    read, more, claimed = await _round(state, store, ROUND)
+    assert (read, claimed) == (10, 10) and more
+    # ... once rounds have brought one entry per tenant, it claims as many as a round holds.
+    read, more, claimed = await _round(state, store, ROUND, per_tenant=1.0)
+    assert read == claimed == min(TENANTS, ROUND)
+    read, more, claimed = await _round(state, store, ROUND, per_tenant=1.0)
+    assert read == claimed == 40 and not more
+    assert sum([await store.count_events(s) for s in slugs]) == 150
+    assert await state.redis.scard("cst:evq") == 0
