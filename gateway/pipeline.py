@@ -502,9 +502,7 @@ class Pipeline:
     def _step_runner(self, rt: TenantRuntime):
         """The function a flow calls to run a step: one per set of enabled plugins, shared by
         the tenants that have that set."""
-        run = rt.step_runner
-        if run is None:
-            run = rt.step_runner = self._runners.get(rt.enabled)
+        run = self._runners.get(rt.enabled)
         if run is not None:
             return run
         host, enabled = self.host, rt.enabled
@@ -514,7 +512,7 @@ class Pipeline:
             if not res.ok:
                 ctx.record("step.failed", step=name, error=res.error[:300])
             return res
-        rt.step_runner = self._runners[enabled] = run
+        self._runners[enabled] = run
         return run
 
     def _notify(self, rt: TenantRuntime, ch: Channel, events: list[Event]) -> None:

@@ -41,7 +41,7 @@ class TenantRuntime:
     what tenants can share (compiled flows, trigger indexes, plugin sets) is shared."""
     __slots__ = ("slug", "snapshot", "enabled", "channels", "settings", "flows", "keywords",
                  "referrals", "on_start", "on_open", "on_campaign", "session_ttl", "periods",
-                 "step_runner", "compiled", "shared")
+                 "compiled", "shared")
 
     def __init__(self, snap: TenantSnapshot, channels: dict[str, Channel],
                  settings: dict[str, Any], index: TriggerIndex | None = None,
@@ -61,10 +61,9 @@ class TenantRuntime:
         self.on_open = index.single.get("widget", "")
         self.on_campaign = index.single.get("campaign", "")
         self.session_ttl = snap.session_ttl
-        # Filled by the pipeline as they are first needed: a flow's active period, parsed
-        # (flow id -> (from, until, the definition's "active")), and the step runner.
+        # Filled by the pipeline as first needed: a flow's active period, parsed
+        # (flow id -> (from, until, the definition's "active")).
         self.periods: dict[str, tuple[float | None, float | None, dict[str, Any]]] = {}
-        self.step_runner: Any = None
         # flow id -> (latest published version, its compiled form), filled by Registry.flow.
         self.compiled: dict[str, tuple[FlowVersion, Any]] = {}
         # flow id -> the registry's shared record of that version's definition
@@ -81,10 +80,7 @@ class _Shared:
 
     def __init__(self, definition: dict[str, Any]):
         self.definition = definition
-        self.compiled: Any = _NONE
-
-
-_NONE = object()
+        self.compiled: Any = None
 
 
 class Registry:
@@ -231,7 +227,7 @@ class Registry:
             return None
         if shared is None:
             _digest, shared = self._share(fv.definition)
-        if shared.compiled is _NONE:
+        if shared.compiled is None:
             shared.compiled = engine.compile(shared.definition)
         fv.definition = shared.definition
         return fv, shared.compiled
