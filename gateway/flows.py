@@ -1,8 +1,10 @@
 """The flow-engine and step interfaces, and the context they run in."""
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -11,6 +13,34 @@ from .types import Event, InboundMessage, Problem, Reply, Session, Turn
 if TYPE_CHECKING:
     import aiohttp
     from .channels import Capabilities
+
+
+def _parse_time(value: Any, tz: str) -> float | None:
+    """An ISO 8601 instant; without an offset it is read in the tenant's time zone."""
+    if not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        try:
+            when = when.replace(tzinfo=ZoneInfo(tz))
+        except (ZoneInfoNotFoundError, ValueError):
+            when = when.replace(tzinfo=dt.timezone.utc)
+    return when.timestamp()
+
+
+Period = tuple[float | None, float | None, Mapping[str, Any]]
+
+
+def active_period(definition: Mapping[str, Any], tz: str) -> Period | None:
+    """A flow's `active` window as (from, until, the `active` object), instants in seconds
+    (None: open-ended); None when the flow is always on."""
+    active = definition.get("active") or None
+    if not active:
+        return None
+    return _parse_time(active.get("from"), tz), _parse_time(active.get("until"), tz), active
 
 
 class StepResult(msgspec.Struct, omit_defaults=True):

@@ -6,12 +6,10 @@ reach the store in batches (`gateway.background`).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import time
 import uuid
 import zlib
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -19,7 +17,7 @@ import msgspec
 from .channels import Channel
 from .flows import Context, StepResult
 from .plugins import FAILED
-from .registry import TenantRuntime
+from .registry import LiveFlow, TenantRuntime
 from .state import Duplicate
 from .triggers import fold
 from .types import Event, InboundMessage, Reply, SendResult, Session, Turn
@@ -47,22 +45,6 @@ _INLINE = SendResult(status="sent", detail="inline")     # read only
 
 class TenantMismatch(ValueError):
     """A channel produced a message for another tenant or channel instance than its own."""
-
-
-def _parse_time(value: Any, tz: str) -> float | None:
-    """An ISO 8601 instant; without an offset it is read in the tenant's time zone."""
-    if not value:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        try:
-            when = when.replace(tzinfo=ZoneInfo(tz))
-        except (ZoneInfoNotFoundError, ValueError):
-            when = when.replace(tzinfo=dt.timezone.utc)
-    return when.timestamp()
 
 
 class Pipeline:
@@ -229,16 +211,17 @@ class Pipeline:
             return [], 0.0      # a human holds the conversation: no reminders from the bot
         target, restart_vars = self._target(rt, ctx, msg, extra)
         if target is not None:
-            outside = self._outside_period(rt, target, ctx.now)
+            found = await self.registry.flow(rt, target, (extra or {}).get("version", 0))
+            outside = self._outside_period(rt, found, ctx.now) if found is not None else None
             if outside is not None:
                 if isinstance(outside, Reply):
                     return [outside], 0.0
                 target = outside
-            found = await self.registry.flow(rt, target, (extra or {}).get("version", 0))
+                found = await self.registry.flow(rt, target)
             if found is None:
                 ctx.record("flow.missing", flow=target)
                 return [], 0.0
-            fv, compiled = found
+            fv = found.fv
             if s.flow and s.node:
                 self._end(ctx, "abandoned", why="restarted")
             s.flow, s.version, s.node = fv.id, fv.version, ""
@@ -252,12 +235,11 @@ class Pipeline:
             if found is None:  # the version vanished (tenant deleted it): start over next time
                 s.flow = s.node = ""
                 return [], 0.0
-            fv, compiled = found
         else:
             if msg is not None:
                 ctx.record("message.unhandled")
             return [], 0.0
-        return await self._advance(rt, ctx, fv.definition, compiled, msg)
+        return await self._advance(rt, ctx, found, msg)
 
     def _target(self, rt: TenantRuntime, ctx: Context, msg: InboundMessage | None,
                 extra: dict[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
@@ -285,31 +267,29 @@ class Pipeline:
             return rt.on_start, {}
         return None, {}
 
-    def _outside_period(self, rt: TenantRuntime, flow_id: str, now: float) -> "Reply | str | None":
-        period = rt.periods.get(flow_id)
-        if period is None:
-            fv = rt.flows.get(flow_id)
-            active = (fv.definition.get("active") if fv else None) or {}
-            tz = rt.snapshot.timezone
-            period = rt.periods[flow_id] = (_parse_time(active.get("from"), tz),
-                                            _parse_time(active.get("until"), tz), active)
-        start, until, active = period
+    @staticmethod
+    def _outside_period(rt: TenantRuntime, live: LiveFlow, now: float) -> "Reply | str | None":
+        """None while `live` is within its active period; else the fallback flow's id or the
+        reply to give instead."""
+        if live.period is None:
+            return None
+        start, until, active = live.period
         if (start is None or now >= start) and (until is None or now < until):
             return None
-        if active.get("flow") and active["flow"] != flow_id:
+        if active.get("flow") and active["flow"] != live.fv.id:
             return active["flow"]
         text = active.get("message")
         if isinstance(text, dict):
             text = text.get(rt.snapshot.locale) or next(iter(text.values()), "")
         return Reply(text=text) if text else Reply()
 
-    async def _advance(self, rt: TenantRuntime, ctx: Context, definition: dict[str, Any],
-                       compiled: Any, msg: InboundMessage | None) -> tuple[list[Reply], float]:
+    async def _advance(self, rt: TenantRuntime, ctx: Context, live: LiveFlow,
+                       msg: InboundMessage | None) -> tuple[list[Reply], float]:
         s = ctx.session
         replies: list[Reply] = []
         wait = 0.0
         for _hop in range(MAX_GOTO):
-            name = definition.get("engine", "tree")
+            name, compiled = live.engine, live.compiled
             engine = self.host.engines.get(name)
             before, n_events = _enc.encode(s), len(ctx.events)
             turn = FAILED if engine is None else await self.host.invoke(
@@ -342,8 +322,7 @@ class Pipeline:
             if found is None:
                 ctx.record("flow.missing", flow=goto)
                 break
-            fv, compiled = found
-            definition = fv.definition
+            live, fv = found, found.fv
             s.flow, s.version, s.node, s.retries = fv.id, fv.version, "", 0
             ctx.record("flow.started", source=s.source, trigger="goto")
             msg = None

@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 
 from .channels import Channel
 from .config import FlowVersion, TenantSnapshot
+from .flows import Period, active_period
 from .store.sqlite import definition_hash
 from .triggers import TriggerIndex
 
@@ -40,7 +42,7 @@ class TenantRuntime:
     its tenant's objects (docs/benchmarks.md, item 11): slots instead of an instance dict, and
     what tenants can share (compiled flows, trigger indexes, plugin sets) is shared."""
     __slots__ = ("slug", "snapshot", "enabled", "channels", "settings", "flows", "keywords",
-                 "referrals", "on_start", "on_open", "on_campaign", "session_ttl", "periods",
+                 "referrals", "on_start", "on_open", "on_campaign", "session_ttl",
                  "compiled", "shared")
 
     def __init__(self, snap: TenantSnapshot, channels: dict[str, Channel],
@@ -61,16 +63,22 @@ class TenantRuntime:
         self.on_open = index.single.get("widget", "")
         self.on_campaign = index.single.get("campaign", "")
         self.session_ttl = snap.session_ttl
-        # Filled by the pipeline as first needed: a flow's active period, parsed
-        # (flow id -> (from, until, the definition's "active")).
-        self.periods: dict[str, tuple[float | None, float | None, dict[str, Any]]] = {}
-        # flow id -> (latest published version, its compiled form), filled by Registry.flow.
-        self.compiled: dict[str, tuple[FlowVersion, Any]] = {}
+        # flow id -> its latest published version ready to run, filled by Registry.flow.
+        self.compiled: dict[str, LiveFlow] = {}
         # flow id -> the registry's shared record of that version's definition
         self.shared: dict[str, _Shared] = shared or {}
 
 
 _ENABLED: dict[frozenset[str], frozenset[str]] = {}
+
+
+class LiveFlow(NamedTuple):
+    """A flow version as a turn needs it, in one object: a turn reads one entry of one
+    dictionary of its tenant, not one per fact (docs/benchmarks.md, item 12)."""
+    fv: FlowVersion
+    compiled: Any                 # the engine's compiled form (shared by equal definitions)
+    engine: str                   # the engine's name
+    period: Period | None         # the flow's active window (gateway.flows.active_period)
 
 
 class _Shared:
@@ -91,7 +99,7 @@ class Registry:
         self._tenants: dict[str, TenantRuntime] = {}
         self._missing: dict[str, float] = {}
         self._loading: dict[str, asyncio.Future] = {}
-        self._compiled: OrderedDict[tuple[str, str, int], tuple[FlowVersion, Any]] = OrderedDict()
+        self._compiled: OrderedDict[tuple[str, str, int], LiveFlow] = OrderedDict()
         # definition hash -> _Shared; trigger indexes by the flows' hashes (bounded like _compiled)
         self._shared: OrderedDict[str, _Shared] = OrderedDict()
         self._indexes: OrderedDict[tuple[tuple[str, str], ...], TriggerIndex] = OrderedDict()
@@ -131,6 +139,14 @@ class Registry:
         return rt
 
     def build(self, snap: TenantSnapshot) -> TenantRuntime:
+        # Names that many tenants repeat (flow and channel ids, locales) as one string object
+        # each: a turn reads them (keys, events, the session) and a shared object stays in the
+        # cache (docs/benchmarks.md, item 12).
+        snap.locale = sys.intern(snap.locale)
+        for cfg in snap.channels:
+            cfg.id = sys.intern(cfg.id)
+        for fv in snap.flows:
+            fv.id = sys.intern(fv.id)
         settings: dict[str, Any] = {}
         for plugin, raw in snap.plugins.items():
             st = self.host.settings_types.get(plugin)
@@ -184,20 +200,21 @@ class Registry:
         await self.redis.publish(INVALIDATE, slug)
 
     # --- flows ---------------------------------------------------------------------------
-    async def flow(self, rt: TenantRuntime, flow_id: str, version: int = 0) -> tuple[FlowVersion, Any] | None:
-        """A flow version and its compiled form; version 0 means the latest published,
-        DRAFT (-1) the current draft (for `causette chat --draft`; never used by triggers)."""
+    async def flow(self, rt: TenantRuntime, flow_id: str, version: int = 0) -> LiveFlow | None:
+        """A flow version ready to run; version 0 means the latest published, DRAFT (-1) the
+        current draft (for `causette chat --draft`; never used by triggers)."""
         if version == DRAFT:
             rec = await self.store.get_flow(rt.slug, flow_id)
             if rec is None:
                 return None
-            return self._compile(FlowVersion(id=flow_id, version=DRAFT, definition=rec.draft))
+            return self._compile(FlowVersion(id=flow_id, version=DRAFT, definition=rec.draft),
+                                 rt.snapshot.timezone)
         hit = rt.compiled.get(flow_id)
-        if hit is not None and (not version or hit[0].version == version):
+        if hit is not None and (not version or hit.fv.version == version):
             return hit
         fv = rt.flows.get(flow_id)
         if fv is not None and (not version or fv.version == version):
-            entry = self._compile(fv, rt.shared.get(flow_id))
+            entry = self._compile(fv, rt.snapshot.timezone, rt.shared.get(flow_id))
             if entry is not None:
                 rt.compiled[flow_id] = entry
             return entry
@@ -211,18 +228,19 @@ class Registry:
         fv = await self.store.get_flow_version(rt.slug, flow_id, version)
         if fv is None:
             return None
-        entry = self._compile(fv)
+        entry = self._compile(fv, rt.snapshot.timezone)
         if entry is not None:
             self._compiled[key] = entry
             if len(self._compiled) > self.max_compiled:
                 self._compiled.popitem(last=False)
         return entry
 
-    def _compile(self, fv: FlowVersion, shared: _Shared | None = None) -> tuple[FlowVersion, Any] | None:
-        """`fv` with its compiled form, made once for every flow of an equal definition
+    def _compile(self, fv: FlowVersion, tz: str, shared: _Shared | None = None) -> LiveFlow | None:
+        """`fv` ready to run, its compiled form made once for every flow of an equal definition
         (engines compile from the definition alone, gateway.flows.FlowEngine.compile);
         `shared`: its definition's record when the caller has it (no second hashing)."""
-        engine = self.host.engines.get(fv.definition.get("engine", "tree"))
+        name = fv.definition.get("engine", "tree")
+        engine = self.host.engines.get(name)
         if engine is None:
             return None
         if shared is None:
@@ -230,7 +248,7 @@ class Registry:
         if shared.compiled is None:
             shared.compiled = engine.compile(shared.definition)
         fv.definition = shared.definition
-        return fv, shared.compiled
+        return LiveFlow(fv, shared.compiled, sys.intern(name), active_period(fv.definition, tz))
 
     # --- cross-process invalidation --------------------------------------------------------
     async def start(self) -> None:

@@ -11,8 +11,8 @@ async def test_equal_flows_share_their_compiled_form_and_nothing_else(gateway, p
                        plugins=[("wire", WirePlugin())])
     acme, globex = await gw.registry.get("acme"), await gw.registry.get("globex")
     assert acme is not globex
-    fa, ca = await gw.registry.flow(acme, "quiz")
-    fg, cg = await gw.registry.flow(globex, "quiz")
+    fa, ca, *_ = await gw.registry.flow(acme, "quiz")
+    fg, cg, *_ = await gw.registry.flow(globex, "quiz")
     assert ca is cg and fa.definition is fg.definition
     assert (fa.id, fa.version) == (fg.id, fg.version) and fa is not fg
     assert acme.keywords is globex.keywords and acme.enabled is globex.enabled
@@ -34,9 +34,9 @@ async def test_equal_flows_share_their_compiled_form_and_nothing_else(gateway, p
     changed["nodes"]["hello"]["text"] = "Bienvenue chez Globex !"
     await gw.apply(tenant("globex", provider, flows=(changed,)))
     globex2 = await gw.registry.get("globex")
-    fg2, cg2 = await gw.registry.flow(globex2, "quiz")
+    fg2, cg2, *_ = await gw.registry.flow(globex2, "quiz")
     assert fg2.version == 2 and cg2 is not ca
-    assert (await gw.registry.flow(acme, "quiz"))[1] is ca
+    assert (await gw.registry.flow(acme, "quiz")).compiled is ca
     await post(gw, "globex", {"id": "g2", "sender": "cg", "payload": "m"})
     assert provider.texts("cg")[-1] == "Merci, c'est noté."            # version 1, to the end
     await post(gw, "globex", {"id": "g3", "sender": "cg2", "text": "salut"})
@@ -45,4 +45,4 @@ async def test_equal_flows_share_their_compiled_form_and_nothing_else(gateway, p
     assert provider.texts("ca2")[0] == "Bonjour !"
     # an older version, read back from the store, is compiled once and shared like the rest
     old = await gw.registry.flow(globex2, "quiz", 1)
-    assert old[0].version == 1 and old[1] is ca
+    assert old.fv.version == 1 and old.compiled is ca

@@ -6,6 +6,7 @@ no parsing at all.
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any, Callable, Mapping
 
 import msgspec
@@ -33,6 +34,35 @@ def duration(value: float | str) -> float:
     return total
 
 
+# Identifiers (node ids, targets, choice ids, variable names) and locale codes, interned: every
+# tenant's flow then shares one string object per name, as CPython does for the names in code.
+# A turn compares and encodes these (dictionary lookups, the session it saves); with thousands
+# of tenants loaded, a shared object is in the cache where a tenant's own copy is a trip to
+# memory (docs/benchmarks.md, item 12). Texts are left alone.
+_IDENTS = frozenset({"id", "next", "then", "else_", "do", "as_", "on_error", "save_as", "node",
+                     "flow", "step", "queue", "start", "locale", "var"})
+
+
+def intern_ids(obj: Any) -> Any:
+    """`obj` (a decoded model Struct) with its identifier fields interned, recursively."""
+    if isinstance(obj, msgspec.Struct):
+        for name in obj.__struct_fields__:
+            v = getattr(obj, name)
+            if isinstance(v, str):
+                if name in _IDENTS and v:
+                    setattr(obj, name, sys.intern(v))
+            elif isinstance(v, (list, msgspec.Struct)):
+                intern_ids(v)
+            elif isinstance(v, dict) and name == "branches":      # step outcome -> target
+                for k, t in v.items():
+                    v[k] = sys.intern(t)
+    elif isinstance(obj, list):
+        for x in obj:
+            if isinstance(x, msgspec.Struct):
+                intern_ids(x)
+    return obj
+
+
 class LText:
     """A text in one or several locales, each parsed as a template."""
     __slots__ = ("by_locale", "default")
@@ -41,7 +71,7 @@ class LText:
         if isinstance(text, str):
             self.by_locale = {default_locale: Template(text)}
         else:
-            self.by_locale = {k: Template(v) for k, v in text.items()}
+            self.by_locale = {sys.intern(k): Template(v) for k, v in text.items()}
         self.default = default_locale
 
     def pick(self, locale: str) -> Template:
@@ -215,15 +245,16 @@ class Compiled:
     __slots__ = ("id", "locale", "start", "nodes", "defaults", "definition")
 
     def __init__(self, flow: model.Flow, definition: Mapping[str, Any]):
-        self.id = flow.id
-        self.locale = flow.locale
-        self.start = flow.start
+        self.id = sys.intern(flow.id)
+        self.locale = sys.intern(flow.locale)
+        self.start = sys.intern(flow.start)
         self.defaults = flow.vars
         self.definition = definition
         self.nodes: dict[str, CNode] = {}
         for nid, spec in flow.nodes.items():
+            nid = sys.intern(nid)
             try:
-                self.nodes[nid] = CNode(nid, spec, flow.locale)
+                self.nodes[nid] = CNode(nid, intern_ids(spec), self.locale)
             except (ValueError, re.error):   # a bad template, duration or pattern (drafts only)
                 continue
 
