@@ -57,6 +57,8 @@ class Breaker:
         self._open_until: dict[tuple[str, str], float] = {}
 
     def allows(self, tenant: str, plugin: str) -> bool:
+        if not self._open_until:          # the usual case: no breaker open anywhere
+            return True
         until = self._open_until.get((tenant, plugin))
         if until is None:
             return True

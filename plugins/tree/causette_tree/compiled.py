@@ -65,7 +65,7 @@ def intern_ids(obj: Any) -> Any:
 
 class LText:
     """A text in one or several locales, each parsed as a template."""
-    __slots__ = ("by_locale", "default")
+    __slots__ = ("by_locale", "default", "fixed")
 
     def __init__(self, text: str | dict[str, str], default_locale: str):
         if isinstance(text, str):
@@ -73,6 +73,10 @@ class LText:
         else:
             self.by_locale = {sys.intern(k): Template(v) for k, v in text.items()}
         self.default = default_locale
+        # The text itself when it reads the same for every contact (one locale, no lookup):
+        # most texts. A turn then reads this string and nothing else of the text.
+        only = next(iter(self.by_locale.values())) if len(self.by_locale) == 1 else None
+        self.fixed: str | None = only.literal if only is not None else None
 
     def pick(self, locale: str) -> Template:
         t = self.by_locale
@@ -182,9 +186,10 @@ def compile_expr(e: model.Expr) -> Pred:
 # --- nodes ---------------------------------------------------------------------------------
 class CNode:
     """A node ready to run. `spec` is the decoded Struct; the rest is precomputed."""
-    __slots__ = ("id", "type", "spec", "text", "options", "titles", "descriptions", "retry_text",
-                 "reminder", "timeout", "seconds", "regex", "branches", "sets", "args",
-                 "cum_weights", "media", "static_choices")
+    # What a turn reads first, so that it shares the object's first cache line or two.
+    __slots__ = ("type", "spec", "text", "fixed_choices", "ids", "targets", "timeout", "id",
+                 "media", "options", "titles", "descriptions", "retry_text", "reminder",
+                 "seconds", "regex", "branches", "sets", "args", "cum_weights", "static_choices")
 
     def __init__(self, nid: str, spec: model.Node, loc: str):
         self.id = nid
@@ -205,6 +210,11 @@ class CNode:
         # (id, title, description) per locale, filled as locales are met, for choices whose
         # texts hold no lookup (most): a turn then renders none of them.
         self.static_choices: dict[str, list[tuple[str, str, str]]] | None = None
+        # Choices that read the same for every contact (the usual case), flat:
+        # (id, title, description, id, title, ...); a choice node's ids and where each goes.
+        self.fixed_choices: tuple[str, ...] | None = None
+        self.ids: tuple[str, ...] = ()
+        self.targets: tuple[str, ...] = ()
         s: Any = spec
         if isinstance(spec, model.ChoiceNode):
             for c in spec.choices:
@@ -212,9 +222,14 @@ class CNode:
                 self.titles.append(t)
                 self.descriptions.append(ltext(c.description, loc))
                 self.options.append(Option(c.id, t.all_texts(), c.synonyms))
+            self.ids = tuple(c.id for c in spec.choices)
+            self.targets = tuple(c.next or spec.next for c in spec.choices)
             texts = self.titles + [d for d in self.descriptions if d is not None]
             if all(tpl.literal is not None for lt in texts for tpl in lt.by_locale.values()):
                 self.static_choices = {}
+            if all(lt.fixed is not None for lt in texts):
+                self.fixed_choices = tuple(x for c, t, d in zip(spec.choices, self.titles, self.descriptions)
+                                           for x in (c.id, t.fixed, d.fixed if d else ""))
         if isinstance(spec, (model.ChoiceNode, model.Input)):
             if spec.retry is not None:
                 self.retry_text = ltext(spec.retry.text, loc)

@@ -73,15 +73,20 @@ class Run:
 
     # --- answers ---------------------------------------------------------------------------
     async def on_choice(self, node: CNode, msg: InboundMessage) -> Turn:
-        m = match(msg.text, node.options, msg.payload)
-        if m is None:
-            return await self.retry(node, msg)
-        opt = node.spec.choices[m.index]
+        p = msg.payload
+        if p and p in node.ids:           # a button press: no matching, no Option objects read
+            i, how = node.ids.index(p), "payload"
+        else:
+            m = match(msg.text, node.options, p)
+            if m is None:
+                return await self.retry(node, msg)
+            i, how = m.index, m.how
+        cid = node.ids[i]
         if node.spec.save_as:
-            self.save(node.spec.save_as, opt.id)
-        self.ctx.record("answer", choice=opt.id, how=m.how)
+            self.save(node.spec.save_as, cid)
+        self.ctx.record("answer", choice=cid, how=how)
         self.answered()
-        return await self.run(opt.next or node.spec.next)
+        return await self.run(node.targets[i])
 
     async def on_input(self, node: CNode, msg: InboundMessage) -> Turn:
         spec = node.spec
@@ -217,6 +222,10 @@ class Run:
     def choices(self, node: CNode) -> list[Choice]:
         if node.type != "choice":
             return []
+        fixed = node.fixed_choices
+        if fixed is not None:
+            it = iter(fixed)
+            return [Choice(id=i, title=t, description=d) for i, t, d in zip(it, it, it)]
         static = node.static_choices
         texts = static.get(self.locale) if static is not None else None
         if texts is None:
@@ -287,6 +296,9 @@ class Run:
 
     # --- values ----------------------------------------------------------------------------
     def render(self, text: LText) -> str:
+        fixed = text.fixed
+        if fixed is not None:
+            return fixed
         return text.pick(self.locale).render(self.s.vars, self.s.contact)
 
     def say(self, text: LText | None, media: list | None = None) -> None:
