@@ -208,7 +208,7 @@ def measure(srv: Server, redis: BenchRedis, tool: str, a: argparse.Namespace, ta
            "cpu_us_each": [round((b - a) / n * 1e6, 1) for a, b in zip(each0, each1)],
            "redis_cpu_us": round((rcpu1 - rcpu0) / n * 1e6, 1),
            "redis_cmds_per_turn": round(calls / n, 2),
-           "rss_bytes": srv.rss(),
+           "rss_bytes": srv.rss(), "huge_bytes": srv.huge(),
            "status_errors": res["status"], "socket_errors": res["socket_errors"], **store}
     run["accepted"] = res["status"] == 0 and res["socket_errors"] == 0 and res["requests"] > 0
     return run
@@ -315,7 +315,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return out
     med, rng = {}, {}
     for k in ("rps", "p50_ms", "p90_ms", "p99_ms", "cpu_us", "redis_cpu_us", "redis_cmds_per_turn",
-              "rss_bytes", "backlog_entries", "drain_s", "cpu_us_total", "sustained_rps"):
+              "rss_bytes", "huge_bytes", "backlog_entries", "drain_s", "cpu_us_total", "sustained_rps"):
         vals = [r[k] for r in ok if k in r]
         if not vals:
             continue

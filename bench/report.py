@@ -118,7 +118,7 @@ def _f(v: Any, fmt: str = "{:,.0f}") -> str:
 def table(out: dict[str, Any]) -> str:
     rows = ["| Configuration | req/s (median) | req/s range | p50 ms | p90 ms | p99 ms | server CPU µs/req "
             "| CPU µs/turn with store writes | sustained req/s "
-            "| Redis CPU µs/req | Redis cmds/turn | round trips/turn | session bytes | RSS MB | runs kept |",
+            "| Redis CPU µs/req | Redis cmds/turn | round trips/turn | session bytes | RSS MB (on huge pages) | runs kept |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in out["configs"].items():
         m, g = r.get("median", {}), r.get("range", {})
@@ -130,7 +130,8 @@ def table(out: dict[str, Any]) -> str:
             _f(m.get("cpu_us")), _f(m.get("cpu_us_total")), _f(m.get("sustained_rps")),
             _f(m.get("redis_cpu_us")), _f(m.get("redis_cmds_per_turn"), "{:.1f}"),
             _f(r.get("round_trips_per_turn"), "{:.2f}"), _f(r.get("session_bytes")),
-            _f(m.get("rss_bytes") / 1e6 if m.get("rss_bytes") else None, "{:.0f}"),
+            _f(m.get("rss_bytes") / 1e6 if m.get("rss_bytes") else None, "{:.0f}")
+            + (f" ({m['huge_bytes'] / 1e6:.0f})" if m.get("huge_bytes") else ""),
             f"{r.get('accepted', 0)}/{r.get('accepted', 0) + r.get('rejected', 0)}"]) + " |")
     lines = ["\n".join(rows), "", "| Figure | Value | Target | Met |", "|---|---:|---:|:---:|"]
     for key, t in out["targets"].items():

@@ -17,7 +17,7 @@ import msgspec
 import redis.asyncio as aioredis
 from aiohttp import WSCloseCode, web
 
-from . import __version__
+from . import __version__, hugepages
 from .appkeys import HTTP, PIPELINE, PLUGINS, REGISTRY, SETTINGS, STATE, STORE, WEBSOCKETS
 from .background import event_loop, timer_loop
 from .channels import ParseError, Webhook
@@ -122,6 +122,9 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(event_loop(app[STATE], app[STORE], s.flush_interval, stop,
                                                 busy=_busy(app[PIPELINE]))),
                  asyncio.create_task(timer_loop(app[STATE], app[PIPELINE], s.timer_interval, stop))]
+    if s.hugepages:
+        # Where the tenants live: this process's heap, wherever the background loops run.
+        tasks.append(asyncio.create_task(hugepages.maintain(stop)))
     yield
     stop.set()
     if tasks:

@@ -26,6 +26,7 @@ class Settings(msgspec.Struct, kw_only=True):
     timer_interval: float = 0.25     # seconds between scans of due timers
     background: bool = True          # run the event flusher and timer loop in this process
     events_nice: int = 19            # OS priority of the event batches' thread (Linux; 0 = as the rest)
+    hugepages: bool = True           # back the grown heap with huge pages (Linux, gateway.hugepages)
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -39,6 +40,7 @@ class Settings(msgspec.Struct, kw_only=True):
             secret=env.get("CAUSETTE_SECRET", ""),
             public_url=env.get("CAUSETTE_PUBLIC_URL", "").rstrip("/"),
             events_nice=int(env.get("CAUSETTE_EVENTS_NICE", "19")),
+            hugepages=env.get("CAUSETTE_HUGEPAGES", "1").lower() not in ("0", "false", "no", "off"),
         )
         for k, v in overrides.items():
             setattr(s, k, v)
