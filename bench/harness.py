@@ -47,18 +47,6 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def huge_bytes(pid: int) -> int:
-    """Anonymous memory of `pid` on transparent huge pages (gateway.hugepages)."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("AnonHugePages:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def pin(pid: int, cores: set[int]) -> None:
     """Pin a process and all its threads (node's libuv pool, redis' I/O threads)."""
     try:
@@ -275,6 +263,8 @@ class Server:
         return sum(rss_bytes(pid) for pid in self.pids)
 
     def huge(self) -> int:
+        """Memory on transparent huge pages (gateway.hugepages)."""
+        from gateway.hugepages import huge_bytes
         return sum(huge_bytes(pid) for pid in self.pids)
 
     def stop(self) -> None:

@@ -44,8 +44,9 @@ class Collapse(NamedTuple):
 
 def heap_ranges(maps: str) -> list[tuple[int, int]]:
     """The 2 MiB-aligned parts of the private anonymous writable mappings listed in
-    `maps` (the text of /proc/self/maps): CPython's arenas, malloc's heap. Files, stacks
-    and shared memory are left alone."""
+    `maps` (the text of /proc/self/maps): CPython's arenas, malloc's heap, threads' stacks.
+    Files, the main stack and shared memory are left alone; the kernel itself refuses a range
+    mostly not in memory (a thread's stack), so a collapse does not grow the process."""
     out = []
     for line in maps.splitlines():
         parts = line.split()
@@ -100,10 +101,10 @@ def collapse(ranges: list[tuple[int, int]] | None = None) -> Collapse:
                     unsupported=bool(asked) and refused == asked)
 
 
-def huge_bytes() -> int:
-    """Bytes of this process's anonymous memory on huge pages (0 where unknown)."""
+def huge_bytes(pid: int | str = "self") -> int:
+    """Bytes of a process's anonymous memory on huge pages (0 where unknown)."""
     try:
-        with open("/proc/self/smaps_rollup") as f:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
                 if line.startswith("AnonHugePages:"):
                     return int(line.split()[1]) * 1024
