@@ -7,7 +7,6 @@ payloads go back inline through `respond` when the channel answers in the webhoo
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 from typing import Callable, TYPE_CHECKING, Any, Awaitable, ClassVar
 from urllib.parse import parse_qsl
@@ -86,7 +85,10 @@ def sha256_signature(secret: str | bytes, body: bytes) -> str:
     """`sha256=<hex HMAC-SHA256 of body>`: the signature header of Meta's webhooks
     (X-Hub-Signature-256: WhatsApp, Messenger) and of the generic webhook channel."""
     key = secret.encode() if isinstance(secret, str) else secret
-    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+    # One-shot from the key bytes: no HMAC object per request, nor a keyed one kept per
+    # channel to copy (its OpenSSL context is ~10 trips to memory a request once thousands
+    # of tenants are loaded: docs/benchmarks.md, item 12).
+    return "sha256=" + hmac.digest(key, body, "sha256").hex()
 
 
 def sha256_signature_ok(body: bytes, given: str, secret: str) -> bool:

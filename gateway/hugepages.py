@@ -2,7 +2,7 @@
 
 With thousands of tenants loaded, the heap holds hundreds of MB of small objects (each
 tenant's runtime, channels and compiled flows) and a turn reads a few dozen of them, each on
-another 4 KiB page: the processor's TLB, a few thousand entries, covers ~10 MB of 4 KiB pages,
+another 4 KiB page: a processor's TLB (typically a few thousand entries) covers some 10 MB of 4 KiB pages,
 so almost every one of those reads walks the page tables first, which costs most in a virtual
 machine (two levels of tables). Backed by 2 MiB pages, the same heap fits the TLB. CPython's
 object allocator maps its arenas 1 MiB at a time, which transparent huge pages in `madvise`

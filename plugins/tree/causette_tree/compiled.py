@@ -225,11 +225,11 @@ class CNode:
             self.ids = tuple(c.id for c in spec.choices)
             self.targets = tuple(c.next or spec.next for c in spec.choices)
             texts = self.titles + [d for d in self.descriptions if d is not None]
-            if all(tpl.literal is not None for lt in texts for tpl in lt.by_locale.values()):
-                self.static_choices = {}
             if all(lt.fixed is not None for lt in texts):
                 self.fixed_choices = tuple(x for c, t, d in zip(spec.choices, self.titles, self.descriptions)
                                            for x in (c.id, t.fixed, d.fixed if d else ""))
+            elif all(tpl.literal is not None for lt in texts for tpl in lt.by_locale.values()):
+                self.static_choices = {}
         if isinstance(spec, (model.ChoiceNode, model.Input)):
             if spec.retry is not None:
                 self.retry_text = ltext(spec.retry.text, loc)
