@@ -183,9 +183,9 @@ def measure(srv: Server, redis: BenchRedis, tool: str, a: argparse.Namespace, ta
     if causette:
         drain(redis)            # the warm-up's events: a run starts with the store caught up
     each0 = [_proc_cpu(p) for p in srv.pids]
-    cmds0, cpu0, rcpu0 = redis.commandstats(), srv.cpu(), _proc_cpu(redis.proc.pid)
+    cmds0, cpu0, rcpu0, loop0 = redis.commandstats(), srv.cpu(), _proc_cpu(redis.proc.pid), srv.loop_cpu()
     res = load(tool, srv.url, a.duration, tag, srv.tenants, a.connections)
-    cmds1, cpu1, rcpu1 = redis.commandstats(), srv.cpu(), _proc_cpu(redis.proc.pid)
+    cmds1, cpu1, rcpu1, loop1 = redis.commandstats(), srv.cpu(), _proc_cpu(redis.proc.pid), srv.loop_cpu()
     each1 = [_proc_cpu(p) for p in srv.pids]
     n = max(1, res["requests"])
     store: dict[str, Any] = {}
@@ -196,15 +196,19 @@ def measure(srv: Server, redis: BenchRedis, tool: str, a: argparse.Namespace, ta
         t0 = time.monotonic()
         drain(redis)
         drain_s = time.monotonic() - t0
-        cpu2 = srv.cpu()
+        cpu2, loop2 = srv.cpu(), srv.loop_cpu()
         store = {"backlog_entries": left, "drain_s": round(drain_s, 2),
                  "cpu_us_total": round((cpu2 - cpu0) / n * 1e6, 1),
+                 # the drain's CPU per stream entry, on the event loop and in the store's thread
+                 "drain_loop_us": round((loop2 - loop1) / max(1, left) * 1e6, 1),
+                 "drain_thread_us": round(((cpu2 - loop2) - (cpu1 - loop1)) / max(1, left) * 1e6, 1),
                  "sustained_rps": round(res["requests"] / (a.duration + drain_s), 1)}
     calls = sum(v - cmds0.get(k, 0) for k, v in cmds1.items() if k != "info")
     run = {"rps": round(res["rps"], 1), "requests": res["requests"],
            "p50_ms": res["p50"] / 1000, "p90_ms": res["p90"] / 1000, "p99_ms": res["p99"] / 1000,
            "max_ms": res["max"] / 1000,
            "cpu_us": round((cpu1 - cpu0) / n * 1e6, 1),
+           "loop_cpu_us": round((loop1 - loop0) / n * 1e6, 1),
            "cpu_us_each": [round((b - a) / n * 1e6, 1) for a, b in zip(each0, each1)],
            "redis_cpu_us": round((rcpu1 - rcpu0) / n * 1e6, 1),
            "redis_cmds_per_turn": round(calls / n, 2),
@@ -314,8 +318,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if not ok:
         return out
     med, rng = {}, {}
-    for k in ("rps", "p50_ms", "p90_ms", "p99_ms", "cpu_us", "redis_cpu_us", "redis_cmds_per_turn",
-              "rss_bytes", "huge_bytes", "backlog_entries", "drain_s", "cpu_us_total", "sustained_rps"):
+    for k in ("rps", "p50_ms", "p90_ms", "p99_ms", "cpu_us", "loop_cpu_us", "redis_cpu_us", "redis_cmds_per_turn",
+              "rss_bytes", "huge_bytes", "backlog_entries", "drain_s", "drain_loop_us", "drain_thread_us", "cpu_us_total", "sustained_rps"):
         vals = [r[k] for r in ok if k in r]
         if not vals:
             continue
@@ -398,9 +402,10 @@ def main(argv: list[str] | None = None) -> int:
                 r = measure(srv, redis, tool, a, f"{run_id}-{name}-{i}")
                 runs[name].append(r)
                 log(f"run {i + 1}/{a.runs} {name:15s} {r['rps']:9.0f} req/s  p99 {r['p99_ms']:6.1f} ms  "
-                    f"cpu {r['cpu_us']:6.0f} µs/req  redis {r['redis_cmds_per_turn']:.1f} cmd/turn"
+                    f"cpu {r['cpu_us']:6.0f} µs/req ({r['loop_cpu_us']:.0f} loop)  redis {r['redis_cmds_per_turn']:.1f} cmd/turn"
                     + (f"  then {r['backlog_entries']} turns to the store in {r['drain_s']:.1f} s: "
-                       f"{r['cpu_us_total']:.0f} µs/turn in all, {r['sustained_rps']:.0f} req/s sustained"
+                       f"{r['cpu_us_total']:.0f} µs/turn in all (drain {r['drain_loop_us']:.0f} loop + "
+                       f"{r['drain_thread_us']:.0f} thread µs/entry), {r['sustained_rps']:.0f} req/s sustained"
                        if "drain_s" in r else "")
                     + ("" if r["accepted"] else f"  REJECTED ({r['status_errors']} non-2xx, "
                                                  f"{r['socket_errors']} socket errors)"))

@@ -34,9 +34,19 @@ def log(*a: Any) -> None:
 
 # --- /proc ------------------------------------------------------------------------------------
 def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
+    return cpu_seconds_of(f"/proc/{pid}/stat")      # utime + stime, all threads
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """utime + stime of the process's first thread only (a Python server's event loop: the
+    rest of `cpu_seconds` is its helper threads, the store's writer for instance)."""
+    return cpu_seconds_of(f"/proc/{pid}/task/{pid}/stat")
+
+
+def cpu_seconds_of(stat: str) -> float:
+    with open(stat) as f:
         rest = f.read().rsplit(")", 1)[1].split()
-    return (int(rest[11]) + int(rest[12])) / CLK      # utime + stime, all threads
+    return (int(rest[11]) + int(rest[12])) / CLK
 
 
 def rss_bytes(pid: int) -> int:
@@ -258,6 +268,10 @@ class Server:
 
     def cpu(self) -> float:
         return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def loop_cpu(self) -> float:
+        """CPU of the main threads only (the event loops), the rest of `cpu` being helper threads."""
+        return sum(main_thread_cpu_seconds(pid) for pid in self.pids)
 
     def rss(self) -> int:
         return sum(rss_bytes(pid) for pid in self.pids)

@@ -41,6 +41,14 @@ def _instr(results: dict, name: str) -> float | None:
     return (results.get(name, {}).get("instructions") or {}).get("per_request")
 
 
+def _paired(results: dict, name: str, base: str = "causette", key: str = "rps") -> list[float]:
+    """name / base for each interleaved run i (run i of both measured within the same minute or
+    two), over the runs both kept."""
+    a, b = results.get(name, {}).get("runs", []), results.get(base, {}).get("runs", [])
+    return [round(x[key] / y[key], 3) for x, y in zip(a, b)
+            if x.get("accepted") and y.get("accepted") and y.get(key)]
+
+
 def assemble(results: dict[str, Any], machine: dict[str, Any], tool: str, notes: list[str],
              a: Any) -> dict[str, Any]:
     c = _med(results, "causette")
@@ -84,6 +92,18 @@ def assemble(results: dict[str, Any], machine: dict[str, Any], tool: str, notes:
         "memory_per_tenant_bytes": round((rss10k - rss1) / a.tenants) if rss1 and rss10k else None,
         "tenants_10k_own_ratio": _ratio(_med(results, "causette_10k_own"), c),
         "memory_per_tenant_own_bytes": round((rss_own - rss1) / a.tenants) if rss1 and rss_own else None,
+        # Per interleaved run: the slow minutes of a shared machine hit both of a pair.
+        "tenants_10k_ratio_runs": _paired(results, "causette_10k"),
+        "tenants_10k_own_ratio_runs": _paired(results, "causette_10k_own"),
+        "tenants_10k_sustained_ratio": _ratio(_med(results, "causette_10k", "sustained_rps"),
+                                              _med(results, "causette", "sustained_rps")),
+        "tenants_10k_own_sustained_ratio": _ratio(_med(results, "causette_10k_own", "sustained_rps"),
+                                                  _med(results, "causette", "sustained_rps")),
+        # The store's work per waiting turn after a run: on the event loop (reading and
+        # acknowledging the streams) and in the store's thread (SQLite).
+        "drain_us_per_entry": {n: [_med(results, n, "drain_loop_us"), _med(results, n, "drain_thread_us")]
+                               for n in ("causette", "causette_10k", "causette_10k_own")
+                               if _med(results, n, "drain_loop_us") is not None},
         "procs_2_ratio": _ratio(_med(results, "causette_2proc"), c),
         "p99s": {n: r.get("median", {}).get("p99_ms") for n, r in results.items()},
         # The same comparisons in server CPU per request: steadier than req/s on a shared
@@ -169,6 +189,22 @@ def table(out: dict[str, Any]) -> str:
                   f"(requests / (run + drain)) is {_f(out.get('causette_sustained_rps'))} req/s: "
                   f"sustained ratios " + ", ".join(sus) + "; CPU ratios with the store writes "
                   + ", ".join(alls) + "."]
+    drain = out.get("drain_us_per_entry") or {}
+    if drain:
+        names = {"causette": "1 tenant", "causette_10k": "10k tenants", "causette_10k_own": "10k own flows"}
+        lines += ["", "Store writes per waiting turn (median, µs of CPU on the event loop + in the "
+                  "store's thread): " + ", ".join(f"{names[n]} {lp:.0f} + {th:.0f}"
+                                                  for n, (lp, th) in drain.items()) + "."]
+    scale = [f"{label} {', '.join(f'{r:.2f}' for r in out[k])}"
+             for k, label in (("tenants_10k_ratio_runs", "one template"),
+                              ("tenants_10k_own_ratio_runs", "own flows")) if out.get(k)]
+    if scale:
+        lines += ["", "10k tenants / 1 per interleaved run (req/s): " + "; ".join(scale)
+                  + ". Sustained (with the store writes): "
+                  + ", ".join(f"{label} {out[k]:.2f}" for k, label in
+                              (("tenants_10k_sustained_ratio", "one template"),
+                               ("tenants_10k_own_sustained_ratio", "own flows"))
+                              if out.get(k) is not None) + "."]
     extra = []
     if out.get("memory_per_tenant_bytes") is not None:
         extra.append(f"memory per tenant: {out['memory_per_tenant_bytes']:,} bytes of server RSS")
