@@ -200,8 +200,9 @@ def measure(srv: Server, redis: BenchRedis, tool: str, a: argparse.Namespace, ta
         store = {"backlog_entries": left, "drain_s": round(drain_s, 2),
                  "cpu_us_total": round((cpu2 - cpu0) / n * 1e6, 1),
                  # the drain's CPU per stream entry, on the event loop and in the store's thread
-                 "drain_loop_us": round((loop2 - loop1) / max(1, left) * 1e6, 1),
-                 "drain_thread_us": round(((cpu2 - loop2) - (cpu1 - loop1)) / max(1, left) * 1e6, 1),
+                 **({"drain_loop_us": round((loop2 - loop1) / left * 1e6, 1),
+                     "drain_thread_us": round(((cpu2 - loop2) - (cpu1 - loop1)) / left * 1e6, 1)}
+                    if left else {}),
                  "sustained_rps": round(res["requests"] / (a.duration + drain_s), 1)}
     calls = sum(v - cmds0.get(k, 0) for k, v in cmds1.items() if k != "info")
     run = {"rps": round(res["rps"], 1), "requests": res["requests"],
@@ -404,8 +405,10 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"run {i + 1}/{a.runs} {name:15s} {r['rps']:9.0f} req/s  p99 {r['p99_ms']:6.1f} ms  "
                     f"cpu {r['cpu_us']:6.0f} µs/req ({r['loop_cpu_us']:.0f} loop)  redis {r['redis_cmds_per_turn']:.1f} cmd/turn"
                     + (f"  then {r['backlog_entries']} turns to the store in {r['drain_s']:.1f} s: "
-                       f"{r['cpu_us_total']:.0f} µs/turn in all (drain {r['drain_loop_us']:.0f} loop + "
-                       f"{r['drain_thread_us']:.0f} thread µs/entry), {r['sustained_rps']:.0f} req/s sustained"
+                       f"{r['cpu_us_total']:.0f} µs/turn in all"
+                       + (f" (drain {r['drain_loop_us']:.0f} loop + {r['drain_thread_us']:.0f} thread µs/entry)"
+                          if "drain_loop_us" in r else "") + ", "
+                       f"{r['sustained_rps']:.0f} req/s sustained"
                        if "drain_s" in r else "")
                     + ("" if r["accepted"] else f"  REJECTED ({r['status_errors']} non-2xx, "
                                                  f"{r['socket_errors']} socket errors)"))
