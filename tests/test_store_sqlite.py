@@ -218,6 +218,28 @@ async def test_events_are_idempotent_and_feed_contacts_and_consent(store):
     assert await store.count_events("acme", "message.in") == 5
 
 
+async def test_a_known_contacts_message_writes_no_contact_row(store, tmp_path):
+    """A turn of a known contact adds its events and nothing else: last_seen is read from the
+    events, so the batch dirties no page of `contacts` (the store's cost per turn)."""
+    await store.create_tenant(TenantInfo(slug="acme", name="Acme"))
+    await store.create_tenant(TenantInfo(slug="zeta", name="Zeta"))
+    first = Event(type="message.in", tenant="acme", channel="wa", contact="+33600000001", ts=10.0)
+    await store.insert_events([("1-0", first)])
+    db = sqlite3.connect(tmp_path / "c.db")
+    stored = db.execute("SELECT id, last_seen FROM contacts WHERE tenant = 'acme'").fetchall()
+    assert [r[1] for r in stored] == [10.0]
+    await store.insert_events([
+        ("2-0", Event(type="message.in", tenant="acme", channel="wa", contact="+33600000001", ts=20.0)),
+        ("2-0/1", Event(type="message.out", tenant="acme", channel="wa", contact="+33600000001", ts=25.0)),
+        # the same address at another tenant is another contact, and doesn't move acme's
+        ("3-0", Event(type="message.in", tenant="zeta", channel="wa", contact="+33600000001", ts=40.0))])
+    assert db.execute("SELECT id, last_seen FROM contacts WHERE tenant = 'acme'").fetchall() == stored
+    c = await store.get_contact("acme", "wa", "+33600000001")
+    assert c.id == stored[0][0] and c.last_seen == 20.0        # a message out is not "seen"
+    assert (await store.get_contact("zeta", "wa", "+33600000001")).last_seen == 40.0
+    db.close()
+
+
 async def test_events_written_before_migration_2_are_kept_and_stay_idempotent(tmp_path):
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)

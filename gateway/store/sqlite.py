@@ -608,8 +608,8 @@ class Store:
     # --- contacts and events ----------------------------------------------------------------
     async def insert_events(self, rows: list[tuple[str, Event]]) -> int:
         """Insert events idempotently by (tenant, stream id); returns how many were new. Inbound
-        messages also create or touch their contact, and consent events extend the ledger, so
-        the hot path never writes the store. Set-based: a batch costs a handful of statements,
+        messages of a new address also create its contact, and consent events extend the
+        ledger, so the hot path never writes the store. Set-based: a batch costs a handful of statements,
         not several per event."""
         if not rows:
             return 0
@@ -635,45 +635,41 @@ class Store:
             if not inserted:
                 return 0
             touching = [ev for _, ev in rows if ev.type == "message.in" or ev.type in _CONSENT]
-            if touching and await self._touch_known(db, touching):
+            if not touching:
                 return inserted
-            if touching:
-                ids = await self._contacts_for(db, touching)
-                last: dict[tuple[str, str], float] = {}
-                for ev in touching:
-                    key = (ev.tenant, ids[(ev.tenant, ev.channel, ev.contact)])
-                    last[key] = max(last.get(key, 0.0), ev.ts)
-                await db.executemany("UPDATE contacts SET last_seen = MAX(last_seen, ?) WHERE tenant = ? AND id = ?",
-                                     [(ts, t, cid) for (t, cid), ts in last.items()])
-                # A batch may mix redelivered events with new ones: the ledger gets each once.
-                await db.executemany(
-                    "INSERT INTO consent (tenant, contact, channel, status, ts, source)"
-                    " SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM consent WHERE tenant = ?"
-                    " AND contact = ? AND channel = ? AND status = ? AND ts = ?)",
-                    [(ev.tenant, cid, ev.channel, _CONSENT[ev.type], ev.ts, str(ev.data.get("source", "")),
-                      ev.tenant, cid, ev.channel, _CONSENT[ev.type], ev.ts)
-                     for ev in touching if ev.type in _CONSENT
-                     for cid in (ids[(ev.tenant, ev.channel, ev.contact)],)])
+            # A message of a known contact writes nothing more: its last_seen is read from the
+            # events themselves (get_contact_by_id), so a turn dirties no page of `contacts`.
+            # Updating it here cost a scattered page per contact per batch (docs/benchmarks.md).
+            if not any(ev.type in _CONSENT for ev in touching) and await self._all_known(db, touching):
+                return inserted
+            ids = await self._contacts_for(db, touching)
+            # A batch may mix redelivered events with new ones: the ledger gets each once.
+            await db.executemany(
+                "INSERT INTO consent (tenant, contact, channel, status, ts, source)"
+                " SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM consent WHERE tenant = ?"
+                " AND contact = ? AND channel = ? AND status = ? AND ts = ?)",
+                [(ev.tenant, cid, ev.channel, _CONSENT[ev.type], ev.ts, str(ev.data.get("source", "")),
+                  ev.tenant, cid, ev.channel, _CONSENT[ev.type], ev.ts)
+                 for ev in touching if ev.type in _CONSENT
+                 for cid in (ids[(ev.tenant, ev.channel, ev.contact)],)])
         return inserted
 
     @staticmethod
-    async def _touch_known(db: aiosqlite.Connection, events: list[Event]) -> bool:
-        """The common case, messages of known contacts and no consent change: one UPDATE per
-        contact, found through its identity. False when the batch needs the full path (a new
-        contact, a consent event); the full path's updates are idempotent."""
-        last: dict[tuple[str, str, str], float] = {}
-        for ev in events:
-            if ev.type != "message.in":
-                return False
-            key = (ev.tenant, ev.channel, ev.contact)
-            if ev.ts > last.get(key, -1.0):
-                last[key] = ev.ts
-        before = db.total_changes
-        await db.executemany(
-            "UPDATE contacts SET last_seen = MAX(last_seen, ?) WHERE tenant = ? AND id = (SELECT contact"
-            " FROM contact_identities WHERE tenant = ? AND channel = ? AND address = ?)",
-            [(ts, t, t, ch, a) for (t, ch, a), ts in last.items()])
-        return db.total_changes - before == len(last)
+    async def _all_known(db: aiosqlite.Connection, events: list[Event]) -> bool:
+        """Whether every (tenant, channel, address) of `events` has a contact already: one read
+        per chunk of identities, through the identities' primary key."""
+        keys = sorted({(ev.tenant, ev.channel, ev.contact) for ev in events})
+        found = 0
+        for i in range(0, len(keys), 300):
+            chunk = keys[i:i + 300]
+            # A join, not `(tenant, channel, address) IN (VALUES ...)`: SQLite plans that one
+            # as a scan of every identity.
+            rows = await db.execute_fetchall(
+                f"WITH k(t, c, a) AS (VALUES {','.join(['(?, ?, ?)'] * len(chunk))}) SELECT COUNT(*)"
+                " FROM k JOIN contact_identities i ON i.tenant = k.t AND i.channel = k.c AND i.address = k.a",
+                [v for k in chunk for v in k])
+            found += rows[0][0]
+        return found == len(keys)
 
     async def _contacts_for(self, db: aiosqlite.Connection, events: list[Event]) -> dict[tuple[str, str, str], str]:
         """Contact ids of the events' (tenant, channel, address), creating the missing ones
@@ -725,7 +721,16 @@ class Store:
             "SELECT channel, status FROM consent WHERE tenant = ? AND contact = ? ORDER BY seq", (tenant, contact_id))
         return Contact(id=r["id"], identities={i[0]: i[1] for i in ids}, attributes=_dec.decode(r["attributes"]),
                        tags=_dec.decode(r["tags"]), locale=r["locale"], timezone=r["timezone"],
-                       consent={c[0]: c[1] for c in consent}, created_at=r["created_at"], last_seen=r["last_seen"])
+                       consent={c[0]: c[1] for c in consent}, created_at=r["created_at"],
+                       last_seen=max([r["last_seen"], *[await self._last_seen(tenant, i[0], i[1]) for i in ids]]))
+
+    async def _last_seen(self, tenant: str, channel: str, address: str) -> float:
+        """When the contact last wrote on (channel, address), or changed its consent there: the
+        newest such event, found by walking the by-contact index backwards from its end."""
+        rows = await self._r.execute_fetchall(
+            f"SELECT ts FROM events WHERE tenant = ? AND contact = ? AND channel = ? AND type IN ({_SEEN})"
+            " ORDER BY ts DESC LIMIT 1", (tenant, address, channel))
+        return rows[0][0] if rows else 0.0
 
     async def consent_ledger(self, tenant: str, contact_id: str) -> list[ConsentEntry]:
         rows = await self._r.execute_fetchall(
@@ -779,6 +784,8 @@ class Store:
 
 
 _CONSENT = {"consent.optout": "optout", "consent.optin": "optin", "optout": "optout", "optin": "optin"}
+# The events that say a contact was there (a contact's last_seen is the newest of them).
+_SEEN = ", ".join(f"'{t}'" for t in ("message.in", *_CONSENT))
 
 
 def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
