@@ -32,12 +32,40 @@ __all__ = ["LeanRedis", "Script", "ReplyError", "from_url"]
 ReplyError = hiredis.ReplyError
 
 
+class _Batch:
+    """The replies of a pipeline's commands, gathered into one future: a command's reply
+    costs no future, callback or task of its own (the event flusher sends hundreds a round)."""
+    __slots__ = ("fut", "left", "replies", "error")
+
+    def __init__(self, fut: asyncio.Future, n: int):
+        self.fut, self.left, self.replies, self.error = fut, n, [], None
+
+    def add(self, reply: Any) -> bool:
+        """Take the next reply; True once the last one has come."""
+        if isinstance(reply, ReplyError) and self.error is None:
+            self.error = reply
+        self.replies.append(reply)
+        self.left -= 1
+        if self.left:
+            return False
+        if not self.fut.done():
+            if self.error is not None:
+                self.fut.set_exception(self.error)
+            else:
+                self.fut.set_result(self.replies)
+        return True
+
+    def fail(self, exc: Exception) -> None:
+        if not self.fut.done():
+            self.fut.set_exception(exc)
+
+
 class _Protocol(asyncio.Protocol):
     __slots__ = ("reader", "waiting", "transport", "closed", "_buf", "_flush_scheduled", "_loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.reader = hiredis.Reader()
-        self.waiting: deque[asyncio.Future] = deque()
+        self.waiting: deque[asyncio.Future | _Batch] = deque()
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future = loop.create_future()
         self._buf: list[bytes] = []
@@ -53,6 +81,19 @@ class _Protocol(asyncio.Protocol):
         self._buf.append(packed)
         if not self._flush_scheduled:
             # Coalesce every command issued in this loop iteration into one write.
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        return fut
+
+    def send_many(self, packed: list[bytes]) -> asyncio.Future:
+        """Several packed commands in order; one future for the list of their replies."""
+        fut = self._loop.create_future()
+        if not packed:
+            fut.set_result([])
+            return fut
+        self.waiting.append(_Batch(fut, len(packed)))
+        self._buf.extend(packed)
+        if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
         return fut
@@ -75,7 +116,12 @@ class _Protocol(asyncio.Protocol):
             if not waiting:  # a reply nobody asked for: the stream is out of step
                 self.transport.close()  # type: ignore[union-attr]
                 return
-            fut = waiting.popleft()
+            fut = waiting[0]
+            if fut.__class__ is _Batch:
+                if fut.add(reply):  # type: ignore[union-attr]
+                    waiting.popleft()
+                continue
+            waiting.popleft()
             if fut.done():      # the caller was cancelled; its reply still arrives in order
                 continue
             if isinstance(reply, ReplyError):
@@ -87,8 +133,10 @@ class _Protocol(asyncio.Protocol):
         err = ConnectionError(f"redis connection lost: {exc}" if exc else "redis connection closed")
         while self.waiting:
             fut = self.waiting.popleft()
-            if not fut.done():
-                fut.set_exception(err)
+            if fut.__class__ is _Batch:
+                fut.fail(err)  # type: ignore[union-attr]
+            elif not fut.done():
+                fut.set_exception(err)  # type: ignore[union-attr]
         self._buf.clear()
         if not self.closed.done():
             self.closed.set_result(None)
@@ -199,15 +247,14 @@ class LeanRedis:
         return await p.send(hiredis.pack_command(args))  # type: ignore[union-attr]
 
     async def pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
-        """Several commands in one write, their replies in order. Awaits futures, not tasks
-        (asyncio.gather of `execute` coroutines makes a task per command). A Redis error reply
-        raises `ReplyError` once every reply has arrived."""
+        """Several commands in one write, their replies in order, behind one future. A Redis
+        error reply raises `ReplyError` (the first one) once every reply has arrived."""
         p = self._proto
         if p is None or p.closed.done():
             await self.connect()
             p = self._proto
         pack = hiredis.pack_command
-        return await asyncio.gather(*[p.send(pack(tuple(c))) for c in commands])  # type: ignore[union-attr]
+        return await p.send_many([pack(tuple(c)) for c in commands])  # type: ignore[union-attr]
 
     async def evalsha(self, sha: str, source: bytes | str, keys: Sequence[Any] = (),
                       args: Sequence[Any] = ()) -> Any:

@@ -135,3 +135,34 @@ async def test_pipeline_sends_commands_together_and_answers_in_order(lean, prefi
                              ("INCR", prefix + "p")])
     # every command ran and the connection is still in step
     assert await lean.get(prefix + "p") == b"4"
+
+
+async def test_pipeline_among_single_commands_and_cancelled_keeps_replies_in_step(lean, prefix):
+    """A pipeline's replies gather into one future: single commands sent around it, and a
+    pipeline whose caller gave up, still get exactly their own replies."""
+    before = asyncio.ensure_future(lean.execute("SET", prefix + "a", "A"))
+    batch = asyncio.ensure_future(lean.pipeline([("GET", prefix + "a"), ("SET", prefix + "b", "B"),
+                                                 ("GET", prefix + "b")]))
+    after = asyncio.ensure_future(lean.execute("GET", prefix + "b"))
+    assert await asyncio.gather(before, batch, after) == [b"OK", [b"A", b"OK", b"B"], b"B"]
+    gone = asyncio.ensure_future(lean.pipeline([("INCR", prefix + "n")] * 50))
+    mine = asyncio.ensure_future(lean.execute("GET", prefix + "a"))
+    await asyncio.sleep(0)          # both are written, then the first caller leaves
+    gone.cancel()
+    assert await mine == b"A"
+    assert await lean.get(prefix + "n") == b"50"     # the cancelled batch still ran
+
+
+async def test_pipeline_in_flight_fails_when_the_connection_dies(lean, redis_url, prefix):
+    my_id = await lean.execute("CLIENT", "ID")
+    admin = aioredis.from_url(redis_url)
+    try:
+        batch = asyncio.ensure_future(lean.pipeline([("SET", prefix + "x", "1"),
+                                                     ("BLPOP", prefix + "never", "5")]))
+        await asyncio.sleep(0.05)
+        await admin.execute_command("CLIENT", "KILL", "ID", my_id)
+        with pytest.raises(ConnectionError):
+            await batch
+    finally:
+        await admin.aclose()
+    assert await lean.pipeline([("GET", prefix + "x")]) == [b"1"]
