@@ -609,8 +609,8 @@ class Store:
     async def insert_events(self, rows: list[tuple[str, Event]]) -> int:
         """Insert events idempotently by (tenant, stream id); returns how many were new. Inbound
         messages of a new address also create its contact, and consent events extend the
-        ledger, so the hot path never writes the store. Set-based: a batch costs a handful of statements,
-        not several per event."""
+        ledger, so the hot path never writes the store. Set-based: a batch costs a handful of
+        statements, not several per event."""
         if not rows:
             return 0
         async with self._tx(events=True) as db:
@@ -660,8 +660,7 @@ class Store:
         per chunk of identities, through the identities' primary key."""
         keys = sorted({(ev.tenant, ev.channel, ev.contact) for ev in events})
         found = 0
-        for i in range(0, len(keys), 300):
-            chunk = keys[i:i + 300]
+        for chunk in _chunks(keys, 300):      # 900 parameters a statement
             # A join, not `(tenant, channel, address) IN (VALUES ...)`: SQLite plans that one
             # as a scan of every identity.
             rows = await db.execute_fetchall(
@@ -788,7 +787,7 @@ _CONSENT = {"consent.optout": "optout", "consent.optin": "optin", "optout": "opt
 _SEEN = ", ".join(f"'{t}'" for t in ("message.in", *_CONSENT))
 
 
-def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
+def _chunks(items: list[Any], size: int = 500) -> list[list[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
