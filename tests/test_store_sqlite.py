@@ -287,3 +287,11 @@ async def test_event_batches_run_on_a_lower_priority_thread(tmp_path):
         assert seen[0][0] == s.events_nice
     finally:
         await s.close()
+
+
+async def test_the_events_connection_checkpoints_less_often(store):
+    """The event batches' connection lets 32 MB of WAL gather between checkpoints (docs/
+    benchmarks.md, item 13); the other connections keep SQLite's default."""
+    assert (await store._ev.execute_fetchall("PRAGMA wal_autocheckpoint"))[0][0] == 8192
+    assert (await store._ev.execute_fetchall("PRAGMA journal_size_limit"))[0][0] == 64 << 20
+    assert (await store._w.execute_fetchall("PRAGMA wal_autocheckpoint"))[0][0] == 1000

@@ -117,6 +117,15 @@ class Store:
                 # Event rows go into three b-trees that grow all day: a page cache of 64 MB
                 # (SQLite's default is 2 MB) keeps their hot pages in memory.
                 await events.execute_fetchall("PRAGMA cache_size=-65536")
+                # Checkpoint every 32 MB of WAL rather than 4: a page that many batches dirty
+                # (the ends of the tables, a busy contact's index leaf) is copied back once
+                # per checkpoint, and fsynced less often (docs/benchmarks.md, item 13). The
+                # price: with synchronous=NORMAL, a power cut or an OS crash (not a crash of
+                # the process) can lose the batches committed since the last checkpoint, up to
+                # 32 MB of events (already gone from Redis) instead of 4. The file is cut back
+                # to 64 MB after a burst.
+                await events.execute_fetchall("PRAGMA wal_autocheckpoint=8192")
+                await events.execute_fetchall("PRAGMA journal_size_limit=67108864")
             if events is not writer and events_nice > 0:
                 await events.create_function("cst_lower_priority", 1, _lower_priority)
                 store.events_nice = (await events.execute_fetchall(
