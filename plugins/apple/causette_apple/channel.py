@@ -189,8 +189,8 @@ class AppleChannel(Channel):
             msg.referral = Referral(source="link", ref=m.intent or m.group)
         if m.type == "text":
             msg.text = m.body.replace(OBJECT_REPLACEMENT, "").strip()
-            msg.media = [Media(kind=_kind(a.get("mimeType", "")), url=a.get("url", ""),  # type: ignore[arg-type]
-                               mime=a.get("mimeType", ""), caption=a.get("name", ""))
+            msg.media = [Media(kind=_kind(_str(a.get("mimeType"))), url=_str(a.get("url")),  # type: ignore[arg-type]
+                               mime=_str(a.get("mimeType")), caption=_str(a.get("name")))
                          for a in m.attachments]
             if msg.media and not msg.text:
                 msg.kind = "media"
@@ -248,28 +248,31 @@ class AppleChannel(Channel):
             # over 10 KB Apple sends interactiveDataRef (fetch + decrypt): not supported yet
             msg.kind, msg.payload = "postback", "interactive_data_ref"
             return
+        # Free-form JSON that Apple echoes back: every value is checked before it is used,
+        # so an odd shape makes a postback, never an exception (a 500 Apple would retry).
         data = m.interactive_data.data
         reply = m.interactive_data.reply_message or {}
         quick = data.get("quick-reply") or data.get("quickReply")
         picked = ""
-        title = reply.get("title", "")
+        title = _str(reply.get("title"))
         if isinstance(quick, dict):
-            picked = str(quick.get("selectedIdentifier", ""))
-            items = quick.get("items") or []
+            picked = _str(quick.get("selectedIdentifier"))
+            items = _list(quick.get("items"))
             idx = quick.get("selectedIndex")
-            if not picked and isinstance(idx, int) and 0 <= idx < len(items):
-                picked = str(items[idx].get("identifier", ""))
+            if not picked and type(idx) is int and 0 <= idx < len(items):
+                picked = _str(_dict(items[idx]).get("identifier"))
         elif isinstance(data.get("listPicker"), dict):
             # the answer lists the selected items only
-            for section in data["listPicker"].get("sections", []):
-                for item in section.get("items", []):
+            for section in _list(data["listPicker"].get("sections")):
+                for item in _list(_dict(section).get("items")):
+                    item = _dict(item)
                     if not picked:
-                        picked, title = str(item.get("identifier", "")), item.get("title", title)
+                        picked, title = _str(item.get("identifier")), _str(item.get("title")) or title
         if picked:
             msg.kind, msg.payload, msg.text = "choice", picked, title
         else:                                  # time picker, forms, Apple Pay, auth
             msg.kind = "postback"
-            msg.payload = str(data.get("requestIdentifier", ""))
+            msg.payload = _str(data.get("requestIdentifier"))
             msg.text = title
 
     # --- outbound ----------------------------------------------------------------------
@@ -382,6 +385,24 @@ class AppleChannel(Channel):
             return ""
         link = f"https://bcrw.apple.com/urn:biz:{quote(self.settings.business_id, safe='')}"
         return link + (f"?biz-intent-id={quote(ref, safe='')}" if ref else "")
+
+
+def _str(v: Any) -> str:
+    """A string of Apple's untyped JSON: a number as its text, anything else (null, lists,
+    objects) as empty."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return str(v)
+    return ""
+
+
+def _list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
 
 
 def _kind(mime: str) -> str:

@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import time
 from typing import Any
 
@@ -54,7 +55,7 @@ def decode(token: str, key: bytes, *, audience: str, max_age: float, leeway: flo
         head = json.loads(b64url_decode(head_s))
         claims = json.loads(b64url_decode(body_s))
         sig = b64url_decode(sig_s)
-    except (ValueError, binascii.Error) as e:
+    except (ValueError, binascii.Error, RecursionError) as e:   # RecursionError: deep nesting
         raise InvalidToken("malformed token") from e
     if not isinstance(head, dict) or head.get("alg") != "HS256":
         raise InvalidToken("algorithm must be HS256")     # refuses "none" and key confusion
@@ -73,9 +74,15 @@ def decode(token: str, key: bytes, *, audience: str, max_age: float, leeway: flo
     iat, exp = claims.get("iat"), claims.get("exp")
     if iat is None and exp is None:
         raise InvalidToken("no iat or exp: freshness unknown")
-    if iat is not None and (not isinstance(iat, (int, float)) or iat > now + leeway
-                            or now - iat > max_age):
+    # NaN compares false with everything and Infinity never expires: both refused, as is a
+    # boolean (an int to Python).
+    if iat is not None and (not _time(iat) or iat > now + leeway or now - iat > max_age):
         raise InvalidToken("stale or future iat")
-    if exp is not None and (not isinstance(exp, (int, float)) or exp < now - leeway):
+    if exp is not None and (not _time(exp) or exp < now - leeway):
         raise InvalidToken("expired")
     return claims
+
+
+def _time(v: Any) -> bool:
+    """Whether a claim is a usable NumericDate."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

@@ -137,7 +137,9 @@ class MessengerChannel(Channel):
             m = ev.message
             if m.is_echo:
                 return []                      # our own sends, echoed back
-            return [self._message(m, base)]
+            # No mid (never seen from Meta, but "" would make every such message one
+            # duplicate of the first): the sender and time name it, as for postbacks.
+            return [self._message(m, base, m.mid or f"message:{when}")]
         if ev.postback is not None:
             p = ev.postback
             msg = InboundMessage(native_id=p.mid or f"postback:{when}", kind="postback",
@@ -169,8 +171,9 @@ class MessengerChannel(Channel):
             tc = getattr(ev, name)
             if tc is not None:                 # handover protocol
                 # The inbox passing the thread to us hands the conversation back to the bot.
-                back = name == "pass_thread_control" and tc.new_owner_app_id \
-                    and tc.new_owner_app_id == self.settings.app_id
+                # Graph sends the app ids as strings or as numbers: compare their text.
+                back = name == "pass_thread_control" and bool(tc.new_owner_app_id) \
+                    and str(tc.new_owner_app_id) == self.settings.app_id
                 return [InboundMessage(native_id=f"{name}:{when}", kind="status",
                                        status="handback" if back else name,
                                        payload=str(tc.new_owner_app_id or tc.requested_owner_app_id
@@ -178,8 +181,8 @@ class MessengerChannel(Channel):
                                        text=tc.metadata, **base)]
         return []
 
-    def _message(self, m: wire.Message, base: dict[str, Any]) -> InboundMessage:
-        msg = InboundMessage(native_id=m.mid, text=m.text, **base)
+    def _message(self, m: wire.Message, base: dict[str, Any], native_id: str) -> InboundMessage:
+        msg = InboundMessage(native_id=native_id, text=m.text, **base)
         if m.quick_reply is not None:
             msg.kind, msg.payload = "choice", m.quick_reply.payload
         elif m.attachments:

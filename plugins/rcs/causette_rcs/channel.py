@@ -171,7 +171,10 @@ class RCSChannel(Channel):
             return self._event(p, base)
         self._forget_not_capable(contact)     # it just wrote to us over RCS
         # Google: the same (messageId, senderPhoneNumber) pair is the same message
-        m = InboundMessage(native_id=f"{contact}/{p.message_id}", **base)
+        # Without a messageId, the Pub/Sub message's id (the same on Google's redeliveries)
+        # keeps such messages apart rather than all one duplicate.
+        mid = p.message_id or f"pubsub:{env.message.message_id}"
+        m = InboundMessage(native_id=f"{contact}/{mid}", **base)
         if p.suggestion_response is not None:
             sr = p.suggestion_response
             m.kind = "postback" if sr.type == "ACTION" else "choice"

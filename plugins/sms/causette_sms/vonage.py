@@ -8,15 +8,18 @@ either MD5(string + secret) ("md5hash") or HMAC-<alg>(secret, string).
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import threading
 import time
+from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal, Mapping
 
 import msgspec
+from aiohttp import web
 
 from gateway.channels import Capabilities, ParseError, Webhook, safe_equal
 from gateway.types import InboundMessage, SendResult
@@ -121,12 +124,27 @@ class _Parts:
 PARTS = _Parts()
 
 
+# Long messages reassembled by this process whose webhook is not answered yet.
+ASSEMBLED_MAX = 10_000
+_background: set[asyncio.Task] = set()
+
+
+async def settle() -> None:
+    """Wait for pending Redis clean-ups (tests, shutdown)."""
+    while _background:
+        await asyncio.gather(*list(_background), return_exceptions=True)
+
+
 class VonageChannel(SmsChannel):
     type: ClassVar[str] = "vonage"
     Settings: ClassVar[type[msgspec.Struct]] = VonageSettings
     secrets: ClassVar[tuple[str, ...]] = ("api_secret", "signature_secret")
     capabilities: ClassVar[Capabilities] = Capabilities(text_length=MAX_CHARS, buttons=0, media=False)
     refusal_status: ClassVar[int] = 401
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._assembled: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     @classmethod
     def instance_capabilities(cls, settings: Any) -> Capabilities:
@@ -160,7 +178,7 @@ class VonageChannel(SmsChannel):
                 age = abs(time.time() - float(p.get("timestamp", "")))
             except ValueError:
                 return False
-            if age > s.max_age:
+            if not age <= s.max_age:           # written so that "nan" is never fresh
                 return False
         want = signature(s.signature_secret, p, s.signature_method)
         if not safe_equal(want, given.lower()):
@@ -215,7 +233,7 @@ class VonageChannel(SmsChannel):
                         text: str, contact: str, p: dict[str, str]) -> list[InboundMessage]:
         """Keep the part in a tenant-scoped Redis hash; the webhook carrying the last missing
         part gets the whole message (MULTI makes exactly one of them see the full count)."""
-        key = f"cst:{{{self.tenant}}}:vonage:{self.instance_id}:{msisdn}:{ref}"
+        key = self._parts_key(msisdn, ref)
         async with redis.pipeline(transaction=True) as tx:
             tx.hset(key, str(part), f"{mid}\x1f{text}")
             tx.expire(key, int(PARTS.ttl))
@@ -227,9 +245,40 @@ class VonageChannel(SmsChannel):
         got = {int(k): v.decode().split("\x1f", 1) for k, v in parts.items()}
         if any(i not in got for i in range(1, total + 1)):
             return []
-        await redis.delete(key)
+        # The parts stay until this webhook has been answered 2xx (`respond`): if the turn
+        # fails (busy conversation, Redis hiccup), the gateway answers 503 and Vonage's retry
+        # of this part must find its siblings again, or the whole message would be lost.
+        self._assembled[(key, mid)] = None
+        while len(self._assembled) > ASSEMBLED_MAX:
+            self._assembled.popitem(last=False)
         # The first part's id names the whole message: a redelivered part dedups on it.
         return [self._message(got[1][0], contact, "".join(got[i][1] for i in range(1, total + 1)), p)]
+
+    def _parts_key(self, msisdn: str, ref: str) -> str:
+        return f"cst:{{{self.tenant}}}:vonage:{self.instance_id}:{msisdn}:{ref}"
+
+    def respond(self, hook: Webhook, inline: list[Any]) -> web.StreamResponse:
+        """The turn of a reassembled message went through: its parts can go."""
+        if self._assembled:
+            try:
+                p = self._params(hook)
+            except ParseError:
+                return web.Response(text="ok")
+            done = (self._parts_key(p.get("msisdn", ""), p.get("concat-ref", "")), p.get("messageId", ""))
+            redis = getattr(self.runtime, "redis", None)
+            if redis is not None and done in self._assembled:
+                del self._assembled[done]
+                task = asyncio.get_running_loop().create_task(self._forget_parts(redis, done[0]))
+                _background.add(task)
+                task.add_done_callback(_background.discard)
+        return web.Response(text="ok")
+
+    @staticmethod
+    async def _forget_parts(redis: Any, key: str) -> None:
+        try:
+            await redis.delete(key)
+        except Exception as exc:  # noqa: BLE001 -- they expire on their own
+            log.warning("vonage: could not delete the parts of a long SMS: %s", type(exc).__name__)
 
     # --- outbound --------------------------------------------------------------------------
     async def send(self, contact: str, payload: Any, *, key: str) -> SendResult:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import math
 import os
 import time
 import xml.etree.ElementTree as ET
@@ -84,13 +85,25 @@ _tokens: dict[tuple[str, str], tuple[str, float]] = {}
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
 
 
+class _NoDTD(ET.TreeBuilder):
+    """Refuses a document type declaration as the parser meets it, whatever the encoding
+    (a UTF-16 body hides `<!DOCTYPE` from a byte search)."""
+
+    def doctype(self, name: str, pubid: str, system: str) -> None:
+        raise ParseError("DTDs are not accepted")
+
+
 def _xml(body: bytes) -> dict[str, str]:
     """A flat <xml> document as {tag: text}. No DTDs: entity tricks are refused outright."""
     if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
         raise ParseError("DTDs are not accepted")
+    parser = ET.XMLParser(target=_NoDTD())
     try:
-        root = ET.fromstring(body)
-    except ET.ParseError as e:
+        parser.feed(body)
+        root = parser.close()
+    except ParseError:
+        raise
+    except (ET.ParseError, ValueError) as e:   # ValueError: "multi-byte encodings are not supported"
         raise ParseError(f"bad XML: {e}") from e
     return {child.tag: (child.text or "").strip() for child in root}
 
@@ -153,10 +166,10 @@ class WeChatChannel(Channel):
         # with another body. A freshness window bounds that (safe mode signs the body).
         if self.settings.max_age:
             try:
-                ts = int(q.get("timestamp", ""))
-            except ValueError:
+                age = abs(time.time() - int(q.get("timestamp", "")))
+            except (ValueError, OverflowError):   # OverflowError: more digits than a float holds
                 return False
-            return abs(time.time() - ts) <= self.settings.max_age
+            return age <= self.settings.max_age
         return True
 
     async def handshake(self, hook: Webhook):
@@ -212,6 +225,8 @@ class WeChatChannel(Channel):
             ts = float(f.get("CreateTime") or 0)
         except ValueError:
             ts = 0.0
+        if not math.isfinite(ts):              # "nan", "inf", "1e400": no usable time
+            ts = 0.0
         event, key = f.get("Event", ""), f.get("EventKey", "")
         native = f.get("MsgId") or f"{contact}:{f.get('CreateTime', '')}:{event}:{key}"
         m = InboundMessage(tenant=self.tenant, channel=self.instance_id, native_id=native,
@@ -237,6 +252,8 @@ class WeChatChannel(Channel):
                                       name=f.get("Label", ""))
             except (KeyError, ValueError) as e:
                 raise ParseError("bad location") from e
+            if not (math.isfinite(m.location.lat) and math.isfinite(m.location.lon)):
+                raise ParseError("bad location")
         elif mtype == "link":
             m.text = " ".join(x for x in (f.get("Title", ""), f.get("Url", "")) if x)
         elif mtype == "event":

@@ -9,6 +9,7 @@ duplicate a message; we retry only what the API says is transient.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 from urllib.parse import quote
@@ -54,6 +55,16 @@ STOPPED = {131050}       # the user stopped marketing messages from this busines
 UNREACHABLE = {131026, 131030, 131045, 131049, 130472}  # undeliverable, not a WhatsApp user...
 WINDOW = {131047}        # re-engagement: more than 24 h since the user's last message
 AUTH = {0, 10, 190, 200, 3}
+
+
+def _ts(raw: str | int | float) -> float:
+    """Unix seconds of a webhook's timestamp; 0 when unreadable ("", "abc", "nan", "1e400"):
+    one odd value must not refuse the whole batch, the other contacts' messages with it."""
+    try:
+        ts = float(raw or 0)
+    except ValueError:
+        return 0.0
+    return ts if math.isfinite(ts) else 0.0
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -107,7 +118,13 @@ class WhatsAppChannel(Channel):
                 if pnid and self.settings.phone_number_id and pnid != self.settings.phone_number_id:
                     continue                   # another number of the same app: not this instance
                 names = {c.wa_id: c.profile.name for c in v.contacts if c.profile and c.profile.name}
+                # `from` is the contact's wa_id; without it, the change's one contact is the sender
+                only = v.contacts[0].wa_id if len(v.contacts) == 1 else ""
                 for m in v.messages:
+                    if not m.sender:
+                        if not only:
+                            continue           # nobody to answer or to file the message under
+                        m.sender = only
                     msg = self._message(m, names)
                     if msg is not None:
                         out.append(msg)
@@ -116,8 +133,10 @@ class WhatsAppChannel(Channel):
         return out
 
     def _message(self, m: wire.Message, names: dict[str, str]) -> InboundMessage | None:
-        msg = InboundMessage(tenant=self.tenant, channel=self.instance_id, native_id=m.id,
-                             contact=m.sender, ts=float(m.timestamp or 0))
+        # An empty id would make every such message a duplicate of the first one.
+        msg = InboundMessage(tenant=self.tenant, channel=self.instance_id,
+                             native_id=m.id or f"{m.sender}:{m.timestamp}:{m.type}",
+                             contact=m.sender, ts=_ts(m.timestamp))
         if m.sender in names:
             msg.profile = {"name": names[m.sender]}
         t = m.type
@@ -163,7 +182,7 @@ class WhatsAppChannel(Channel):
 
     def _status(self, s: wire.Status) -> list[InboundMessage]:
         base = dict(tenant=self.tenant, channel=self.instance_id, contact=s.recipient_id,
-                    ts=float(s.timestamp or 0))
+                    ts=_ts(s.timestamp))
         # one id goes through sent, delivered, read: each status is its own event
         st = InboundMessage(native_id=f"{s.id}:{s.status}", kind="status", status=s.status,
                             refers_to=s.id, **base)
@@ -171,7 +190,7 @@ class WhatsAppChannel(Channel):
         if s.errors:
             e = s.errors[0]
             st.payload, st.text = str(e.code), e.title or e.message
-            if e.code in STOPPED:
+            if e.code in STOPPED and s.recipient_id:   # an opt-out of nobody is no turn
                 out.append(InboundMessage(native_id=f"{s.id}:optout", kind="optout",
                                           text="whatsapp:131050", **base))
         return out

@@ -63,7 +63,7 @@ class Context(msgspec.Struct):
 class Message(msgspec.Struct):
     id: str
     type: str = ""
-    timestamp: str = "0"
+    timestamp: str | int | float = "0"   # a string of digits; a number is read too
     text: Text | None = None
     interactive: Interactive | None = None
     button: Button | None = None
@@ -97,7 +97,7 @@ class StatusError(msgspec.Struct):
 class Status(msgspec.Struct):
     id: str
     status: str = ""
-    timestamp: str = "0"
+    timestamp: str | int | float = "0"   # a string of digits; a number is read too
     recipient_id: str = ""
     errors: list[StatusError] = []
 
