@@ -146,7 +146,9 @@ def check_flow(host: "PluginHost", definition: Any, path: str = "$",
         elif flow_id is not None and fid != flow_id:
             problems.append(Problem(path="$.id", code="flow.id_mismatch",
                                     message=f"the definition's id {fid!r} differs from the flow {flow_id!r}"))
-    engine = host.engines.get(definition.get("engine", "tree")) if isinstance(definition, dict) else None
+    name = definition.get("engine", "tree") if isinstance(definition, dict) else None
+    # not a str (a list, an object): no engine; validate_flow below says `flow.unknown_engine`
+    engine = host.engines.get(name) if isinstance(name, str) else None
     if engine is not None and flows is not None and "flows" in inspect.signature(engine.validate).parameters:
         problems += engine.validate(definition, steps=host.steps, channels=channels, flows=flows)
     else:

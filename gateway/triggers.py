@@ -42,13 +42,17 @@ class TriggerIndex:
         self.single: dict[str, str] = {}       # start / widget / campaign -> flow id
         self.conflicts: list[Problem] = []
         for flow_id, definition in flows:
-            for n, trig in enumerate(definition.get("triggers") or ()):
+            # Drafts and definitions being validated may be of any shape (the engine reports
+            # it): what is not a list here triggers nothing.
+            triggers = definition.get("triggers")
+            for n, trig in enumerate(triggers if isinstance(triggers, list) else ()):
                 if not isinstance(trig, dict):
                     continue
                 kind = trig.get("type")
                 path = f"$.triggers[{n}]"
                 if kind == "keyword":
-                    for k, word in enumerate(trig.get("any") or ()):
+                    words = trig.get("any")
+                    for k, word in enumerate(words if isinstance(words, list) else ()):
                         self._claim(self.keywords, fold(str(word)), flow_id, f"{path}.any[{k}]",
                                     f"keyword {word!r}")
                 elif kind == "referral" and trig.get("ref"):

@@ -10,6 +10,7 @@ from ..appkeys import HTTP
 from ..apply import channel_caps, check_flow
 from ..problems import ProblemError, errors_only, invalid, items, not_found
 from ..store import Conflict, NotFound, PreconditionFailed
+from ..store.sqlite import etag_matches
 from ..types import Problem
 from .diff import diff_flows
 from .http import host, invalidate, json_response, principal, read_json, require, store
@@ -96,6 +97,8 @@ async def put_flow(request: web.Request) -> web.Response:
                            "(GET the flow), or If-Match: * to overwrite whatever is there", etag=rec.etag)
     definition: Definition = await read_json(request, Definition)
     definition.setdefault("id", fid)
+    # Checked before saving: a check that fails must not leave the draft written behind a 500.
+    problems = await _check(request, fid, definition)
     try:
         rec = await store(request).save_draft(slug, fid, definition, if_match)
     except PreconditionFailed as exc:
@@ -104,7 +107,7 @@ async def put_flow(request: web.Request) -> web.Response:
     except NotFound:
         raise not_found("flow") from None
     await invalidate(request, slug)
-    return json_response(_out(rec, await _check(request, fid, definition)), headers={"ETag": rec.etag})
+    return json_response(_out(rec, problems), headers={"ETag": rec.etag})
 
 
 async def delete_flow(request: web.Request) -> web.Response:
@@ -143,7 +146,7 @@ async def publish(request: web.Request) -> web.Response:
     body: PublishIn = await read_json(request, PublishIn, optional=True)
     rec = await _flow(request)
     if_match = request.headers.get("If-Match")
-    if if_match and if_match.strip() not in ("*", rec.etag):
+    if if_match and not etag_matches(if_match, rec.etag):   # as PUT reads it: `*` or a list
         raise ProblemError(412, "Precondition Failed", "the draft changed since you read it", etag=rec.etag)
     problems = await _check(request, fid, rec.draft)
     if errors_only(problems):
@@ -232,7 +235,8 @@ async def graph(request: web.Request) -> web.Response:
     `?format=json|mermaid|svg`."""
     which = _version_param(request.query.get("version", "draft"))
     definition = await _definition(request, which)
-    engine = host(request).engines.get(definition.get("engine", "tree"))
+    name = definition.get("engine", "tree")     # a draft may hold anything here, a list included
+    engine = host(request).engines.get(name) if isinstance(name, str) else None
     if engine is None:
         raise ProblemError(422, "Unknown engine", f"no flow engine {definition.get('engine')!r} is installed")
     try:

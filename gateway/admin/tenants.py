@@ -50,7 +50,10 @@ async def create_tenant(request: web.Request) -> web.Response:
 
 
 async def get_tenant(request: web.Request) -> web.Response:
-    return json_response(await store(request).get_tenant(_slug(request)))
+    t = await store(request).get_tenant(_slug(request))
+    if t is None:   # deleted since the guard looked
+        raise not_found("tenant")
+    return json_response(t)
 
 
 async def patch_tenant(request: web.Request) -> web.Response:
@@ -59,6 +62,8 @@ async def patch_tenant(request: web.Request) -> web.Response:
     if "timezone" in fields and check_timezone(fields["timezone"]):
         raise invalid(check_timezone(fields["timezone"]))
     t = await store(request).update_tenant(_slug(request), **fields)
+    if t is None:   # deleted since the guard looked
+        raise not_found("tenant")
     await invalidate(request, _slug(request))
     return json_response(t)
 
@@ -115,13 +120,14 @@ async def create_agency_key(request: web.Request) -> web.Response:
 
 
 async def delete_agency_key(request: web.Request) -> web.Response:
-    keys = await store(request).list_keys(None)
-    kid = request.match_info["key"]
-    if not any(k.id == kid for k in keys):
+    # The store counts the keys in the revoking transaction: checked here, two revocations
+    # at once could each see the other key and leave none.
+    try:
+        revoked = await store(request).revoke_key(None, request.match_info["key"], keep_last=True)
+    except Conflict:
+        raise conflict("this is the last agency key; create another one first") from None
+    if not revoked:
         raise not_found("key")
-    if len(keys) == 1:
-        raise conflict("this is the last agency key; create another one first")
-    await store(request).revoke_key(None, kid)
     return web.Response(status=204)
 
 
@@ -188,12 +194,13 @@ async def _plugin_answer(request: web.Request, status: int) -> web.Response:
 
 
 async def delete_plugin(request: web.Request) -> web.Response:
-    slug, name = _slug(request), request.match_info["plugin"]
-    in_use = [c.id for c in await store(request).list_channels(slug)
-              if c.type in host(request).channels and host(request).owner("channel", c.type) == name]
-    if in_use:
-        raise conflict(f"channel instance(s) {', '.join(in_use)} use plugin {name!r}; delete them first")
-    if not await store(request).remove_plugin(slug, name):
+    slug, name, h = _slug(request), request.match_info["plugin"], host(request)
+    types = [t for t in h.channels if h.owner("channel", t) == name]
+    try:   # the store looks for the plugin's channels in the same transaction as the removal
+        removed = await store(request).remove_plugin(slug, name, types)
+    except Conflict as exc:
+        raise conflict(f"channel instance(s) {exc} use plugin {name!r}; delete them first") from None
+    if not removed:
         raise not_found("enabled plugin")
     await invalidate(request, slug)
     return web.Response(status=204)
@@ -234,13 +241,13 @@ async def _write_channel(request: web.Request, cfg: ChannelConfig, *, create_onl
     planned, problems = check_channel(h, cfg, "$", await st.channel_secrets(slug, cfg.id), enabled=enabled)
     if planned is None:
         raise invalid(problems)
-    if implied is not None:
-        await st.set_plugin(slug, implied.name, implied.settings, implied.secrets)
-    try:
+    try:   # the implied plugin in the channel's transaction: a 409 leaves it disabled
         created = await st.put_channel(slug, cfg.id, cfg.type, planned.settings, planned.secrets,
-                                       planned.enabled, create_only=create_only)
-    except Conflict:
-        raise conflict(f"channel {cfg.id!r} exists; PUT it to replace it") from None
+                                       planned.enabled, create_only=create_only, plugin=implied,
+                                       needs=h.owner("channel", cfg.type))
+    except Conflict as exc:   # the channel exists (POST), or its plugin was disabled meanwhile
+        raise conflict(f"{exc}; enable it, then try again" if str(exc).startswith("plugin ")
+                       else f"{exc}; PUT it to replace it") from None
     await invalidate(request, slug)
     rec = await st.get_channel(slug, cfg.id)
     return json_response(_channel_out(request, rec), status=201 if created else 200,

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import os
 import secrets as pysecrets
+import sqlite3
 import sys
 import threading
 import time
@@ -29,8 +30,8 @@ from ..config import ChannelConfig, FlowVersion, TenantSnapshot
 from ..types import Event
 from .crypto import SecretBox
 from .migrations import MIGRATIONS
-from .records import (ChannelRecord, ConsentEntry, Contact, FlowRecord, KeyInfo, TenantInfo,
-                      TenantPlan, VersionInfo)
+from .records import (ChannelRecord, ConsentEntry, Contact, FlowRecord, KeyInfo, PlannedPlugin,
+                      TenantInfo, TenantPlan, VersionInfo)
 
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()
@@ -171,6 +172,14 @@ class Store:
             await db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
+            except sqlite3.IntegrityError as exc:
+                await db.execute("ROLLBACK")
+                # Every foreign key of the admin's tables names a tenant: failing one means the
+                # tenant was deleted between the caller's check and this write. (The events'
+                # connection keeps the error as it was: its flusher has its own handling.)
+                if not events and "FOREIGN KEY" in str(exc):
+                    raise NotFound("no such tenant (it was deleted meanwhile)") from None
+                raise
             except BaseException:
                 await db.execute("ROLLBACK")
                 raise
@@ -274,6 +283,10 @@ class Store:
         return clear
 
     async def check_key(self, clear: str) -> KeyInfo | None:
+        # Keys are ASCII; anything else (the server decodes header bytes that are not UTF-8
+        # to surrogates, which neither SHA-256 nor SQLite accept) is no key.
+        if not clear.isascii():
+            return None
         parts = clear.split("_", 2)
         if len(parts) != 3 or parts[0] != KEY_PREFIX:
             return None
@@ -300,9 +313,14 @@ class Store:
                                                   (tenant,))
         return [self._key(r) for r in rows]
 
-    async def revoke_key(self, tenant: str | None, key_id: str) -> bool:
+    async def revoke_key(self, tenant: str | None, key_id: str, *, keep_last: bool = False) -> bool:
+        """`keep_last` (agency keys): Conflict instead of revoking the last one. Counted in the
+        same transaction, so two revocations at once cannot both pass and lock everyone out."""
         async with self._tx() as db:
             if tenant is None:
+                if keep_last and (await _one(db, "SELECT COUNT(*) FROM api_keys WHERE tenant IS NULL"))[0] <= 1 \
+                        and await _one(db, "SELECT 1 FROM api_keys WHERE id = ? AND tenant IS NULL", (key_id,)):
+                    raise Conflict("this is the last agency key")
                 cur = await db.execute("DELETE FROM api_keys WHERE id = ? AND tenant IS NULL", (key_id,))
             else:
                 cur = await db.execute("DELETE FROM api_keys WHERE id = ? AND tenant = ?", (key_id, tenant))
@@ -339,8 +357,17 @@ class Store:
         await self._bump(db, tenant)
         return not existed
 
-    async def remove_plugin(self, tenant: str, plugin: str) -> bool:
+    async def remove_plugin(self, tenant: str, plugin: str, channel_types: Iterable[str] = ()) -> bool:
+        """Disable a plugin; Conflict while channel instances of `channel_types` (the plugin's)
+        remain. Checked in the transaction, so a channel added meanwhile is not orphaned."""
         async with self._tx() as db:
+            types = list(channel_types)
+            if types:
+                rows = await db.execute_fetchall(
+                    f"SELECT id FROM channels WHERE tenant = ? AND type IN ({', '.join('?' * len(types))})"
+                    " ORDER BY id", (tenant, *types))
+                if rows:
+                    raise Conflict(", ".join(r[0] for r in rows))
             cur = await db.execute("DELETE FROM tenant_plugins WHERE tenant = ? AND plugin = ?", (tenant, plugin))
             if cur.rowcount:
                 await self._bump(db, tenant)
@@ -368,11 +395,23 @@ class Store:
         return self._box.open(rows[0]["secrets"]) if rows else {}
 
     async def put_channel(self, tenant: str, channel_id: str, type: str, settings: dict[str, Any],
-                          secrets: dict[str, Any], enabled: bool = True, *, create_only: bool = False) -> bool:
+                          secrets: dict[str, Any], enabled: bool = True, *, create_only: bool = False,
+                          plugin: PlannedPlugin | None = None, needs: str | None = None) -> bool:
         """Create or replace a channel instance; True when created. `secrets` is the complete
-        set of secret values to keep (callers merge with `channel_secrets` first)."""
+        set of secret values to keep (callers merge with `channel_secrets` first). `plugin`
+        (the channel's plugin, enabled along with it) is written in the same transaction, so a
+        rejected channel (Conflict) leaves the plugin as it was; `needs` names a plugin that
+        must still be enabled (Conflict if it was disabled since the caller looked)."""
         async with self._tx() as db:
-            return await self._put_channel(db, tenant, channel_id, type, settings, secrets, enabled, create_only)
+            if needs and plugin is None and await _one(
+                    db, "SELECT 1 FROM tenant_plugins WHERE tenant = ? AND plugin = ?", (tenant, needs)) is None:
+                if await _one(db, "SELECT 1 FROM tenants WHERE slug = ?", (tenant,)) is None:
+                    raise NotFound("no such tenant (it was deleted meanwhile)")
+                raise Conflict(f"plugin {needs!r} is not enabled")
+            created = await self._put_channel(db, tenant, channel_id, type, settings, secrets, enabled, create_only)
+            if plugin is not None:
+                await self._set_plugin(db, tenant, plugin.name, plugin.settings, plugin.secrets)
+            return created
 
     async def _put_channel(self, db: aiosqlite.Connection, tenant: str, channel_id: str, type: str,
                            settings: dict[str, Any], secrets: dict[str, Any], enabled: bool,
@@ -457,7 +496,7 @@ class Store:
             cur = await self._flow(db, tenant, flow_id)
             if cur is None or cur.archived:
                 raise NotFound(f"no flow {flow_id!r}")
-            if if_match is not None and not _etag_matches(if_match, cur.etag):
+            if if_match is not None and not etag_matches(if_match, cur.etag):
                 raise PreconditionFailed(cur.etag)
             digest = definition_hash(definition)
             if digest != definition_hash(cur.draft):
@@ -476,7 +515,7 @@ class Store:
             cur = await self._flow(db, tenant, flow_id)
             if cur is None or cur.archived:
                 raise NotFound(f"no flow {flow_id!r}")
-            if if_match is not None and not _etag_matches(if_match, cur.etag):
+            if if_match is not None and not etag_matches(if_match, cur.etag):
                 raise PreconditionFailed(cur.etag)
             return await self._publish(db, tenant, flow_id, cur.draft, by=by, note=note)
 
@@ -806,12 +845,14 @@ async def _one(db: aiosqlite.Connection, sql: str, args: Iterable[Any] = ()) -> 
     return rows[0] if rows else None
 
 
-def _etag_matches(header: str, etag: str) -> bool:
+def etag_matches(header: str, etag: str) -> bool:
     """If-Match: `*`, or a comma-separated list of strong ETags (weak ones never match)."""
     header = header.strip()
     if header == "*":
         return True
-    return any(hmac.compare_digest(t.strip(), etag) for t in header.split(","))
+    # ETags are ASCII, and compare_digest raises TypeError on str with anything else (a
+    # header's stray bytes): such a tag simply does not match.
+    return any(t.isascii() and hmac.compare_digest(t.strip(), etag) for t in header.split(","))
 
 
 def _statements(sql: str) -> list[str]:
