@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from .config import ChannelConfig, TenantConfig
-from .problems import ProblemError, errors_only, from_validation_error, invalid, join_path
+from .problems import ProblemError, decode_json, errors_only, from_validation_error, invalid, join_path
 from .store.records import PlannedChannel, PlannedFlow, PlannedPlugin, TenantInfo, TenantPlan
 from .store.sqlite import definition_hash
 from .types import Problem
@@ -212,17 +212,16 @@ def _changed(t: TenantChanges) -> bool:
 
 def decode_tenant(raw: Any, where: str = "") -> TenantConfig:
     """A TenantConfig from JSON bytes or a dict; ProblemError (400/422) with the JSON path."""
+    if isinstance(raw, (bytes, str)):
+        # The admin API's checks too: UTF-8, and no nesting deep enough to break later reads.
+        return decode_json(raw, TenantConfig, where=where, title="Invalid tenant definition")
     try:
-        if isinstance(raw, (bytes, str)):
-            return msgspec.json.decode(raw, type=TenantConfig)
         return msgspec.convert(raw, TenantConfig)
     except msgspec.ValidationError as exc:
         p = from_validation_error(exc)
         if where:
             p.path = f"{where}:{p.path}"
         raise invalid([p], title="Invalid tenant definition") from None
-    except msgspec.DecodeError as exc:
-        raise ProblemError(400, "Malformed JSON", f"{where + ': ' if where else ''}{exc}") from None
 
 
 async def plan_tenant(store: "Store", host: "PluginHost", cfg: TenantConfig,

@@ -135,3 +135,56 @@ def conflict(detail: str) -> ProblemError:
 
 def problem_dict(status: int, title: str, detail: str = "") -> dict[str, Any]:
     return msgspec.to_builtins(ProblemError(status, title, detail).doc())
+
+
+# Levels of nesting a JSON document may have (tenants/demo.json has 8). msgspec stops near
+# Python's recursion limit, but values a little under it were stored and then broke every
+# later read of them (the store's decoder runs deeper in the stack), and the Python code that
+# walks flows (validation, diff) recurses too.
+MAX_DEPTH = 64
+
+
+def decode_json(raw: bytes | str, type_: Any = Any, *, where: str = "",
+                title: str = "Invalid request") -> Any:
+    """JSON bytes decoded into `type_`, or a ProblemError: 400 when not JSON (bytes that are
+    not UTF-8 included), 422 with the JSON path when of the wrong shape or nested more than
+    MAX_DEPTH levels. `where` (a file name) prefixes the paths."""
+    at = f"{where}: " if where else ""
+    try:
+        # Untyped first: it checks every string is UTF-8 (a `msgspec.Raw` field is not looked
+        # into) and gives the nesting to measure.
+        deep = _too_deep(msgspec.json.decode(raw))
+        if deep is None:
+            return msgspec.json.decode(raw, type=type_)
+    except msgspec.ValidationError as exc:
+        p = from_validation_error(exc)
+        if where:
+            p.path = f"{where}:{p.path}"
+        raise invalid([p], detail="the JSON does not match the expected shape", title=title) from None
+    except msgspec.DecodeError as exc:
+        raise ProblemError(400, "Malformed JSON", f"{at}{exc}", code="malformed-json") from None
+    except UnicodeDecodeError as exc:    # msgspec raises it, not DecodeError, for bytes that are not UTF-8
+        raise ProblemError(400, "Malformed JSON", f"{at}JSON is UTF-8; byte {exc.start} is not",
+                           code="malformed-json") from None
+    except RecursionError:
+        deep = "$"
+    raise invalid([Problem(path=f"{where}:{deep}" if where else deep, code="constraint",
+                           message=f"nested more than {MAX_DEPTH} levels deep")],
+                  detail=f"{at}nested more than {MAX_DEPTH} levels deep", title=title)
+
+
+def _too_deep(value: Any) -> str | None:
+    """The JSON path of the first array or object nested deeper than MAX_DEPTH, or None.
+    Iterative: the point is to stay clear of the recursion limit."""
+    if not isinstance(value, (dict, list)):
+        return None
+    stack: list[tuple[Any, int, str]] = [(value, 1, "$")]
+    while stack:
+        v, depth, path = stack.pop()
+        if depth > MAX_DEPTH:
+            return path
+        pairs = v.items() if isinstance(v, dict) else enumerate(v)
+        for k, x in pairs:
+            if isinstance(x, (dict, list)):
+                stack.append((x, depth + 1, f"{path}.{k}" if isinstance(v, dict) else f"{path}[{k}]"))
+    return None

@@ -159,3 +159,32 @@ async def test_malformed_and_misshapen_files_are_clear_errors(store, host, tmp_p
         await apply_path(store, host, tmp_path / "x.json")
     assert [p.path for p in exc.value.errors] == ["x.json:$.slug"]
     assert "x.json:$.slug" in exc.value.render()
+
+
+async def test_a_file_that_is_not_utf8_or_nested_too_deep_is_refused_before_anything_is_written(
+        store, host, tmp_path):
+    good = tmp_path / "a-good.json"
+    good.write_text(json.dumps(demo()))
+    latin1 = tmp_path / "b-latin1.json"
+    latin1.write_bytes(json.dumps({**demo(), "slug": "other"}).replace("Bonjour", "Caf\\u00e9")
+                       .encode().replace(b"Caf\\u00e9", "Café".encode("latin-1")))
+    with pytest.raises(ProblemError) as exc:
+        await apply_path(store, host, tmp_path)
+    assert exc.value.status == 400 and "b-latin1.json" in exc.value.detail and "UTF-8" in exc.value.detail
+    latin1.unlink()
+
+    deep: dict = {"x": 1}
+    for _ in range(100):
+        deep = {"x": deep}
+    d = demo()
+    d["slug"] = "other"
+    d["locale"] = "fr"
+    d["plugins"]["http"] = deep
+    (tmp_path / "c-deep.json").write_text(json.dumps(d))
+    with pytest.raises(ProblemError) as exc:
+        await apply_path(store, host, tmp_path)
+    assert exc.value.status == 422
+    [p] = exc.value.errors
+    assert p.code == "constraint" and p.path.startswith("c-deep.json:$.plugins.http.x.x")
+    # Every file is checked before any is written: the good one is not there either.
+    assert await store.get_tenant("demo") is None

@@ -14,18 +14,12 @@ import msgspec
 from aiohttp import web
 
 from ..appkeys import PLUGINS, REGISTRY, STORE
-from ..problems import CONTENT_TYPE, ProblemError, from_validation_error
+from ..problems import CONTENT_TYPE, ProblemError, decode_json
 from ..store import NotFound
 from ..store.records import KeyInfo, role_rank
-from ..types import Problem
 
 log = logging.getLogger("causette.admin")
 MAX_BODY = 2 * 1024 * 1024          # bytes; flows are the largest bodies
-# Levels of nesting a body may have (tenants/demo.json has 8). The JSON decoder stops near
-# Python's recursion limit, but values a little under it were stored and then broke every
-# later read of them (the store's decoder runs deeper in the stack), and the Python code that
-# walks flows (validation, diff) recurses too.
-MAX_DEPTH = 64
 _enc = msgspec.json.Encoder()
 KEY = web.RequestKey("causette.key", KeyInfo)
 
@@ -83,42 +77,7 @@ async def read_json(request: web.Request, type_: Any, *, optional: bool = False)
         if optional:
             return msgspec.convert({}, type_)
         raise ProblemError(400, "Missing body", "this request needs a JSON body")
-    try:
-        # Untyped first: it checks every string is UTF-8 (a `msgspec.Raw` body is not looked
-        # into) and gives the nesting to measure.
-        deep = _too_deep(msgspec.json.decode(body))
-        if deep is None:
-            return msgspec.json.decode(body, type=type_)
-    except msgspec.ValidationError as exc:
-        raise ProblemError(422, "Invalid request", "the body does not match the expected shape",
-                           code="validation", errors=[from_validation_error(exc)]) from None
-    except msgspec.DecodeError as exc:
-        raise ProblemError(400, "Malformed JSON", str(exc), code="malformed-json") from None
-    except UnicodeDecodeError as exc:    # msgspec raises it, not DecodeError, for bytes that are not UTF-8
-        raise ProblemError(400, "Malformed JSON", f"JSON is UTF-8; byte {exc.start} is not",
-                           code="malformed-json") from None
-    except RecursionError:
-        deep = "$"
-    raise ProblemError(422, "Invalid request", f"the body is nested more than {MAX_DEPTH} levels deep",
-                       code="validation", errors=[Problem(path=deep, code="constraint",
-                                                          message=f"nested more than {MAX_DEPTH} levels deep")])
-
-
-def _too_deep(value: Any) -> str | None:
-    """The JSON path of the first array or object nested deeper than MAX_DEPTH, or None.
-    Iterative: the point is to stay clear of the recursion limit."""
-    if not isinstance(value, (dict, list)):
-        return None
-    stack: list[tuple[Any, int, str]] = [(value, 1, "$")]
-    while stack:
-        v, depth, path = stack.pop()
-        if depth > MAX_DEPTH:
-            return path
-        pairs = v.items() if isinstance(v, dict) else enumerate(v)
-        for k, x in pairs:
-            if isinstance(x, (dict, list)):
-                stack.append((x, depth + 1, f"{path}.{k}" if isinstance(v, dict) else f"{path}[{k}]"))
-    return None
+    return decode_json(body, type_, title="Invalid request")
 
 
 async def _read_limited(request: web.Request) -> bytes:
