@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -39,6 +40,11 @@ class Args(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     save: dict[str, str] = {}
     save_status: str = ""                 # a variable that gets the HTTP status
 
+    def __post_init__(self) -> None:
+        # A path that can't be read would fail every call: refused when the flow is published.
+        for path in self.save.values():
+            extract(None, path)
+
 
 _TOKEN = re.compile(r"""\.([A-Za-z0-9_-]+)|\[(\d+|\*|'[^']*'|"[^"]*")\]""")
 
@@ -72,6 +78,27 @@ def _walk(cur: Any, tokens: list[str]) -> Any:
             continue
         cur = cur.get(t) if isinstance(cur, dict) else None
     return cur
+
+
+MAX_DEPTH = 32      # levels of lists and objects a saved value may have
+
+
+def storable(v: Any, depth: int = MAX_DEPTH) -> Any:
+    """`v` as a session can keep it: integers beyond 64 bits (JSON allows any) become floats,
+    as msgpack can't hold them; ValueError when it nests deeper than `depth` levels (a JSON
+    answer may nest a thousand, past what rendering a template can recurse)."""
+    if isinstance(v, int) and not isinstance(v, bool) and not -2**63 <= v <= 2**64 - 1:
+        try:
+            return float(v)
+        except OverflowError:
+            return math.inf if v > 0 else -math.inf
+    if isinstance(v, (list, dict)):
+        if not depth:
+            raise ValueError(f"the answer nests deeper than {MAX_DEPTH} levels")
+        if isinstance(v, list):
+            return [storable(x, depth - 1) for x in v]
+        return {k: storable(x, depth - 1) for k, x in v.items()}
+    return v
 
 
 def host_allowed(url: URL, allowed: list[str]) -> bool:
@@ -159,6 +186,8 @@ class HttpRequest(Step):
                               branch="timeout")
         except aiohttp.ClientError as exc:
             return StepResult(ok=False, error=f"{url.host}: {type(exc).__name__}", branch="unreachable")
+        except ValueError as exc:       # a header with a line break (from a template): never sent
+            return StepResult(ok=False, error=f"request not sent: {exc}"[:300], branch="refused")
         finally:
             if own:
                 await http.close()
@@ -174,7 +203,7 @@ class HttpRequest(Step):
         vars: dict[str, Any] = {}
         for var, path in args.save.items():
             try:
-                vars[var] = extract(data, path)
+                vars[var] = storable(extract(data, path))
             except ValueError as exc:
                 return StepResult(ok=False, error=str(exc), branch=str(status))
         if args.save_status:

@@ -5,6 +5,7 @@ no parsing at all.
 """
 from __future__ import annotations
 
+import math
 import re
 import sys
 from typing import Any, Callable, Mapping
@@ -17,20 +18,23 @@ from .template import Lookup, Template, walk_strings
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION = 366 * 86400     # a year: no session lives longer (tenant session_ttl)
 
 
 def duration(value: float | str) -> float:
     """Seconds from 90, "90s", "15m", "2h", "1d12h", "1w"."""
     if isinstance(value, (int, float)):
-        if value <= 0:
-            raise ValueError("a duration must be positive")
-        return float(value)
-    s = value.replace(" ", "").lower()
-    if not s or _DURATION.sub("", s):
-        raise ValueError(f"{value!r} is not a duration (examples: 90s, 15m, 2h, 1d12h)")
-    total = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(s))
+        total = float(value)
+    else:
+        s = value.replace(" ", "").lower()
+        if not s or _DURATION.sub("", s):
+            raise ValueError(f"{value!r} is not a duration (examples: 90s, 15m, 2h, 1d12h)")
+        total = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(s))
     if total <= 0:
         raise ValueError("a duration must be positive")
+    # "999...9s" reads as infinity, which no timer can hold (and a year outlives any session).
+    if not math.isfinite(total) or total > MAX_DURATION:
+        raise ValueError("a duration is at most a year (366d)")
     return total
 
 
@@ -165,7 +169,7 @@ def compile_expr(e: model.Expr) -> Pred:
             if isinstance(hay, str) and isinstance(needle, str):
                 return needle.casefold() in hay.casefold()
             if isinstance(hay, dict):
-                return needle in hay
+                return isinstance(needle, str) and needle in hay    # a list needle: unhashable
             return False
         return contains
     if e.matches is not msgspec.UNSET:
@@ -183,13 +187,57 @@ def compile_expr(e: model.Expr) -> Pred:
     return lambda v, c: False
 
 
+# --- set values --------------------------------------------------------------------------
+MAX_VALUE = 16_384     # characters (and items) a `set` may write in one variable
+MAX_DEPTH = 32         # levels of lists and objects in it
+
+
+def within(v: Any, budget: int = MAX_VALUE, depth: int = MAX_DEPTH) -> int:
+    """What is left of `budget` once `v` is counted (strings by length, keys, items and
+    other values as 1 each), or -1 when it doesn't fit or nests deeper than `depth`. Stops
+    as soon as the budget is spent, so a value doubled turn after turn costs little."""
+    if isinstance(v, str):
+        return budget - len(v)
+    if isinstance(v, list):
+        if not depth:
+            return -1
+        for x in v:
+            budget = within(x, budget - 1, depth - 1)
+            if budget < 0:
+                return -1
+        return budget
+    if isinstance(v, dict):
+        if not depth:
+            return -1
+        for k, x in v.items():
+            budget = within(x, budget - 1 - len(k), depth - 1)
+            if budget < 0:
+                return -1
+        return budget
+    return budget - 1
+
+
+def _grows(tpl: Any) -> bool:
+    """A `set` value that can be larger than the flow wrote it: a template with a lookup among
+    other parts (`"{{log}} {{answer}}"`), or a list or object holding a lookup. Set in a loop
+    it can grow each time round (double, even); a lone `"{{x}}"` only copies a value."""
+    if isinstance(tpl, Template):
+        return tpl.literal is None and len(tpl.parts) > 1
+    if isinstance(tpl, list):
+        return any(isinstance(x, Template) and x.literal is None or _grows(x) for x in tpl)
+    if isinstance(tpl, dict):
+        return _grows(list(tpl.values()))
+    return False
+
+
 # --- nodes ---------------------------------------------------------------------------------
 class CNode:
     """A node ready to run. `spec` is the decoded Struct; the rest is precomputed."""
     # What a turn reads first, so that it shares the object's first cache line or two.
     __slots__ = ("type", "spec", "text", "fixed_choices", "ids", "targets", "timeout", "id",
                  "media", "options", "titles", "descriptions", "retry_text", "reminder",
-                 "seconds", "regex", "branches", "sets", "args", "cum_weights", "static_choices")
+                 "seconds", "regex", "branches", "sets", "args", "cum_weights", "static_choices",
+                 "lookup")
 
     def __init__(self, nid: str, spec: model.Node, loc: str):
         self.id = nid
@@ -203,7 +251,9 @@ class CNode:
         self.timeout = self.seconds = 0.0
         self.regex: re.Pattern[str] | None = None
         self.branches: list[tuple[Pred, str]] = []
-        self.sets: list[tuple[str, Any]] = []
+        # (name, value with templates, whether it can grow: checked against MAX_VALUE)
+        self.sets: list[tuple[str, Any, bool]] = []
+        self.lookup: Lookup | None = None       # foreach: the list it reads
         self.args: Any = None
         self.cum_weights: list[float] = []
         self.media: list[tuple[str, str, LText | None]] = []
@@ -243,7 +293,8 @@ class CNode:
         if isinstance(spec, model.Condition):
             self.branches = [(compile_expr(b.if_), b.next) for b in spec.branches]
         if isinstance(spec, model.SetNode):
-            self.sets = [(k, walk_strings(v, Template)) for k, v in spec.vars.items()]
+            self.sets = [(k, tpl, _grows(tpl)) for k, v in spec.vars.items()
+                         for tpl in (walk_strings(v, Template),)]
         if isinstance(spec, model.StepNode):
             self.args = walk_strings(s.with_, Template)
         if isinstance(spec, model.Split):
@@ -251,6 +302,8 @@ class CNode:
             for v in spec.variants:
                 total += v.weight
                 self.cum_weights.append(total)
+        if isinstance(spec, model.Foreach):
+            self.lookup = Lookup(spec.list)
         if isinstance(spec, model.Message):
             self.media = [(m.kind, m.url, ltext(m.caption, loc)) for m in spec.media]
 

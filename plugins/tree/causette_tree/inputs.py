@@ -55,6 +55,8 @@ def number(answer: str, node: Any) -> int | float | None:
     else:
         whole, frac = s, ""
     whole = re.sub(r"[ .,]", "", whole)
+    if len(whole.lstrip("+-")) > 18:
+        return None       # beyond 64 bits: the session (msgpack) could not store it
     value: int | float = float(f"{whole}.{frac}") if frac else int(whole)
     if node.min is not None and value < node.min:
         return None

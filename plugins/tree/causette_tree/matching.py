@@ -119,8 +119,10 @@ def _position(tokens: list[str], count: int) -> int | None:
     if len(tokens) != 1:
         return None
     t = tokens[0]
-    if t.isdigit():
-        n = int(t)
+    if t.isdecimal():
+        # Any script's digits ("٢"); a number too long for any position is none (int() of
+        # 5,000 digits raises). Other "digits" ("፩") are not decimal: int() refuses them.
+        n = int(t) if len(t) <= 6 else 0
     elif t in ORDINAL:
         n = ORDINAL[t]
     elif t in LAST:

@@ -20,8 +20,8 @@ Target = Annotated[str, msgspec.Meta(description="the id of the next node; empty
 VarName = Annotated[str, msgspec.Meta(
     pattern=r"^(contact\.)?[A-Za-z_][A-Za-z0-9_]{0,63}$",
     description="a flow variable (`category`) or a contact attribute (`contact.email`)")]
-Text = Annotated[Union[str, dict[str, str]], msgspec.Meta(
-    description="a text with `{{templates}}`, or a map of locale to text: "
+Text = Annotated[Union[str, Annotated[dict[str, str], msgspec.Meta(min_length=1)]], msgspec.Meta(
+    description="a text with `{{templates}}`, or a map of locale to text (at least one): "
                 '{"fr": "Bonjour", "en": "Hello"}')]
 Duration = Annotated[Union[float, str], msgspec.Meta(
     description='seconds, or a duration such as "90s", "15m", "2h", "1d12h", "1w"')]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.types import Choice, InboundMessage, Media, Reply, Turn
 
 from . import inputs
-from .compiled import CNode, Compiled, LText
+from .compiled import MAX_DEPTH, MAX_VALUE, CNode, Compiled, LText, within
 from .matching import match
 from .template import Lookup, Template
 
@@ -174,8 +174,14 @@ class Run:
                         nid = target
                         break
             elif t == "set":
-                for name, tpl in node.sets:
-                    self.save(name, self.value(tpl))
+                for name, tpl, grows in node.sets:
+                    value = self.value(tpl)
+                    if grows and within(value) < 0:
+                        # A variable growing round a loop: end before the session does.
+                        ctx.record("flow.error", error=f"{name!r} would hold more than {MAX_VALUE} "
+                                   f"characters or {MAX_DEPTH} levels")
+                        return self.finish("abandoned")
+                    self.save(name, value)
                 nid = spec.next
             elif t == "step":
                 nid = await self.step(node)
@@ -275,7 +281,7 @@ class Run:
         spec, s = node.spec, self.s
         loops = s.extra.setdefault("loops", {})
         i = int(loops.get(node.id, 0))
-        items = self.value_of(spec.list)
+        items = node.lookup.value(s.vars, s.contact)
         items = items if isinstance(items, list) else []
         if i < min(len(items), spec.max):
             s.vars[spec.as_] = items[i]
@@ -313,9 +319,6 @@ class Run:
 
     def value(self, tpl: Any) -> Any:
         return _values(tpl, self)
-
-    def value_of(self, var: str) -> Any:
-        return Lookup(var).value(self.s.vars, self.s.contact)
 
     def save(self, name: str, value: Any) -> None:
         if name.startswith("contact."):

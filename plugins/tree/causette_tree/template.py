@@ -13,7 +13,9 @@ from urllib.parse import quote
 
 _TAG = re.compile(r"\{\{(.*?)\}\}", re.S)
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
-_SPACES = re.compile(r" +(?=\n)| (?= )")
+# Spaces before a newline, and each space followed by another. `(?<! )` starts the first
+# alternative at a run's first space only: without it a long run of spaces costs n² steps.
+_SPACES = re.compile(r"(?<! ) +(?=\n)| (?= )")
 _FILTER = re.compile(r'^([a-z_]+)\s*(?::\s*(?:"([^"]*)"|\'([^\']*)\'|(-?\d+)))?$')
 
 
@@ -21,7 +23,7 @@ class TemplateError(ValueError):
     pass
 
 
-def _text(v: Any) -> str:
+def _text(v: Any, depth: int = 8) -> str:
     if v is None:
         return ""
     if isinstance(v, bool):
@@ -29,7 +31,9 @@ def _text(v: Any) -> str:
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     if isinstance(v, list):
-        return ", ".join(_text(x) for x in v)
+        # Lists nested deeper than a few levels (a JSON answer can nest ~1000) render as "…"
+        # rather than recursing past Python's limit.
+        return ", ".join(_text(x, depth - 1) for x in v) if depth else "…"
     return str(v)
 
 
@@ -46,6 +50,9 @@ FILTERS: dict[str, Callable[[Any, Any], Any]] = {
     "url": lambda v, a: quote(_text(v), safe=""),
 }
 _NEEDS_ARG = {"default"}
+# The kind of argument a filter takes, when it takes one: `truncate: "x"` or `join: 5` would
+# fail at every rendering, so they are refused when the template is parsed.
+_ARG_KIND = {"truncate": int, "join": str}
 
 
 class Lookup:
@@ -78,6 +85,10 @@ class Lookup:
                 arg = int(m.group(4))
             if m.group(1) in _NEEDS_ARG and arg is None:
                 raise TemplateError(f"{{{{{raw}}}}}: filter {m.group(1)!r} needs an argument")
+            kind = _ARG_KIND.get(m.group(1))
+            if arg is not None and kind is not None and not isinstance(arg, kind):
+                raise TemplateError(f"{{{{{raw}}}}}: filter {m.group(1)!r} takes "
+                                    f"{'a number' if kind is int else 'a quoted text'}")
             self.filters.append((FILTERS[m.group(1)], arg))
 
     @property

@@ -17,7 +17,7 @@ from gateway.types import Problem
 from . import model
 from .compiled import duration
 from .matching import normalize
-from .template import Template, TemplateError
+from .template import Lookup, Template, TemplateError
 
 if TYPE_CHECKING:
     from gateway.channels import Capabilities
@@ -112,8 +112,11 @@ def validate(flow: Any, *, steps: Mapping[str, "Step"] = {},
         except msgspec.ValidationError as exc:
             _msgspec_problem(r, path, exc, "node.invalid")
 
+    _integers(r, flow, "$")
     locale = head.locale if head else str(flow.get("locale") or "fr")
     v = _Checker(r, specs, raw_nodes, steps, flows, locale)
+    if isinstance(start, str) and start in specs:
+        v.own = (str(flow.get("id") or ""), start)
     v.check_nodes()
     if isinstance(start, str) and start in specs:
         v.reachability(start)
@@ -125,6 +128,22 @@ def validate(flow: Any, *, steps: Mapping[str, "Step"] = {},
     if head is not None:
         _check_head(r, head, flows)
     return sorted(r.problems, key=lambda p: p.severity != "error")   # errors first, stable
+
+
+_INT_MIN, _INT_MAX = -2**63, 2**64 - 1
+
+
+def _integers(r: Report, value: Any, path: str) -> None:
+    """Integers the session (msgpack) cannot store, and that comparisons cannot turn into
+    floats (10**400): refused wherever they are."""
+    if isinstance(value, dict):
+        for k, x in value.items():
+            _integers(r, x, key_path(path, str(k)))
+    elif isinstance(value, list):
+        for i, x in enumerate(value):
+            _integers(r, x, f"{path}[{i}]")
+    elif isinstance(value, int) and not isinstance(value, bool) and not _INT_MIN <= value <= _INT_MAX:
+        r.error(path, "value.out_of_range", "an integer beyond 64 bits: write it as a decimal or a text")
 
 
 def _check_head(r: Report, head: model.Flow, flows: "set[str] | frozenset[str] | None") -> None:
@@ -161,6 +180,7 @@ class _Checker:
         self.set_prefixes: set[str] = set()         # step save_as namespaces
         self.texts: list[tuple[str, Any]] = []      # (path, Text) shown to the contact
         self.known = set(raw)
+        self.own: tuple[str, str] | None = None     # (this flow's id, its start node)
 
     # --- helpers ------------------------------------------------------------------------
     def link(self, src: str, dst: str, path: str) -> None:
@@ -300,10 +320,10 @@ class _Checker:
             self.r.error(p, "condition.invalid",
                          f"give exactly one operator with `var` (operators: {', '.join(model.OPERATORS)})"
                          + (f"; found {', '.join(ops)}" if ops else ""))
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$", e.var):
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$", e.var) or not _lookup(e.var):
             self.r.error(p + ".var", "condition.invalid", f"{e.var!r} is not a variable path")
         elif not e.var.startswith("contact."):
-            self.refs.append((e.var.split(".")[0].removeprefix("vars."), p + ".var"))
+            self.refs.append((e.var.removeprefix("vars.").split(".")[0], p + ".var"))
         if e.matches is not msgspec.UNSET:
             try:
                 re.compile(e.matches)  # type: ignore[arg-type]
@@ -363,6 +383,9 @@ class _Checker:
             return
         if n.node:
             self.link(nid, n.node, p + ".node")
+        elif self.own is not None and n.flow == self.own[0]:
+            # This flow again: a jump back to its start, in this turn (loops are checked).
+            self.link(nid, self.own[1], p + ".flow")
         elif self.flows is not None and n.flow not in self.flows:
             self.r.error(p + ".flow", "flow.unknown", f"no flow {n.flow!r} in this tenant")
 
@@ -389,10 +412,11 @@ class _Checker:
             self.link(nid, v.next, f"{p}.variants[{i}].next")
 
     def _foreach(self, nid: str, n: model.Foreach, p: str) -> None:
-        if not re.match(r"^(contact\.)?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$", n.list):
+        if not re.match(r"^(contact\.)?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$", n.list) \
+                or not _lookup(n.list):
             self.r.error(p + ".list", "foreach.invalid_list", f"{n.list!r} is not a variable path")
         elif not n.list.startswith("contact."):
-            self.refs.append((n.list.split(".")[0], p + ".list"))
+            self.refs.append((n.list.removeprefix("vars.").split(".")[0], p + ".list"))
         self.sets.update((n.as_, n.as_ + "_index"))
         self.link(nid, n.do, p + ".do")
         self.link(nid, n.next, p + ".next")
@@ -523,6 +547,15 @@ class _Checker:
                             f"{where} lets free-form messages go only within {caps.window_hours:g} h "
                             f"of the contact's last message: {what} is held"
                             + (" (a template message can go)" if caps.templates else ""))
+
+
+def _lookup(path: str) -> bool:
+    """Whether a `var` or `list` path reads something: `contact` or `vars` alone don't."""
+    try:
+        Lookup(path)
+    except TemplateError:
+        return False
+    return True
 
 
 def _variants(text: Any) -> Iterable[str]:
