@@ -43,6 +43,17 @@ _dec = msgspec.msgpack.Decoder(Session)
 _INLINE = SendResult(status="sent", detail="inline")     # read only
 
 
+def _encodable(events: list[Event]) -> list[Event]:
+    out = []
+    for ev in events:
+        try:
+            _enc.encode(ev)
+        except (OverflowError, TypeError, ValueError):
+            continue
+        out.append(ev)
+    return out
+
+
 class TenantMismatch(ValueError):
     """A channel produced a message for another tenant or channel instance than its own."""
 
@@ -151,13 +162,24 @@ class Pipeline:
             await self._deliver(rt, ch, ctx, replies, sink, native_id)
         except BaseException:
             # Nothing half-written: release the conversation and forget the message id, so
-            # the provider's retry of this webhook runs the turn again from the saved state.
-            await asyncio.shield(self.state.leave(lease, lease.session, rt.session_ttl, [],
-                                                  forget=True))
+            # the provider's retry of this webhook runs the turn again from the saved state
+            # (kept as stored: the turn changed `lease.session` in place).
+            await asyncio.shield(self.state.leave(lease, None, rt.session_ttl, [], forget=True,
+                                                  keep=True))
             raise
-        saved = await self.state.leave(lease, ctx.session, rt.session_ttl, ctx.events,
-                                       timer_due=ctx.now + wait if wait > 0 else None,
-                                       clear_timer=wait <= 0)
+        try:
+            saved = await self.state.leave(lease, ctx.session, rt.session_ttl, ctx.events,
+                                           timer_due=ctx.now + wait if wait > 0 else None,
+                                           clear_timer=wait <= 0)
+        except (OverflowError, TypeError, ValueError) as exc:
+            # msgpack cannot hold what a plugin left in the session or an event (an integer
+            # beyond 64 bits, an object), or the wait is endless. The replies have gone out:
+            # keep the conversation as stored before this turn, release it, say why.
+            log.warning("tenant %s: turn of %s:%s not saved: %s", rt.slug, ch.instance_id,
+                        contact, exc)
+            ctx.events[:] = _encodable(ctx.events)
+            ctx.record("flow.failed", error=f"state not saved: {exc}"[:300])
+            saved = await self.state.leave(lease, None, rt.session_ttl, ctx.events, keep=True)
         if not saved:
             log.warning("tenant %s: lease on %s:%s expired mid-turn; turn dropped", rt.slug,
                         ch.instance_id, contact)

@@ -159,14 +159,17 @@ class State:
 
     async def leave(self, lease: Lease, session: Session | None, ttl: int,
                     events: list[Event], timer_due: float | None = None,
-                    clear_timer: bool = False, forget: bool = False) -> bool:
+                    clear_timer: bool = False, forget: bool = False, keep: bool = False) -> bool:
         """Round trip 2: save + done + unlock (hand over) + events + timer. False when the
-        lease had expired (another message went ahead): nothing was written."""
+        lease had expired (another message went ahead): nothing was written. `keep` leaves
+        the stored session as it was before the turn (`session` is then ignored)."""
         base = lease.base
         keys = (base + ":s", base + ":l", base + ":q", lease.dedup, events_key(lease.tenant),
                 EVENT_INDEX, TIMERS)
-        if session is None:
-            data: bytes | str = ""
+        if keep:
+            data: bytes | str = "="
+        elif session is None:
+            data = ""
         else:
             data = _session_enc.encode(session)
         due = "-" if clear_timer else (str(int(timer_due * 1000)) if timer_due else "")

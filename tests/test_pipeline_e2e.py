@@ -214,3 +214,57 @@ async def test_redis_outage_gets_503_so_the_provider_retries_and_nothing_is_lost
     state._enter = real                              # Redis is back: the provider's retry works
     assert (await post(gw, "acme", item))[0] == 200
     assert provider.texts() == ["Bonjour !", "Femme ou homme ?"]
+
+
+class Hoarder:
+    """Leaves in the session what msgpack cannot hold (an integer beyond 64 bits)."""
+
+    armed = ""
+
+    @hookimpl
+    def inbound_message(self, ctx, message):
+        if self.armed == "in":
+            ctx.session.vars["huge"] = 2 ** 70
+        return None
+
+    @hookimpl
+    def outbound_message(self, ctx, reply):
+        if self.armed == "out":
+            ctx.session.vars["huge"] = 2 ** 70
+        return None
+
+
+async def test_a_session_that_cannot_be_saved_keeps_the_conversation_as_it_was_and_released(
+        gateway, provider):
+    hoard = Hoarder()
+    gw = await gateway(tenants=[tenant("acme", provider, plugins={"tree": {}, "wire": {}, "hoard": {}})],
+                       plugins=[("wire", WirePlugin()), ("hoard", hoard)])
+    assert (await post(gw, "acme", {"id": "p1", "sender": "c1", "text": "salut"}))[0] == 200
+    hoard.armed = "out"
+    # The replies of the turn went out before the save failed: the webhook is answered 200
+    # (a 503 would make the provider retry a message whose replies were sent).
+    assert (await post(gw, "acme", {"id": "p2", "sender": "c1", "text": "poison"}))[0] == 200
+    assert provider.texts("c1")[-1].startswith("Je n'ai pas compris")
+    hoard.armed = ""
+    # Released at once (not after the 30 s lock), at the node it was on before that turn.
+    status, _ = await asyncio.wait_for(post(gw, "acme", {"id": "p3", "sender": "c1", "payload": "w"}), 5)
+    assert status == 200 and provider.texts("c1")[-1] == "Merci, c'est noté."
+    await gw.flush_events()
+    failed = [e for e in await gw.store.list_events("acme") if e.type == "flow.failed"]
+    assert len(failed) == 1 and "state not saved" in failed[0].data["error"]
+
+
+async def test_a_turn_that_fails_before_its_replies_leaves_the_stored_session_untouched(
+        gateway, provider):
+    hoard = Hoarder()
+    gw = await gateway(tenants=[tenant("acme", provider, plugins={"tree": {}, "wire": {}, "hoard": {}})],
+                       plugins=[("wire", WirePlugin()), ("hoard", hoard)])
+    assert (await post(gw, "acme", {"id": "q1", "sender": "c1", "text": "salut"}))[0] == 200
+    stored = await gw.redis.get(conv_key("acme", "wire", "c1") + ":s")
+    hoard.armed = "in"     # the turn cannot even snapshot the session: it fails, 503
+    assert (await post(gw, "acme", {"id": "q2", "sender": "c1", "payload": "w"}))[0] == 503
+    assert await gw.redis.get(conv_key("acme", "wire", "c1") + ":s") == stored
+    hoard.armed = ""
+    # The provider's retry of the same message runs from the stored state, at once.
+    status, _ = await asyncio.wait_for(post(gw, "acme", {"id": "q2", "sender": "c1", "payload": "w"}), 5)
+    assert status == 200 and provider.texts("c1")[-1] == "Merci, c'est noté."
