@@ -25,6 +25,7 @@ MAX_CHOICES = 10
 MAX_TITLE = 40
 MAX_CARDS = 10
 MAX_CARD_BUTTONS = 3
+MAX_HISTORY = 500     # frames a visitor's outbox may keep (the `history` setting's ceiling)
 VISITOR = re.compile(r"^v_[A-Za-z0-9_-]{16,40}$")
 
 
@@ -37,7 +38,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     locale: Literal["", "fr", "en"] = ""    # widget language; "" = the browser's, else the tenant's
     position: Literal["right", "left"] = "right"
     allowed_origins: list[str] = []         # pages allowed to open the socket; [] = any page
-    history: Annotated[int, msgspec.Meta(ge=1, le=500)] = 50     # frames kept for resume
+    history: Annotated[int, msgspec.Meta(ge=1, le=MAX_HISTORY)] = 50     # frames kept for resume
     history_ttl: Annotated[int, msgspec.Meta(ge=60)] = 7 * 24 * 3600  # seconds the outbox lives idle
     rate: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 30       # visitor frames per minute per socket
 

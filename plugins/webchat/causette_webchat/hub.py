@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
+from .channel import MAX_HISTORY
 from .frames import frame_seq
 
 log = logging.getLogger("causette.webchat")
@@ -29,7 +30,10 @@ class Conn:
 
     def __init__(self, ws: web.WebSocketResponse, last: int = 0):
         self.ws = ws
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE)
+        # A new page's replay (ready, then up to MAX_HISTORY frames) is queued all at once,
+        # before the pump writes any: room for it on top of QUEUE, or a long history would
+        # close every new page's socket as "too slow" before it got past frame 255.
+        self.queue: asyncio.Queue[str | tuple[int, str] | None] = asyncio.Queue(QUEUE + MAX_HISTORY + 1)
         self.last = last
         self.held: list[tuple[str, int]] | None = []   # live frames held until the replay is out
         self._closing: asyncio.Task | None = None
@@ -69,11 +73,21 @@ class Conn:
         if self._closing is None and not self.ws.closed:
             self._closing = asyncio.ensure_future(self.ws.close(code=code, message=why.encode()))
 
+    def finish(self, code: int, why: str) -> None:
+        """Close once the frames queued before (an error frame saying why) are written."""
+        try:
+            self.queue.put_nowait((code, why))
+        except asyncio.QueueFull:
+            self.close(code, why)
+
     async def pump(self) -> None:
         """Write queued frames in order; ends at None or when the socket goes."""
         while True:
             raw = await self.queue.get()
             if raw is None or self.ws.closed:
+                return
+            if isinstance(raw, tuple):    # finish()
+                self.close(*raw)
                 return
             try:
                 await self.ws.send_str(raw)

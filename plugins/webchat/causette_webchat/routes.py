@@ -39,6 +39,7 @@ DEMO = (STATIC / "demo.html").read_text()
 HELLO_TIMEOUT = 15.0
 INBOX = 32            # client frames waiting for their turn on one socket
 DRAIN_TIMEOUT = 30.0  # seconds a closed socket's received frames may still take
+GONE = 4404           # close code: the tenant, the plugin or this channel was removed meanwhile
 
 
 _TITLES = {400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
@@ -219,6 +220,10 @@ class Visit:
         except asyncio.TimeoutError:
             await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"hello expected")
             return None
+        if msg.type == WSMsgType.BINARY:
+            # Like any other bad first frame: say why and close with 4400, not a bare 1000.
+            await self._refuse("bad_frame", "frames are JSON text")
+            return None
         if msg.type != WSMsgType.TEXT:
             return None
         try:
@@ -266,6 +271,11 @@ class Visit:
         if isinstance(frame, Hello):
             self._error("bad_frame", "hello was already received")
             return
+        if isinstance(frame, Text) and not frame.text.strip():
+            # min_length counts spaces: a blank text would reach the flow (and every tab's
+            # transcript) as an empty message.
+            self._error("bad_frame", "Expected a text that is not blank - at `$.text`", frame.id)
+            return
         if isinstance(frame, Seen):
             # Receipts are best effort: one per message id, dropped when over the rate.
             if frame.id != self.seen and not self.inbox.full() and self._allow():
@@ -297,7 +307,8 @@ class Visit:
             if frame is None:
                 return
             try:
-                await self._handle(frame)
+                if not await self._handle(frame):
+                    return
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -305,14 +316,29 @@ class Visit:
                 if not isinstance(frame, Seen):
                     self._error("internal", "the message could not be handled", frame.id, retry=True)
 
-    async def _handle(self, frame: Open | Text | Pick | Seen) -> None:
+    async def _current(self) -> tuple[Any, WebchatChannel | None]:
+        """The tenant and this socket's channel as they are now: either may have been removed,
+        or the plugin disabled, since the socket opened."""
+        rt = await self.request.config_dict[REGISTRY].get(self.tenant)
+        ch = rt.channels.get(self.channel) if rt is not None and "webchat" in rt.enabled else None
+        return rt, ch if isinstance(ch, WebchatChannel) else None
+
+    async def _handle(self, frame: Open | Text | Pick | Seen) -> bool:
+        """Handle one frame; False when the socket has no channel any more (it is closing)."""
         now = time.time()
+        rt, ch = await self._current()
+        if ch is None:
+            # Checked before the echo is stored: nothing is written for a channel that is gone,
+            # and the client is told so instead of being asked to retry forever.
+            self._error("gone", "this chat is no longer available", getattr(frame, "id", ""))
+            self.conn.finish(GONE, "gone")
+            return False
         if isinstance(frame, Seen):
             # A read receipt: recorded as a status event (read rates), never given to the flow.
-            await self.request.config_dict[PIPELINE].handle(self.tenant, self.channel, [InboundMessage(
+            await self.request.config_dict[PIPELINE].handle(rt, ch, [InboundMessage(
                 tenant=self.tenant, channel=self.channel, native_id=f"{self.visitor}.seen.{frame.id}",
                 contact=self.visitor, kind="status", status="read", refers_to=frame.id, ts=now)])
-            return
+            return True
         fresh = True
         msg = InboundMessage(tenant=self.tenant, channel=self.channel,
                              native_id=f"{self.visitor}.{frame.id}", contact=self.visitor,
@@ -329,23 +355,27 @@ class Visit:
             # The visitor's own words join the outbox too: other tabs and a reload show them.
             echo = Message(id=frame.id, role="visitor", text=text[:4000], ts=round(now, 3))
             _, fresh = await ob.append(self.redis, self.base, encoder.encode(echo),
-                                       keep=self.settings.history, ttl=self.settings.history_ttl,
+                                       keep=ch.settings.history, ttl=ch.settings.history_ttl,
                                        once="in." + frame.id)
         try:
-            await self.request.config_dict[PIPELINE].handle(self.tenant, self.channel, [msg])
+            await self.request.config_dict[PIPELINE].handle(rt, ch, [msg])
         except Busy:
             self._error("busy", "the conversation is busy, try again", frame.id, retry=True)
-            return
+            return True
         seq = await ob.newest(self.redis, self.base)
         self.conn.send(_frame(Ack(id=frame.id, seq=seq, duplicate=not fresh)))
+        return True
 
     async def close(self) -> None:
         # Frames already received are the visitor's words: finish them, so their replies
         # wait in the outbox for the next connection, rather than vanish with this one.
         if len(self.tasks) > 1 and not self.tasks[1].done():
-            self.inbox.put_nowait(None) if not self.inbox.full() else None
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self.tasks[1]), DRAIN_TIMEOUT)
+                async with asyncio.timeout(DRAIN_TIMEOUT):
+                    # A full inbox gets its end marker once the worker frees a slot: without
+                    # it the worker would finish the frames, then wait for the whole timeout.
+                    await self.inbox.put(None)
+                    await asyncio.shield(self.tasks[1])
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
