@@ -64,6 +64,9 @@ def _problem(status: int, title: str, detail: str = "") -> web.Response:
 
 
 # --- resources ----------------------------------------------------------------------------
+REDIS_CONNECTIONS = 200     # redis-py connections per process (State's lean one apart)
+
+
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
     embedded = None
@@ -73,7 +76,12 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         url = await asyncio.to_thread(embedded.start)
         log.info("embedded redis on %s", url)
     app[EMBEDDED] = embedded
-    client = aioredis.from_url(url, health_check_interval=30)
+    # A pool that waits for a free connection: redis-py's default one refuses (raises) past
+    # 100 connections in use, which a burst of webhooks or a reconnect storm of chat widgets
+    # reaches; the turns' own scripts go through State's one pipelined connection anyway.
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=REDIS_CONNECTIONS,
+                                                    timeout=s.lock_wait, health_check_interval=30)
+    client = aioredis.Redis.from_pool(pool)
     app[REDIS] = client
     app[STATE] = State(client, lock_ttl=s.lock_ttl, lock_wait=s.lock_wait, dedup_ttl=s.dedup_ttl,
                        events_maxlen=s.events_maxlen)
@@ -198,7 +206,12 @@ async def webhook(request: web.Request) -> web.StreamResponse:
 def _guard(plugin: str, handler: Any) -> Any:
     """A plugin's route answers only for tenants that have enabled that plugin."""
     async def guarded(request: web.Request) -> web.StreamResponse:
-        rt = await request.app[REGISTRY].get(request.match_info.get("tenant", ""))
+        tenant = request.match_info.get("tenant", "")
+        try:
+            rt = await request.app[REGISTRY].get(tenant)
+        except Exception:
+            log.exception("tenant %s: could not be loaded", tenant)
+            return web.Response(status=503, headers={"Retry-After": "30"}, text="temporarily unavailable")
         if rt is None or plugin not in rt.enabled:
             return _problem(404, "Not Found", "no such tenant or plugin")
         return await handler(request)

@@ -1,4 +1,5 @@
 """A gateway that stops right after it started (a failed start-up, a test) stops cleanly."""
+import asyncio
 import pytest
 
 
@@ -23,3 +24,14 @@ async def test_without_redis_url_the_gateway_runs_its_own_redis_and_stops_it(gat
     assert await gw.redis.ping()
     await gw.runner.cleanup()
     assert embedded.proc is None and not (tmp_path / "own" / "redis" / "url").exists()
+
+
+async def test_a_burst_beyond_the_redis_pool_waits_for_a_connection_instead_of_failing(gateway):
+    from gateway.app import REDIS_CONNECTIONS
+    gw = await gateway()
+    # Each BLPOP holds its connection for 0.3 s: more of them at once than the pool has
+    # connections (redis-py's default pool raised MaxConnectionsError past 100).
+    n = REDIS_CONNECTIONS + 50
+    got = await asyncio.gather(*(gw.redis.blpop(f"cst:{{burst}}:nothing:{i}", timeout=0.3)
+                                 for i in range(n)), return_exceptions=True)
+    assert got == [None] * n

@@ -34,3 +34,12 @@ async def test_first_party_catalogue_feed_route(gateway, demo_tenant):
         body = await r.json()
     assert r.status == 200 and body["count"] == 2
     assert all(p["category"] == "women" and 50 <= p["price"] < 150 for p in body["products"])
+
+
+async def test_a_store_failure_while_loading_the_tenant_is_503_not_500(gateway):
+    gw = await gateway(tenants=[tenant("acme", {"status": {}})], plugins=[("status", Status())])
+    gw.registry.forget("acme")
+
+    await gw.store.close()                 # the store unavailable: every read of it fails
+    async with gw.http.get(f"{gw.url}/t/acme/plugins/status/status") as r:
+        assert r.status == 503 and r.headers["Retry-After"] == "30"
