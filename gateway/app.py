@@ -186,7 +186,9 @@ async def webhook(request: web.Request) -> web.StreamResponse:
         messages = ch.parse(hook)
         if type(messages) is not list and inspect.isawaitable(messages):
             messages = await messages       # a channel may need Redis to parse (multipart SMS)
-    except (ParseError, ValueError, KeyError, TypeError, msgspec.ValidationError) as exc:
+    except (ParseError, ValueError, KeyError, TypeError, ArithmeticError, msgspec.ValidationError) as exc:
+        # ArithmeticError: numbers a provider never sends but a forged body can (10**400 as a
+        # timestamp overflows float()); the channel's "unreadable" answer, not a 500.
         return web.Response(status=ch.bad_request_status, text=f"unreadable payload: {exc}"[:300])
     try:
         inline = await request.app[PIPELINE].handle(rt, ch, messages)

@@ -12,7 +12,6 @@ to keep the stored value; that way tenant files need not hold credentials.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import re
 from pathlib import Path
@@ -146,13 +145,7 @@ def check_flow(host: "PluginHost", definition: Any, path: str = "$",
         elif flow_id is not None and fid != flow_id:
             problems.append(Problem(path="$.id", code="flow.id_mismatch",
                                     message=f"the definition's id {fid!r} differs from the flow {flow_id!r}"))
-    name = definition.get("engine", "tree") if isinstance(definition, dict) else None
-    # not a str (a list, an object): no engine; validate_flow below says `flow.unknown_engine`
-    engine = host.engines.get(name) if isinstance(name, str) else None
-    if engine is not None and flows is not None and "flows" in inspect.signature(engine.validate).parameters:
-        problems += engine.validate(definition, steps=host.steps, channels=channels, flows=flows)
-    else:
-        problems += validate_flow(host, definition, channels)
+    problems += validate_flow(host, definition, channels, flows)
     if others is not None and isinstance(definition, dict) and isinstance(definition.get("id"), str):
         for p in trigger_conflicts(definition["id"], definition, others):
             problems.append(Problem(path=p.path, code=p.code, message=p.message, severity="warning"))
@@ -218,10 +211,8 @@ def decode_tenant(raw: Any, where: str = "") -> TenantConfig:
     try:
         return msgspec.convert(raw, TenantConfig)
     except msgspec.ValidationError as exc:
-        p = from_validation_error(exc)
-        if where:
-            p.path = f"{where}:{p.path}"
-        raise invalid([p], title="Invalid tenant definition") from None
+        raise invalid([from_validation_error(exc, prefix=f"{where}:$" if where else "$")],
+                      title="Invalid tenant definition") from None
 
 
 async def plan_tenant(store: "Store", host: "PluginHost", cfg: TenantConfig,

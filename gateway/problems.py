@@ -157,10 +157,8 @@ def decode_json(raw: bytes | str, type_: Any = Any, *, where: str = "",
         if deep is None:
             return msgspec.json.decode(raw, type=type_)
     except msgspec.ValidationError as exc:
-        p = from_validation_error(exc)
-        if where:
-            p.path = f"{where}:{p.path}"
-        raise invalid([p], detail="the JSON does not match the expected shape", title=title) from None
+        raise invalid([from_validation_error(exc, prefix=f"{where}:$" if where else "$")],
+                      detail="the JSON does not match the expected shape", title=title) from None
     except msgspec.DecodeError as exc:
         raise ProblemError(400, "Malformed JSON", f"{at}{exc}", code="malformed-json") from None
     except UnicodeDecodeError as exc:    # msgspec raises it, not DecodeError, for bytes that are not UTF-8
@@ -168,7 +166,7 @@ def decode_json(raw: bytes | str, type_: Any = Any, *, where: str = "",
                            code="malformed-json") from None
     except RecursionError:
         deep = "$"
-    raise invalid([Problem(path=f"{where}:{deep}" if where else deep, code="constraint",
+    raise invalid([Problem(path=join_path(f"{where}:$", deep) if where else deep, code="constraint",
                            message=f"nested more than {MAX_DEPTH} levels deep")],
                   detail=f"{at}nested more than {MAX_DEPTH} levels deep", title=title)
 

@@ -1,6 +1,7 @@
 """Flow validation shared by the admin API, `tenants apply` and `causette flows validate`."""
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -25,11 +26,8 @@ def validate_flow(host: "PluginHost", flow: Any,
         return [Problem(path="$.engine", code="flow.unknown_engine",
                         message=f"no installed flow engine is called {name!r} "
                                 f"(installed: {', '.join(sorted(host.engines)) or 'none'})")]
-    if flows is not None:
-        try:
-            return list(engine.validate(flow, steps=host.steps, channels=channels, flows=flows))
-        except TypeError:   # an engine without the `flows` keyword
-            pass
+    if flows is not None and "flows" in inspect.signature(engine.validate).parameters:
+        return list(engine.validate(flow, steps=host.steps, channels=channels, flows=flows))
     return list(engine.validate(flow, steps=host.steps, channels=channels))
 
 

@@ -265,7 +265,8 @@ async def simulate(request: web.Request) -> web.Response:
     if errors_only(problems):
         raise invalid(problems, title="This flow cannot run", detail="fix its errors first (see `errors`)")
     snap = await store(request).tenant_snapshot(slug)
-    assert snap is not None
+    if snap is None:                   # deleted while this request ran
+        raise not_found("tenant")
     flows = {f.id: f.definition for f in snap.flows}
     out = await run_simulation(host(request), snap, fid, req.version, definition, req, flows,
                                http=request.config_dict.get(HTTP))

@@ -102,3 +102,11 @@ async def test_messages_without_mid_are_each_answered(gateway, demo_tenant, grap
     await gw.pipeline.drain()
     second = await gw.pipeline.state.load_session("demo", "fb", PSID)
     assert second.msgs > first.msgs and len(graph.requests) > sent   # taken, and answered
+
+
+async def test_a_timestamp_too_large_for_a_float_is_refused_as_unreadable(gateway, demo_tenant, graph):
+    gw = await gateway(tenants=[with_messenger(demo_tenant, graph)])
+    raw = json.loads(body({"message": {"mid": "m_huge", "text": "soldes"}}))
+    raw["entry"][0]["messaging"][0]["timestamp"] = 10 ** 400     # was OverflowError: a 500
+    assert await post(gw, json.dumps(raw).encode()) == 400
+    assert await gw.pipeline.state.load_session("demo", "fb", PSID) is None and graph.requests == []

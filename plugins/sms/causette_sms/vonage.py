@@ -144,7 +144,8 @@ class VonageChannel(SmsChannel):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._assembled: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # (parts key, message id) -> when its Redis key expires, in insertion (time) order
+        self._assembled: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     @classmethod
     def instance_capabilities(cls, settings: Any) -> Capabilities:
@@ -248,7 +249,7 @@ class VonageChannel(SmsChannel):
         # The parts stay until this webhook has been answered 2xx (`respond`): if the turn
         # fails (busy conversation, Redis hiccup), the gateway answers 503 and Vonage's retry
         # of this part must find its siblings again, or the whole message would be lost.
-        self._assembled[(key, mid)] = None
+        self._assembled[(key, mid)] = time.monotonic() + PARTS.ttl   # the Redis key's lifetime
         while len(self._assembled) > ASSEMBLED_MAX:
             self._assembled.popitem(last=False)
         # The first part's id names the whole message: a redelivered part dedups on it.
@@ -259,11 +260,12 @@ class VonageChannel(SmsChannel):
 
     def respond(self, hook: Webhook, inline: list[Any]) -> web.StreamResponse:
         """The turn of a reassembled message went through: its parts can go."""
+        now = time.monotonic()
+        while self._assembled and next(iter(self._assembled.values())) < now:
+            # Never retried after a failed turn: its parts have expired in Redis meanwhile.
+            self._assembled.popitem(last=False)
         if self._assembled:
-            try:
-                p = self._params(hook)
-            except ParseError:
-                return web.Response(text="ok")
+            p = self._params(hook)          # parse() read the same hook: it cannot fail here
             done = (self._parts_key(p.get("msisdn", ""), p.get("concat-ref", "")), p.get("messageId", ""))
             redis = getattr(self.runtime, "redis", None)
             if redis is not None and done in self._assembled:

@@ -1,6 +1,5 @@
 """Flows that passed validation and then broke at run time, and answers that broke a valid
 flow (found by fuzzing): each is now refused when published, or handled by the engine."""
-import time
 
 import msgspec
 import pytest
@@ -84,12 +83,12 @@ async def test_number_input_beyond_64_bits_is_asked_again(conversation, answer):
     assert c.texts(await c.say("123456789012345678")) == ["123456789012345678"]
 
 
-def test_rendering_long_runs_of_spaces_is_linear():
+def test_rendering_long_runs_of_spaces_collapses_them():
+    # Was quadratic (about 10 s for this input, minutes for 100 KB): no timing is asserted
+    # here (benchmarks measure), but a regression would stall the suite visibly.
     t = Template("Bonjour {{contact.first_name}} : {{said}}")
     said = "a" + " " * 60_000 + "b" + " " * 60_000 + "\nc"
-    start = time.perf_counter()
     assert t.render({"said": said}, {}) == "Bonjour : a b\nc"
-    assert time.perf_counter() - start < 0.5           # was quadratic: about 10 s
 
 
 def test_rendering_a_deeply_nested_list():

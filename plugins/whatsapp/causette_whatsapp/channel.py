@@ -62,7 +62,7 @@ def _ts(raw: str | int | float) -> float:
     one odd value must not refuse the whole batch, the other contacts' messages with it."""
     try:
         ts = float(raw or 0)
-    except ValueError:
+    except (ValueError, OverflowError):    # OverflowError: an integer of hundreds of digits
         return 0.0
     return ts if math.isfinite(ts) else 0.0
 

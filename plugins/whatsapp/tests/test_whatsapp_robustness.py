@@ -53,6 +53,8 @@ def test_an_odd_timestamp_does_not_refuse_the_batch(ts):
 def test_a_numeric_timestamp_is_read():
     [m] = channel().parse(hook(body(text("wamid.1", "hi", ts=1764147600))))
     assert m.ts == 1764147600.0
+    [m] = channel().parse(hook(body(text("wamid.2", "hi", ts=10 ** 400))))   # float() overflows
+    assert m.ts == 0.0
 
 
 def test_empty_ids_do_not_make_duplicates():
