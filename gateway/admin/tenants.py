@@ -10,7 +10,7 @@ from ..apply import (MASK, apply_tenant, check_channel, check_plugin, check_time
                      plugin_secret_fields, plugin_settings_type)
 from ..config import ChannelConfig
 from ..problems import conflict, invalid, items, not_found
-from ..store import Conflict, TenantInfo
+from ..store import Conflict, PluginNotEnabled, TenantInfo
 from .http import (host, invalidate, json_response, principal, read_json,
                    store)
 from .wire import (AgencyKeyCreate, ApplyResult, ChannelCreate, ChannelList, ChannelOut, ChannelPut, InstalledList,
@@ -246,7 +246,7 @@ async def _write_channel(request: web.Request, cfg: ChannelConfig, *, create_onl
                                        planned.enabled, create_only=create_only, plugin=implied,
                                        needs=h.owner("channel", cfg.type))
     except Conflict as exc:   # the channel exists (POST), or its plugin was disabled meanwhile
-        raise conflict(f"{exc}; enable it, then try again" if str(exc).startswith("plugin ")
+        raise conflict(f"{exc}; enable it, then try again" if isinstance(exc, PluginNotEnabled)
                        else f"{exc}; PUT it to replace it") from None
     await invalidate(request, slug)
     rec = await st.get_channel(slug, cfg.id)

@@ -9,10 +9,10 @@ interface, so a PostgreSQL backend can follow.
 from .base import StoreBackend
 from .records import (ROLES, ChannelRecord, ConsentEntry, Contact, FlowRecord, KeyInfo, PlannedChannel,
                       PlannedFlow, PlannedPlugin, TenantInfo, TenantPlan, VersionInfo, role_rank)
-from .sqlite import (Conflict, NotFound, PreconditionFailed, Store, StoreError, canonical,
-                     definition_hash)
+from .sqlite import (Conflict, NotFound, PluginNotEnabled, PreconditionFailed, Store, StoreError,
+                     canonical, definition_hash)
 
-__all__ = ["Store", "StoreBackend", "StoreError", "Conflict", "NotFound", "PreconditionFailed", "TenantInfo", "KeyInfo",
+__all__ = ["Store", "StoreBackend", "StoreError", "Conflict", "PluginNotEnabled", "NotFound", "PreconditionFailed", "TenantInfo", "KeyInfo",
            "ChannelRecord", "FlowRecord", "VersionInfo", "Contact", "ConsentEntry", "TenantPlan",
            "PlannedChannel", "PlannedFlow", "PlannedPlugin", "ROLES", "role_rank", "canonical",
            "definition_hash"]

@@ -46,6 +46,10 @@ class Conflict(StoreError):
     """The thing exists already, or changed since it was read."""
 
 
+class PluginNotEnabled(Conflict):
+    """A write needs a plugin that is not (or no longer) enabled for the tenant."""
+
+
 class PreconditionFailed(StoreError):
     """If-Match did not match the draft's current ETag."""
 
@@ -407,7 +411,7 @@ class Store:
                     db, "SELECT 1 FROM tenant_plugins WHERE tenant = ? AND plugin = ?", (tenant, needs)) is None:
                 if await _one(db, "SELECT 1 FROM tenants WHERE slug = ?", (tenant,)) is None:
                     raise NotFound("no such tenant (it was deleted meanwhile)")
-                raise Conflict(f"plugin {needs!r} is not enabled")
+                raise PluginNotEnabled(f"plugin {needs!r} is not enabled")
             created = await self._put_channel(db, tenant, channel_id, type, settings, secrets, enabled, create_only)
             if plugin is not None:
                 await self._set_plugin(db, tenant, plugin.name, plugin.settings, plugin.secrets)
