@@ -152,16 +152,21 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
 
 # --- webhooks -----------------------------------------------------------------------------
 async def webhook(request: web.Request) -> web.StreamResponse:
-    tenant, channel_id = request.match_info["tenant"], request.match_info["channel"]
     registry = request.app[REGISTRY]
-    try:
-        rt = registry.cached(tenant) or await registry.get(tenant)
-    except Exception:
-        log.exception("tenant %s: could not be loaded", tenant)
-        return web.Response(status=503, headers={"Retry-After": "30"}, text="temporarily unavailable")
-    ch = rt.channels.get(channel_id) if rt else None
-    if ch is None:
-        return _problem(404, "Not Found", "no such tenant or channel")
+    hit = registry.routes.get(request.raw_path)
+    if hit is not None:
+        rt, ch = hit
+    else:       # not loaded yet, unknown, or a path with a query string or escapes
+        tenant, channel_id = request.match_info["tenant"], request.match_info["channel"]
+        try:
+            rt = registry.cached(tenant) or await registry.get(tenant)
+        except Exception:
+            log.exception("tenant %s: could not be loaded", tenant)
+            return web.Response(status=503, headers={"Retry-After": "30"}, text="temporarily unavailable")
+        ch = rt.channels.get(channel_id) if rt else None
+        if ch is None:
+            return _problem(404, "Not Found", "no such tenant or channel")
+    tenant, channel_id = rt.slug, ch.instance_id
     s = request.app[SETTINGS]
     body = await request.read()
     url = (lambda: s.public_url + request.path_qs) if s.public_url else (lambda: str(request.url))

@@ -130,6 +130,8 @@ class Channel:
     # the gateway then sends the reply through the instance named by the `fallback_channel`
     # setting, if the instance has one (RCS -> SMS, as operators do).
     fallback_codes: ClassVar[tuple[str, ...]] = ()
+    # Subclasses without __slots__ of their own get an instance dictionary as usual.
+    __slots__ = ("tenant", "instance_id", "settings", "http", "runtime")
 
     def __init__(self, tenant: str, instance_id: str, settings: msgspec.Struct,
                  http: "aiohttp.ClientSession | None" = None):

@@ -243,10 +243,9 @@ class Pipeline:
             if found is None:
                 ctx.record("flow.missing", flow=target)
                 return [], 0.0
-            fv = found.fv
             if s.flow and s.node:
                 self._end(ctx, "abandoned", why="restarted")
-            s.flow, s.version, s.node = fv.id, fv.version, ""
+            s.flow, s.version, s.node = found.id, found.version, ""
             s.vars, s.extra, s.retries, s.outcome = dict(restart_vars), {}, 0, ""
             s.started = ctx.now
             s.source = (msg.referral.ref or msg.referral.source) if (msg and msg.referral) else \
@@ -271,7 +270,7 @@ class Pipeline:
             return extra["flow"], extra.get("vars") or {}
         if msg is None:
             return None, {}
-        if msg.referral and msg.referral.ref in rt.referrals:
+        if msg.referral and rt.referrals and msg.referral.ref in rt.referrals:
             ctx.meta["trigger"] = "referral"
             return rt.referrals[msg.referral.ref], {}
         if msg.kind == "text" and msg.text and rt.keywords:
@@ -298,7 +297,7 @@ class Pipeline:
         start, until, active = live.period
         if (start is None or now >= start) and (until is None or now < until):
             return None
-        if active.get("flow") and active["flow"] != live.fv.id:
+        if active.get("flow") and active["flow"] != live.id:
             return active["flow"]
         text = active.get("message")
         if isinstance(text, dict):
@@ -344,8 +343,8 @@ class Pipeline:
             if found is None:
                 ctx.record("flow.missing", flow=goto)
                 break
-            live, fv = found, found.fv
-            s.flow, s.version, s.node, s.retries = fv.id, fv.version, "", 0
+            live = found
+            s.flow, s.version, s.node, s.retries = live.id, live.version, "", 0
             ctx.record("flow.started", source=s.source, trigger="goto")
             msg = None
         return replies, wait

@@ -42,8 +42,9 @@ class TenantRuntime:
     its tenant's objects (docs/benchmarks.md, item 11): slots instead of an instance dict, and
     what tenants can share (compiled flows, trigger indexes, plugin sets) is shared."""
     # In the order a turn reads them: the first few share a cache line.
-    __slots__ = ("slug", "channels", "snapshot", "settings", "enabled", "referrals", "keywords",
-                 "compiled", "session_ttl", "on_start", "on_open", "on_campaign", "flows", "shared")
+    __slots__ = ("slug", "enabled", "live", "session_ttl", "keywords", "on_start", "settings",
+                 "snapshot", "referrals", "channels", "compiled", "on_open", "on_campaign", "flows",
+                 "shared")
 
     def __init__(self, snap: TenantSnapshot, channels: dict[str, Channel],
                  settings: dict[str, Any], index: TriggerIndex | None = None,
@@ -57,28 +58,35 @@ class TenantRuntime:
         self.settings = settings
         self.flows: dict[str, FlowVersion] = {f.id: f for f in snap.flows}
         index = index or TriggerIndex((f.id, f.definition) for f in snap.flows)
-        self.keywords = index.keywords
-        self.referrals = index.referrals
+        # None rather than an empty dictionary: a turn tests them without reading one.
+        self.keywords = index.keywords or None
+        self.referrals = index.referrals or None
         self.on_start = index.single.get("start", "")
         self.on_open = index.single.get("widget", "")
         self.on_campaign = index.single.get("campaign", "")
-        self.session_ttl = snap.session_ttl
-        # flow id -> its latest published version ready to run, filled by Registry.flow.
+        # Tenants with the same TTL share one int object (a turn reads it).
+        self.session_ttl = _INTS.setdefault(snap.session_ttl, snap.session_ttl)
+        # flow id -> its latest published version ready to run, filled by Registry.flow; `live`
+        # is the last one a turn ran, which most tenants' turns find there without a lookup.
         self.compiled: dict[str, LiveFlow] = {}
+        self.live: LiveFlow | None = None
         # flow id -> the registry's shared record of that version's definition
         self.shared: dict[str, _Shared] = shared or {}
 
 
 _ENABLED: dict[frozenset[str], frozenset[str]] = {}
+_INTS: dict[int, int] = {}
 
 
 class LiveFlow(NamedTuple):
-    """A flow version as a turn needs it, in one object: a turn reads one entry of one
-    dictionary of its tenant, not one per fact (docs/benchmarks.md, item 12)."""
-    fv: FlowVersion
-    compiled: Any                 # the engine's compiled form (shared by equal definitions)
+    """A flow version as a turn needs it, in one object: a turn reads one object of its
+    tenant, not one per fact (docs/benchmarks.md, items 12 and 14)."""
+    id: str                       # fv.id and fv.version, here so that a turn reads no `fv`
+    version: int
     engine: str                   # the engine's name
+    compiled: Any                 # the engine's compiled form (shared by equal definitions)
     period: Period | None         # the flow's active window (gateway.flows.active_period)
+    fv: FlowVersion
 
 
 class _Shared:
@@ -97,6 +105,10 @@ class Registry:
         self.store, self.host, self.redis, self.http = store, host, redis, http
         self.runtime = runtime
         self._tenants: dict[str, TenantRuntime] = {}
+        # Webhook path -> (tenant, channel instance): one lookup for the webhook instead of
+        # two dictionaries and the tenant object (docs/benchmarks.md, item 14). Exact paths
+        # only ("/t/{slug}/channels/{id}"); slugs and ids hold no "/" nor "%".
+        self.routes: dict[str, tuple[TenantRuntime, Channel]] = {}
         self._missing: dict[str, float] = {}
         self._loading: dict[str, asyncio.Future] = {}
         self._compiled: OrderedDict[tuple[str, str, int], LiveFlow] = OrderedDict()
@@ -132,6 +144,8 @@ class Registry:
             return None
         rt = self.build(snap)
         self._tenants[slug] = rt
+        for cid, ch in rt.channels.items():
+            self.routes[f"/t/{slug}/channels/{cid}"] = (rt, ch)
         # A tenant is ~17 KB of long-lived objects; with thousands loaded, full collections
         # walking them stall the event loop for hundreds of ms (docs/benchmarks.md). Frozen,
         # they leave the collector's scans; refcounting still frees them when dropped.
@@ -191,8 +205,15 @@ class Registry:
         return digest, shared
 
     def forget(self, slug: str) -> None:
-        self._tenants.pop(slug, None)
+        rt = self._tenants.pop(slug, None)
+        if rt is not None:
+            for cid in rt.channels:
+                self.routes.pop(f"/t/{slug}/channels/{cid}", None)
         self._missing.pop(slug, None)
+
+    def clear(self) -> None:
+        self._tenants.clear()
+        self.routes.clear()
 
     async def invalidate(self, slug: str) -> None:
         """Drop a tenant from every process's cache (call after any change to it)."""
@@ -209,14 +230,18 @@ class Registry:
                 return None
             return self._compile(FlowVersion(id=flow_id, version=DRAFT, definition=rec.draft),
                                  rt.snapshot.timezone)
+        hit = rt.live
+        if hit is not None and hit.id == flow_id and (not version or hit.version == version):
+            return hit
         hit = rt.compiled.get(flow_id)
-        if hit is not None and (not version or hit.fv.version == version):
+        if hit is not None and (not version or hit.version == version):
+            rt.live = hit
             return hit
         fv = rt.flows.get(flow_id)
         if fv is not None and (not version or fv.version == version):
             entry = self._compile(fv, rt.snapshot.timezone, rt.shared.get(flow_id))
             if entry is not None:
-                rt.compiled[flow_id] = entry
+                rt.compiled[flow_id] = rt.live = entry
             return entry
         if not version:
             return None
@@ -248,7 +273,8 @@ class Registry:
         if shared.compiled is None:
             shared.compiled = engine.compile(shared.definition)
         fv.definition = shared.definition
-        return LiveFlow(fv, shared.compiled, sys.intern(name), active_period(fv.definition, tz))
+        return LiveFlow(fv.id, fv.version, sys.intern(name), shared.compiled,
+                        active_period(fv.definition, tz), fv)
 
     # --- cross-process invalidation --------------------------------------------------------
     async def start(self) -> None:
@@ -271,7 +297,7 @@ class Registry:
             try:
                 await pubsub.subscribe(INVALIDATE)
                 # Changes published while we were not listening are unknown: drop everything.
-                self._tenants.clear()
+                self.clear()
                 while not self._stopping:
                     msg = await pubsub.get_message(timeout=1.0)
                     data = msg.get("data") if msg else None

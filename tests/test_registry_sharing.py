@@ -11,8 +11,9 @@ async def test_equal_flows_share_their_compiled_form_and_nothing_else(gateway, p
                        plugins=[("wire", WirePlugin())])
     acme, globex = await gw.registry.get("acme"), await gw.registry.get("globex")
     assert acme is not globex
-    fa, ca, *_ = await gw.registry.flow(acme, "quiz")
-    fg, cg, *_ = await gw.registry.flow(globex, "quiz")
+    la, lg = await gw.registry.flow(acme, "quiz"), await gw.registry.flow(globex, "quiz")
+    fa, ca, fg, cg = la.fv, la.compiled, lg.fv, lg.compiled
+    assert (la.id, la.version) == (fa.id, fa.version)
     assert ca is cg and fa.definition is fg.definition
     assert (fa.id, fa.version) == (fg.id, fg.version) and fa is not fg
     assert acme.keywords is globex.keywords and acme.enabled is globex.enabled
@@ -34,7 +35,8 @@ async def test_equal_flows_share_their_compiled_form_and_nothing_else(gateway, p
     changed["nodes"]["hello"]["text"] = "Bienvenue chez Globex !"
     await gw.apply(tenant("globex", provider, flows=(changed,)))
     globex2 = await gw.registry.get("globex")
-    fg2, cg2, *_ = await gw.registry.flow(globex2, "quiz")
+    lg2 = await gw.registry.flow(globex2, "quiz")
+    fg2, cg2 = lg2.fv, lg2.compiled
     assert fg2.version == 2 and cg2 is not ca
     assert (await gw.registry.flow(acme, "quiz")).compiled is ca
     await post(gw, "globex", {"id": "g2", "sender": "cg", "payload": "m"})

@@ -81,13 +81,27 @@ def sign(secret: str | bytes, body: bytes) -> str:
     return sha256_signature(secret, body)
 
 
+class _Capabilities:
+    """`capabilities` of the class, or of one instance (a callback instance answers nothing
+    inline). The instance has no dictionary to hold its own: see `WebhookChannel.__slots__`."""
+
+    def __init__(self, default: Capabilities):
+        self.default = default
+
+    def __get__(self, obj: "WebhookChannel | None", cls: type | None = None) -> Capabilities:
+        return self.default if obj is None else obj._caps
+
+
 class WebhookChannel(Channel):
     type = "webhook"
     Settings = Settings
     secrets = ("secret", "previous_secret")
-    capabilities = Capabilities(text_length=4096, buttons=10, button_title=40, list_rows=0,
-                                cards=10, card_buttons=3, media=True, templates=False,
-                                inline=MAX_INLINE, window_hours=0)
+    capabilities = _Capabilities(Capabilities(  # type: ignore[assignment]
+        text_length=4096, buttons=10, button_title=40, list_rows=0, cards=10, card_buttons=3,
+        media=True, templates=False, inline=MAX_INLINE, window_hours=0))
+    # No instance dictionary: with thousands of tenants a webhook reads this object alone,
+    # not a second block of attribute values (docs/benchmarks.md, item 14).
+    __slots__ = ("callback", "_caps", "_header", "_key", "_old")
     refusal_status = 401
     bad_request_status = 400
     settings: Settings
@@ -97,22 +111,25 @@ class WebhookChannel(Channel):
         super().__init__(tenant, instance_id, settings, http)
         s: Settings = settings  # type: ignore[assignment]
         self.callback = s.callback_url or s.api_base
-        if self.callback:
-            # Replies go to the brand's endpoint; the webhook itself is answered at once.
-            self.capabilities = msgspec.structs.replace(type(self).capabilities, inline=0)
-        self._keys = [k.encode() for k in (s.secret, s.previous_secret) if k]
+        caps = type(self).capabilities
+        # With a callback, replies go to the brand's endpoint; the webhook is answered at once.
+        self._caps = msgspec.structs.replace(caps, inline=0) if self.callback else caps
+        self._header = s.signature_header
+        keys = [k.encode() for k in (s.secret, s.previous_secret) if k]
+        self._key: bytes | None = keys[0] if keys else None
+        self._old: bytes | None = keys[1] if len(keys) > 1 else None
 
     # --- inbound -----------------------------------------------------------------------
     def verify(self, hook: Webhook) -> bool:
-        given = hook.headers.get(self.settings.signature_header, "")
-        if not given or not self._keys:
+        given = hook.headers.get(self._header, "")
+        if not given or self._key is None:
             return False                      # never accept unsigned traffic
         given = given.lower()
         if not given.startswith("sha256="):
             given = "sha256=" + given         # the bare hex digest is accepted too
-        ok = False
-        for key in self._keys:                # no early exit: same work either way
-            ok |= safe_equal(sha256_signature(key, hook.body), given)
+        ok = safe_equal(sha256_signature(self._key, hook.body), given)
+        if self._old is not None:             # no early exit: same work either way
+            ok |= safe_equal(sha256_signature(self._old, hook.body), given)
         return ok
 
     def parse(self, hook: Webhook) -> list[InboundMessage]:
