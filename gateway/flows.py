@@ -123,7 +123,8 @@ class Context:
         self.now = time.time() if now is None else now
         self.dry_run = dry_run
         self.events: list[Event] = []
-        self._settings = settings or {}
+        # `is None`, not truthiness: that would read the tenant's dictionary on every turn.
+        self._settings = {} if settings is None else settings
         self._run_step = run_step
         self.meta: dict[str, Any] = {}
 
