@@ -5,12 +5,16 @@ no parsing at all.
 """
 from __future__ import annotations
 
+import contextvars
 import math
 import re
 import sys
+import time
+from re import _parser as _re_parser   # private, but the one parser of exactly re's syntax
 from typing import Any, Callable, Mapping
 
 import msgspec
+import regex
 
 from . import model
 from .matching import Option
@@ -101,6 +105,105 @@ def ltext(text: Any, default_locale: str) -> LText | None:
     return None if text is None else LText(text, default_locale)
 
 
+# --- patterns ------------------------------------------------------------------------------
+# Tenants' patterns (input `pattern`, condition `matches`) run on contacts' free text on the
+# gateway's one event loop: a pattern that backtracks without end (`^(a|aa)+$` on
+# "aaaa...a!") would stall every tenant. The `regex` module can give up on a match after a
+# time, which `re` cannot; it reads `re`'s syntax the same way (its version 0).
+PATTERN_TIMEOUT = 0.05       # seconds one pattern may run on one text
+PATTERN_TURN_BUDGET = 0.2    # seconds all the patterns of a turn may run: a loop repeats them
+# regex writes out the body of `x{n}` / `x{n,}` n times when it compiles (re counts instead):
+# `a{4294967294}` would fill the memory, `(a{1000}){1000}` takes half a second.
+MAX_PATTERN_SIZE = 1_000     # items a pattern may be once its repeats are written out
+# `a{e<=1}` is the letters "a{e<=1}" to re but fuzzy matching to regex (another meaning, and
+# the slowest part of it): refused, with any brace that could start one (`\{` is a brace).
+_FUZZY = re.compile(r"(?<!\\)\{[\s\d<=+]*[eisd]")
+
+
+class PatternError(ValueError):
+    """A pattern that is refused: the message says why, for the validator."""
+
+
+def pattern(source: str, ignore_case: bool = False) -> "regex.Pattern[str]":
+    """A tenant's pattern, for `found`: what `re` accepts and regex reads the same way,
+    unless it is too big once written out."""
+    try:
+        re.compile(source, re.I if ignore_case else 0)
+        if _FUZZY.search(source):
+            raise PatternError("a brace followed by e, i, s or d (`{e<=1}`) is fuzzy matching here, "
+                               "which flows don't offer: write `\\{` for a brace")
+        size = _written_out(_re_parser.parse(source))
+        if size > MAX_PATTERN_SIZE:
+            raise PatternError(f"repeat counts too large: written out, this pattern is {size} items "
+                               f"long ({MAX_PATTERN_SIZE} at most)")
+        # The compiled flow keeps it: regex's own cache would keep it after the flow is gone.
+        return regex.compile(source, regex.V0 | (regex.I if ignore_case else 0), cache_pattern=False)
+    except (re.error, regex.error) as exc:
+        raise PatternError(f"not a regular expression: {exc}") from None
+    except RecursionError:
+        raise PatternError("not a regular expression: groups nested too deeply") from None
+
+
+_REPEATS = (_re_parser.MAX_REPEAT, _re_parser.MIN_REPEAT, _re_parser.POSSESSIVE_REPEAT)
+
+
+def _written_out(items: Any) -> int:
+    """The length of a parsed pattern as regex compiles it: a repeat's body once per its minimum."""
+    n = 0
+    for op, av in items:
+        if op in _REPEATS:
+            n += max(av[0], 1) * _written_out(av[2])
+        elif op is _re_parser.SUBPATTERN:
+            n += _written_out(av[3])
+        elif op is _re_parser.BRANCH:
+            n += sum(_written_out(b) for b in av[1])
+        elif op in (_re_parser.ASSERT, _re_parser.ASSERT_NOT):
+            n += _written_out(av[1])
+        elif op is _re_parser.ATOMIC_GROUP:
+            n += _written_out(av)
+        elif op is _re_parser.GROUPREF_EXISTS:
+            n += _written_out(av[1]) + (_written_out(av[2]) if av[2] else 0)
+        else:
+            n += 1
+    return n
+
+
+class PatternClock:
+    """The pattern time one turn has left, and the turn's context to say when it ran out."""
+    __slots__ = ("left", "ctx")
+
+    def __init__(self, ctx: Any) -> None:
+        self.left = PATTERN_TURN_BUDGET
+        self.ctx = ctx
+
+
+# The turn's clock, set by the engine around a turn of a flow with patterns: predicates are
+# called with variables only.
+CLOCK: contextvars.ContextVar[PatternClock | None] = contextvars.ContextVar("pattern_clock", default=None)
+
+
+def found(find: Callable[..., Any], text: str) -> bool:
+    """Whether `find` (a pattern's search or fullmatch) matches `text` in the time left; a
+    match that runs out of time is no match, and a `pattern.timeout` event of the turn."""
+    clock = CLOCK.get()
+    if clock is None:
+        budget = PATTERN_TIMEOUT
+    elif clock.left <= 0:
+        return False             # the match that spent it was recorded
+    else:
+        budget = min(PATTERN_TIMEOUT, clock.left)
+    t0 = time.perf_counter()
+    try:
+        return find(text, timeout=budget) is not None
+    except TimeoutError:
+        if clock is not None:
+            clock.ctx.record("pattern.timeout", after=round(budget, 3))
+        return False
+    finally:
+        if clock is not None:
+            clock.left -= time.perf_counter() - t0
+
+
 # --- conditions ----------------------------------------------------------------------------
 Pred = Callable[[Mapping[str, Any], Mapping[str, Any]], bool]
 
@@ -173,8 +276,8 @@ def compile_expr(e: model.Expr) -> Pred:
             return False
         return contains
     if e.matches is not msgspec.UNSET:
-        rx = re.compile(e.matches, re.I)  # type: ignore[arg-type]
-        return lambda v, c: isinstance(x := look.value(v, c), (str, int, float)) and bool(rx.search(str(x)))
+        search = pattern(e.matches, ignore_case=True).search  # type: ignore[arg-type]
+        return lambda v, c: isinstance(x := look.value(v, c), (str, int, float)) and found(search, str(x))
     for op, fn in (("gt", float.__gt__), ("gte", float.__ge__), ("lt", float.__lt__), ("lte", float.__le__)):
         raw = getattr(e, op)
         if raw is not msgspec.UNSET:
@@ -185,6 +288,13 @@ def compile_expr(e: model.Expr) -> Pred:
                 return x is not None and y is not None and fn(x, y)
             return cmp
     return lambda v, c: False
+
+
+def _matches(e: model.Expr) -> bool:
+    if e.matches is not msgspec.UNSET:
+        return True
+    subs = [*(e.all or ()), *(e.any or ()), *((e.not_,) if e.not_ is not msgspec.UNSET else ())]
+    return any(_matches(x) for x in subs)
 
 
 # --- set values --------------------------------------------------------------------------
@@ -249,7 +359,7 @@ class CNode:
         self.descriptions: list[LText | None] = []
         self.retry_text = self.reminder = None
         self.timeout = self.seconds = 0.0
-        self.regex: re.Pattern[str] | None = None
+        self.regex: regex.Pattern[str] | None = None
         self.branches: list[tuple[Pred, str]] = []
         # (name, value with templates, whether it can grow: checked against MAX_VALUE)
         self.sets: list[tuple[str, Any, bool]] = []
@@ -287,7 +397,7 @@ class CNode:
                 self.timeout = duration(spec.timeout.after)
                 self.reminder = ltext(spec.timeout.reminder, loc)
         if isinstance(spec, model.Input) and spec.validate == "regex":
-            self.regex = re.compile(spec.pattern)
+            self.regex = pattern(spec.pattern)
         if isinstance(spec, model.Wait):
             self.seconds = duration(spec.for_)
         if isinstance(spec, model.Condition):
@@ -310,7 +420,7 @@ class CNode:
 
 class Compiled:
     """A whole flow ready to run."""
-    __slots__ = ("id", "locale", "start", "nodes", "defaults", "definition")
+    __slots__ = ("id", "locale", "start", "nodes", "defaults", "definition", "patterns")
 
     def __init__(self, flow: model.Flow, definition: Mapping[str, Any]):
         self.id = sys.intern(flow.id)
@@ -323,8 +433,12 @@ class Compiled:
             nid = sys.intern(nid)
             try:
                 self.nodes[nid] = CNode(nid, intern_ids(spec), self.locale)
-            except (ValueError, re.error):   # a bad template, duration or pattern (drafts only)
+            except ValueError:   # a bad template, duration or pattern (drafts only)
                 continue
+        # Whether a turn needs a PatternClock: most flows have no pattern, and don't pay for one.
+        self.patterns = any(n.regex is not None or n.type == "condition"
+                            and any(_matches(b.if_) for b in n.spec.branches)
+                            for n in self.nodes.values())
 
 
 def compile_flow(definition: Mapping[str, Any]) -> Compiled:

@@ -1,13 +1,13 @@
 """`TreeEngine`: the FlowEngine of decision-tree flows (design section 5)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Collection, Mapping
 
 from gateway.flows import FlowEngine, Step
 from gateway.types import InboundMessage, Problem, Turn
 
 from . import model
-from .compiled import Compiled, compile_flow
+from .compiled import CLOCK, Compiled, PatternClock, compile_flow
 from .runner import Run
 
 if TYPE_CHECKING:
@@ -20,9 +20,11 @@ class TreeEngine(FlowEngine):
 
     def validate(self, flow: Mapping[str, Any], *, steps: Mapping[str, Step],
                  channels: "Mapping[str, Capabilities]" = {},
-                 flows: "set[str] | frozenset[str] | None" = None) -> list[Problem]:
+                 flows: "Collection[str] | Mapping[str, Any] | None" = None) -> list[Problem]:
         """Every problem at once. `flows`, when given, is the set of the tenant's flow ids
-        that a `goto` may name (unknown ones are errors); None skips that check."""
+        that a `goto` may name (unknown ones are errors); None skips that check. A mapping
+        of those ids to their published definitions (None for a flow never published) also
+        has gotos that come back to this flow in the same turn reported."""
         from .validate import validate
         return validate(flow, steps=steps, channels=channels, flows=flows)
 
@@ -39,4 +41,10 @@ class TreeEngine(FlowEngine):
     async def advance(self, ctx: "Context", flow: Any, message: InboundMessage | None) -> Turn:
         f = flow if isinstance(flow, Compiled) else compile_flow(flow)
         # Context.record adds session.extra["variant"] (set by split nodes) to every event.
-        return await Run(f, ctx).advance(message)
+        if not f.patterns:
+            return await Run(f, ctx).advance(message)
+        token = CLOCK.set(PatternClock(ctx))
+        try:
+            return await Run(f, ctx).advance(message)
+        finally:
+            CLOCK.reset(token)

@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+from .compiled import found, pattern
+
+if TYPE_CHECKING:
+    from regex import Pattern
 
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
@@ -76,10 +81,10 @@ def date(answer: str, node: Any) -> str | None:
     return None
 
 
-def regex(answer: str, node: Any, compiled: "re.Pattern[str] | None" = None) -> str | None:
+def regex(answer: str, node: Any, compiled: "Pattern[str] | None" = None) -> str | None:
     s = answer.strip()
-    pat = compiled or re.compile(node.pattern)
-    return s if pat.fullmatch(s) else None
+    pat = compiled or pattern(node.pattern)
+    return s if found(pat.fullmatch, s) else None
 
 
 VALIDATORS: dict[str, Callable[..., Any]] = {

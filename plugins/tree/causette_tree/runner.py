@@ -7,8 +7,9 @@ Session state the engine keeps (small: it is saved on every turn):
 - `session.extra`: "due" (when a wait node resumes), "rem" (reminder sent), "loops"
   ({foreach node: next index}), "variant" (the A/B variant of the contact).
 Per-turn events are few: `answer` / `answer.invalid`, `reminder.sent`, `flow.timeout`,
-`experiment.assigned`, `flow.error`. The gateway records `flow.started` and, from
-`Turn.ended`, `flow.ended`. The nodes visited are left in `ctx.meta["path"]` (simulation).
+`experiment.assigned`, `flow.error`, `pattern.timeout` (recorded by `compiled.found`). The
+gateway records `flow.started` and, from `Turn.ended`, `flow.ended`. The nodes visited are
+left in `ctx.meta["path"]` (simulation).
 """
 from __future__ import annotations
 

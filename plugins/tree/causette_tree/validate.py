@@ -8,14 +8,14 @@ templates, variables, translations, and each channel instance's limits.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping
 
 import msgspec
 
 from gateway.types import Problem
 
 from . import model
-from .compiled import duration
+from .compiled import PatternError, duration, pattern
 from .matching import normalize
 from .template import Lookup, Template, TemplateError
 
@@ -60,7 +60,9 @@ def _msgspec_problem(r: Report, base: str, exc: msgspec.ValidationError, code: s
 
 def validate(flow: Any, *, steps: Mapping[str, "Step"] = {},
              channels: "Mapping[str, Capabilities]" = {},
-             flows: "set[str] | frozenset[str] | None" = None) -> list[Problem]:
+             flows: "Collection[str] | Mapping[str, Any] | None" = None) -> list[Problem]:
+    """`flows`: the tenant's flow ids, or their published definitions by id (None for a flow
+    never published), which also lets gotos that come back to this flow be checked."""
     r = Report()
     if not isinstance(flow, dict):
         r.error("$", "flow.not_object", "a flow is a JSON object")
@@ -121,6 +123,8 @@ def validate(flow: Any, *, steps: Mapping[str, "Step"] = {},
     if isinstance(start, str) and start in specs:
         v.reachability(start)
     v.cycles()
+    if isinstance(flows, Mapping) and v.own is not None and v.own[0]:
+        v.goto_cycles(flows)
     v.variables(head.vars if head else {})
     v.translations(head.locales if head else [])
     for cid, caps in channels.items():
@@ -146,7 +150,7 @@ def _integers(r: Report, value: Any, path: str) -> None:
         r.error(path, "value.out_of_range", "an integer beyond 64 bits: write it as a decimal or a text")
 
 
-def _check_head(r: Report, head: model.Flow, flows: "set[str] | frozenset[str] | None") -> None:
+def _check_head(r: Report, head: model.Flow, flows: "Collection[str] | None") -> None:
     a = head.active
     if a is not None:
         if a.from_ and a.until:
@@ -282,9 +286,9 @@ class _Checker:
                 self.r.error(p + ".pattern", "input.invalid_pattern", 'validate "regex" needs a `pattern`')
             else:
                 try:
-                    re.compile(n.pattern)
-                except re.error as exc:
-                    self.r.error(p + ".pattern", "input.invalid_pattern", f"not a regular expression: {exc}")
+                    pattern(n.pattern)
+                except PatternError as exc:
+                    self.r.error(p + ".pattern", "input.invalid_pattern", str(exc))
         elif n.pattern:
             self.r.warn(p + ".pattern", "input.pattern_ignored", 'a `pattern` only counts with validate "regex"')
         self.saves(n.save_as)
@@ -326,9 +330,9 @@ class _Checker:
             self.refs.append((e.var.removeprefix("vars.").split(".")[0], p + ".var"))
         if e.matches is not msgspec.UNSET:
             try:
-                re.compile(e.matches)  # type: ignore[arg-type]
-            except re.error as exc:
-                self.r.error(p + ".matches", "condition.invalid", f"not a regular expression: {exc}")
+                pattern(e.matches, ignore_case=True)  # type: ignore[arg-type]
+            except PatternError as exc:
+                self.r.error(p + ".matches", "condition.invalid", str(exc))
         for o in ops:
             if o in ("matches",):
                 continue
@@ -458,6 +462,62 @@ class _Checker:
                        f"{', '.join(sorted(comp))}")
                 (self.r.error if sev == "error" else self.r.warn)(key_path("$.nodes", first), code, msg)
 
+    def start_gotos(self) -> list[tuple[str, str]]:
+        """(node, flow) of the gotos to other flows that a run reaches from the start in its
+        first turn: without a node that waits (as for `cycles`) on the way."""
+        if self.own is None:
+            return []
+        me, start = self.own
+        stop = set(_USER_WAIT) | {"foreach", "wait"}
+        out, seen, todo = [], {start}, [start]
+        while todo:
+            nid = todo.pop()
+            n = self.specs.get(nid)
+            if n is None or n.__struct_config__.tag in stop:
+                continue
+            if isinstance(n, model.Goto) and n.flow and not n.node and n.flow != me:
+                out.append((nid, n.flow))
+            for dst, _ in self.edges.get(nid, ()):
+                if dst not in seen:
+                    seen.add(dst)
+                    todo.append(dst)
+        return sorted(out)
+
+    def goto_cycles(self, flows: Mapping[str, Any]) -> None:
+        """A goto to another flow starts it in the same turn. When that flow's start goes,
+        from flow to flow and never waiting for the contact, back to this one, the turn goes
+        round until the gateway's limit on gotos: an error at the goto that leaves this flow."""
+        me = self.own[0]  # type: ignore[index]
+        nexts: dict[str, list[str]] = {}     # flow -> the flows its start goes to, same turn
+
+        def after(fid: str) -> list[str]:
+            if fid not in nexts:
+                other = _other_flow(fid, flows.get(fid))
+                nexts[fid] = sorted({f for _, f in other.start_gotos()}) if other else []
+            return nexts[fid]
+
+        for nid, target in self.start_gotos():
+            came = {target: me}              # breadth first: the shortest way back, to show
+            todo, last = [target], None
+            while todo and last is None:
+                fid = todo.pop(0)
+                for f in after(fid):
+                    if f == me:
+                        last = fid
+                        break
+                    if f not in came:
+                        came[f] = fid
+                        todo.append(f)
+            if last is None:
+                continue
+            chain = [last]
+            while chain[0] != target:
+                chain.insert(0, came[chain[0]])
+            way = " → ".join([me, *chain, me])
+            self.r.error(key_path("$.nodes", nid), "flow.loop_without_input",
+                         f"this goto starts {target!r}, which comes back to {me!r} without waiting "
+                         f"for the contact ({way}): the turn would go round until the gateway stops it")
+
     def variables(self, defaults: Mapping[str, Any]) -> None:
         known = self.sets | set(defaults)
         for var, path in self.refs:
@@ -547,6 +607,26 @@ class _Checker:
                             f"{where} lets free-form messages go only within {caps.window_hours:g} h "
                             f"of the contact's last message: {what} is held"
                             + (" (a template message can go)" if caps.templates else ""))
+
+
+def _other_flow(fid: str, definition: Any) -> "_Checker | None":
+    """The links of another flow of the tenant (published, so valid: read defensively all
+    the same); its own problems are not this flow's."""
+    if not isinstance(definition, Mapping):
+        return None
+    raw, start = definition.get("nodes"), definition.get("start")
+    if not isinstance(raw, dict) or not isinstance(start, str) or start not in raw:
+        return None
+    specs = {}
+    for nid, node in raw.items():
+        try:
+            specs[nid] = msgspec.convert(node, model.AnyNode)
+        except (msgspec.ValidationError, TypeError):
+            continue
+    v = _Checker(Report(), specs, raw, {}, None, str(definition.get("locale") or "fr"))
+    v.own = (fid, start)
+    v.check_nodes()
+    return v
 
 
 def _lookup(path: str) -> bool:
