@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -131,10 +131,11 @@ def check_channel(host: "PluginHost", cfg: ChannelConfig, path: str, stored_secr
 
 def check_flow(host: "PluginHost", definition: Any, path: str = "$",
                channels: "Mapping[str, Capabilities]" = {}, flow_id: str | None = None,
-               flows: "set[str] | None" = None,
+               flows: "Collection[str] | None" = None,
                others: "Iterable[tuple[str, dict[str, Any]]] | None" = None) -> list[Problem]:
     """Every problem of one flow (errors and warnings), paths under `path`. `flows`: the
-    tenant's flow ids a `goto` may name (engines that take it check them); `others`: the
+    tenant's flow ids a `goto` may name, or a mapping of them to their published definitions
+    (engines that take it check gotos, and cycles of gotos between flows); `others`: the
     tenant's other flows, whose triggers this one must not take (warnings)."""
     problems: list[Problem] = []
     if isinstance(definition, dict):
@@ -261,8 +262,15 @@ async def plan_tenant(store: "Store", host: "PluginHost", cfg: TenantConfig,
         if planned:
             channels.append(planned)
     caps = channel_caps(host, cfg.channels)
-    known = {f.id for f in await store.list_flows(cfg.slug)} if current else set()
-    known |= {d["id"] for d in cfg.flows if isinstance(d, dict) and isinstance(d.get("id"), str)}
+    # Flow id -> its definition once this file is applied (the file's, else the published
+    # one, None for a flow never published): the engine checks gotos against it, cycles
+    # between flows included.
+    known: dict[str, Any] = {}
+    if current:
+        snap = await store.tenant_snapshot(cfg.slug)
+        known = {f.id: None for f in await store.list_flows(cfg.slug)}
+        known.update((f.id, f.definition) for f in (snap.flows if snap else ()))
+    known.update((d["id"], d) for d in cfg.flows if isinstance(d, dict) and isinstance(d.get("id"), str))
     flows, fids = [], set()
     ordered: list[tuple[str, dict[str, Any]]] = []
     for i, definition in enumerate(cfg.flows):

@@ -111,6 +111,9 @@ class Registry:
         self.routes: dict[str, tuple[TenantRuntime, Channel]] = {}
         self._missing: dict[str, float] = {}
         self._loading: dict[str, asyncio.Future] = {}
+        # Counts forget()/clear() calls: a load that overlapped one may have read the tenant
+        # as it was before the change, so it reads again instead of caching that.
+        self._changes = 0
         self._compiled: OrderedDict[tuple[str, str, int], LiveFlow] = OrderedDict()
         # definition hash -> _Shared; trigger indexes by the flows' hashes (bounded like _compiled)
         self._shared: OrderedDict[str, _Shared] = OrderedDict()
@@ -134,15 +137,28 @@ class Registry:
         fut = self._loading.get(slug)
         if fut is None:  # one load per slug, however many requests wait for it
             fut = self._loading[slug] = asyncio.ensure_future(self._load(slug))
-            fut.add_done_callback(lambda _f, s=slug: self._loading.pop(s, None))
+            fut.add_done_callback(self._loaded(slug))
         return await asyncio.shield(fut)
 
+    def _loaded(self, slug: str) -> Any:
+        def done(fut: asyncio.Future) -> None:
+            if self._loading.get(slug) is fut:      # forget() may have let a newer load start
+                del self._loading[slug]
+        return done
+
     async def _load(self, slug: str) -> TenantRuntime | None:
-        snap = await self.store.tenant_snapshot(slug)
+        for _attempt in range(3):
+            changes = self._changes
+            snap = await self.store.tenant_snapshot(slug)
+            if changes == self._changes:
+                break
+        else:   # changing faster than it loads: answer with the latest read, cache nothing
+            return self.build(snap) if snap is not None else None
         if snap is None:
             self._missing[slug] = time.monotonic() + _MISSING_TTL
             return None
         rt = self.build(snap)
+        self._unroute(slug, self._tenants.get(slug))   # a load that overlapped this one
         self._tenants[slug] = rt
         for cid, ch in rt.channels.items():
             self.routes[f"/t/{slug}/channels/{cid}"] = (rt, ch)
@@ -205,15 +221,22 @@ class Registry:
         return digest, shared
 
     def forget(self, slug: str) -> None:
-        rt = self._tenants.pop(slug, None)
-        if rt is not None:
-            for cid in rt.channels:
-                self.routes.pop(f"/t/{slug}/channels/{cid}", None)
+        self._changes += 1
+        self._unroute(slug, self._tenants.pop(slug, None))
         self._missing.pop(slug, None)
+        # Requests from now on wait for a load that starts after the change.
+        self._loading.pop(slug, None)
+
+    def _unroute(self, slug: str, rt: TenantRuntime | None) -> None:
+        for cid in rt.channels if rt is not None else ():
+            self.routes.pop(f"/t/{slug}/channels/{cid}", None)
 
     def clear(self) -> None:
+        self._changes += 1
         self._tenants.clear()
         self.routes.clear()
+        self._missing.clear()
+        self._loading.clear()
 
     async def invalidate(self, slug: str) -> None:
         """Drop a tenant from every process's cache (call after any change to it)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Collection, Mapping
 
 from .types import Problem
 
@@ -15,9 +15,10 @@ if TYPE_CHECKING:
 
 def validate_flow(host: "PluginHost", flow: Any,
                   channels: "Mapping[str, Capabilities]" = {},
-                  flows: "set[str] | None" = None) -> list[Problem]:
+                  flows: "Collection[str] | None" = None) -> list[Problem]:
     """Every problem of one flow definition, errors and warnings, with JSON paths.
-    `flows` (the tenant's flow ids) lets the engine check `goto` and `active.flow` targets."""
+    `flows` (the tenant's flow ids, or a mapping of them to their published definitions)
+    lets the engine check `goto` and `active.flow` targets, and gotos that loop between flows."""
     if not isinstance(flow, dict):
         return [Problem(path="$", code="flow.not_object", message="a flow is a JSON object")]
     name = flow.get("engine", "tree")

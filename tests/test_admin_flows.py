@@ -277,3 +277,31 @@ async def test_archived_flows_leave_service_but_keep_versions(api, price_api):
     assert await api.store.get_flow_version("acme", "quiz", 1) is not None
     s, _, out, _ = await api.call("POST", "/flows", json=quiz(price_api.port))   # revive
     assert s == 201 and out["latest_version"] == 1
+
+
+def _hop(fid: str, target: str, ask: bool = False) -> dict:
+    """A flow that greets, asks first when `ask`, then starts flow `target`."""
+    nodes = {"hi": {"type": "message", "text": f"This is {fid}", "next": "ask" if ask else "go"},
+             "go": {"type": "goto", "flow": target}}
+    if ask:
+        nodes["ask"] = {"type": "choice", "text": "Go on?",
+                        "choices": [{"id": "y", "title": "Yes", "next": "go"}]}
+    return {"format": 1, "id": fid, "name": fid, "engine": "tree", "start": "hi", "nodes": nodes}
+
+
+async def test_publish_refuses_flows_that_goto_each_other_without_waiting(api):
+    # b goes to a, which is not published yet: nothing loops so far.
+    for f in (_hop("a", "b"), _hop("b", "a")):
+        assert (await api.call("POST", "/flows", json=f))[0] == 201
+    assert (await api.call("POST", "/flows/b/publish"))[0] == 201
+    # a would go to b, whose published start comes straight back: refused, at a's goto.
+    s, ct, p, _ = await api.call("POST", "/flows/a/publish")
+    assert (s, ct) == (422, PROBLEM)
+    loop, = [e for e in p["errors"] if e["code"] == "flow.loop_without_input"]
+    assert loop["path"] == "$.nodes.go" and "a → b → a" in loop["message"]
+    assert (await api.call("GET", "/flows/a/versions"))[2]["versions"] == []
+    # b asks a question on the way: a turn stops there, so a may go live.
+    _, _, b, _ = await api.call("GET", "/flows/b")
+    assert (await api.call("PUT", "/flows/b", json=_hop("b", "a", ask=True), headers={"If-Match": b["etag"]}))[0] == 200
+    assert (await api.call("POST", "/flows/b/publish"))[0] == 201
+    assert (await api.call("POST", "/flows/a/publish"))[0] == 201

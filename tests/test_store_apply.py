@@ -188,3 +188,25 @@ async def test_a_file_that_is_not_utf8_or_nested_too_deep_is_refused_before_anyt
     assert p.code == "constraint" and p.path.startswith("c-deep.json:$.plugins.http.x.x")
     # Every file is checked before any is written: the good one is not there either.
     assert await store.get_tenant("demo") is None
+
+
+async def test_flows_that_goto_each_other_without_waiting_are_refused(store, host):
+    def hop(fid, target):
+        return {"format": 1, "id": fid, "name": fid, "engine": "tree", "start": "hi",
+                "nodes": {"hi": {"type": "message", "text": fid, "next": "go"},
+                          "go": {"type": "goto", "flow": target}}}
+    d = demo()
+    d["flows"] += [hop("ping", "pong"), hop("pong", "ping")]
+    with pytest.raises(ProblemError) as exc:
+        await apply_tenant(store, host, cfg(d))
+    loops = {(p.path, p.code) for p in exc.value.errors if p.code == "flow.loop_without_input"}
+    n = len(demo()["flows"])
+    assert loops == {(f"$.flows[{n}].nodes.go", "flow.loop_without_input"),
+                     (f"$.flows[{n + 1}].nodes.go", "flow.loop_without_input")}
+    assert await store.get_tenant(d["slug"]) is None           # nothing written
+    # The same flows with a question on the way back: a turn stops there, so they apply.
+    d["flows"][-1] = hop("pong", "ping") | {"nodes": {
+        "hi": {"type": "choice", "text": "pong?", "choices": [{"id": "y", "title": "Yes", "next": "go"}]},
+        "go": {"type": "goto", "flow": "ping"}}}
+    await apply_tenant(store, host, cfg(d))
+    assert {f.id for f in await store.list_flows(d["slug"])} >= {"ping", "pong"}

@@ -65,3 +65,40 @@ async def test_a_removed_or_disabled_instance_leaves_the_table(gateway, provider
         assert (await post(gw, "acme", {"id": f"r4{n}", "sender": "c2", "text": "salut"}, channel="wire2"))[0] == 404
     assert gw.registry.routes == {}
     assert provider.texts("c1") == ["Bonjour !", "Femme ou homme ?"]
+
+
+async def test_a_change_during_a_load_is_not_lost_to_the_cache(gateway, provider):
+    """A tenant changed while a process reads it must not stay cached as it was: a rotated
+    secret or a removed channel would go on being accepted until the next change."""
+    import asyncio
+    gw = await gateway(tenants=[tenant("acme", provider)], plugins=[("wire", WirePlugin())])
+    store, registry = gw.store, gw.registry
+    real = store.tenant_snapshot
+    reading, go_on = asyncio.Event(), asyncio.Event()
+    calls = []
+
+    async def slow_first_read(slug):
+        snap = await real(slug)          # the tenant as it is now: channel "wire"
+        calls.append(slug)
+        if len(calls) == 1:
+            reading.set()
+            await go_on.wait()           # ... and the change lands before this load ends
+        return snap
+    store.tenant_snapshot = slow_first_read
+    try:
+        first = asyncio.ensure_future(registry.get("acme"))
+        await reading.wait()
+        renamed = tenant("acme", provider)
+        renamed["channels"][0]["id"] = "wire2"
+        await gw.apply(renamed)          # invalidates: forget() runs while the load waits
+        # A newer load, not the stale one (which would wait for go_on: the guard fails it).
+        second = await asyncio.wait_for(registry.get("acme"), 10)
+        go_on.set()
+        await first
+    finally:
+        store.tenant_snapshot = real
+    assert list(second.channels) == ["wire2"]
+    assert list(registry.cached("acme").channels) == ["wire2"]
+    assert list(registry.routes) == ["/t/acme/channels/wire2"]
+    assert (await post(gw, "acme", {"id": "x1", "sender": "c1", "text": "salut"}))[0] == 404
+    assert (await post(gw, "acme", {"id": "x2", "sender": "c1", "text": "salut"}, channel="wire2"))[0] == 200
