@@ -6,10 +6,12 @@ no parsing at all.
 from __future__ import annotations
 
 import contextvars
+import logging
 import math
 import re
 import sys
 import time
+import warnings
 from re import _parser as _re_parser   # private, but the one parser of exactly re's syntax
 from typing import Any, Callable, Mapping
 
@@ -117,7 +119,7 @@ PATTERN_TURN_BUDGET = 0.2    # seconds all the patterns of a turn may run: a loo
 MAX_PATTERN_SIZE = 1_000     # items a pattern may be once its repeats are written out
 # `a{e<=1}` is the letters "a{e<=1}" to re but fuzzy matching to regex (another meaning, and
 # the slowest part of it): refused, with any brace that could start one (`\{` is a brace).
-_FUZZY = re.compile(r"(?<!\\)\{[\s\d<=+]*[eisd]")
+_FUZZY = re.compile(r"(?:^|[^\\])(?:\\\\)*\{[\s\d<=+]*[eisd]")
 
 
 class PatternError(ValueError):
@@ -128,7 +130,13 @@ def pattern(source: str, ignore_case: bool = False) -> "regex.Pattern[str]":
     """A tenant's pattern, for `found`: what `re` accepts and regex reads the same way,
     unless it is too big once written out."""
     try:
-        re.compile(source, re.I if ignore_case else 0)
+        with warnings.catch_warnings():
+            # "Possible nested set" (`[[:alpha:]]`): a set of characters to re, a class to regex.
+            warnings.simplefilter("error", FutureWarning)
+            try:
+                re.compile(source, re.I if ignore_case else 0)
+            except FutureWarning as exc:
+                raise PatternError(f"ambiguous: {exc}; escape the inner `[`") from None
         if _FUZZY.search(source):
             raise PatternError("a brace followed by e, i, s or d (`{e<=1}`) is fuzzy matching here, "
                                "which flows don't offer: write `\\{` for a brace")
@@ -142,6 +150,22 @@ def pattern(source: str, ignore_case: bool = False) -> "regex.Pattern[str]":
         raise PatternError(f"not a regular expression: {exc}") from None
     except RecursionError:
         raise PatternError("not a regular expression: groups nested too deeply") from None
+    except (OverflowError, MemoryError):
+        raise PatternError("repeat counts too large") from None
+
+
+NEVER = regex.compile(r"(?!)")
+log = logging.getLogger("causette.tree")
+
+
+def runtime_pattern(source: str, ignore_case: bool = False) -> "regex.Pattern[str]":
+    """`pattern(source)` for a flow being compiled to run: a pattern refused since the flow
+    was published matches nothing (the node's retry path runs) instead of losing the node."""
+    try:
+        return pattern(source, ignore_case)
+    except PatternError as exc:
+        log.warning("pattern %r refused, matches nothing: %s", source[:100], exc)
+        return NEVER
 
 
 _REPEATS = (_re_parser.MAX_REPEAT, _re_parser.MIN_REPEAT, _re_parser.POSSESSIVE_REPEAT)
@@ -276,7 +300,7 @@ def compile_expr(e: model.Expr) -> Pred:
             return False
         return contains
     if e.matches is not msgspec.UNSET:
-        search = pattern(e.matches, ignore_case=True).search  # type: ignore[arg-type]
+        search = runtime_pattern(e.matches, ignore_case=True).search  # type: ignore[arg-type]
         return lambda v, c: isinstance(x := look.value(v, c), (str, int, float)) and found(search, str(x))
     for op, fn in (("gt", float.__gt__), ("gte", float.__ge__), ("lt", float.__lt__), ("lte", float.__le__)):
         raw = getattr(e, op)
@@ -397,7 +421,7 @@ class CNode:
                 self.timeout = duration(spec.timeout.after)
                 self.reminder = ltext(spec.timeout.reminder, loc)
         if isinstance(spec, model.Input) and spec.validate == "regex":
-            self.regex = pattern(spec.pattern)
+            self.regex = runtime_pattern(spec.pattern)
         if isinstance(spec, model.Wait):
             self.seconds = duration(spec.for_)
         if isinstance(spec, model.Condition):

@@ -43,7 +43,11 @@ class TreeEngine(FlowEngine):
         # Context.record adds session.extra["variant"] (set by split nodes) to every event.
         if not f.patterns:
             return await Run(f, ctx).advance(message)
-        token = CLOCK.set(PatternClock(ctx))
+        # One clock for the whole turn: a turn may advance several flows (gotos) in a row.
+        clock = ctx.meta.get("pattern_clock")
+        if clock is None:
+            clock = ctx.meta["pattern_clock"] = PatternClock(ctx)
+        token = CLOCK.set(clock)
         try:
             return await Run(f, ctx).advance(message)
         finally:

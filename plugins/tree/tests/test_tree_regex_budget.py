@@ -139,9 +139,38 @@ def test_large_repeat_bounds_that_stay_small_are_accepted(pattern):
     assert problems(ask(pattern)) == []
 
 
-def test_a_draft_with_a_huge_pattern_leaves_the_node_out():
-    f = compile_flow(ask("a{4294967294}"))
-    assert "q" not in f.nodes and "ok" in f.nodes
+async def test_a_pattern_refused_after_its_flow_was_published_matches_nothing(conversation):
+    # Published under the rules before this budget: the node stays and its retry path runs.
+    flow = ask(r"^[\s\S]{1500,}$", text="Encore ?")
+    f = compile_flow(flow)
+    assert set(f.nodes) == {"q", "ok"}
+    c = conversation(flow)
+    await c.start()
+    t = await answer(c, "x" * 2000)
+    assert c.texts(t) == ["Encore ?"] and c.session.node == "q" and c.event_types() == ["answer.invalid"]
+
+
+async def test_the_turn_budget_spans_every_flow_the_turn_runs():
+    # Gotos run several flows in one turn, each through engine.advance with the turn's ctx:
+    # they share one budget, or a chain of flows would multiply it.
+    from gateway.flows import Context
+    from gateway.types import Session
+    ctx = Context(tenant="t", channel="c", channel_type="x", contact="u", session=Session())
+    flow = compile_flow(branch({"var": "x", "matches": "^(a|aa)+$"}, vars={"x": HOSTILE}))
+    engine = TreeEngine()
+    for _hop in range(10):
+        ctx.session = Session()
+        turn = await asyncio.wait_for(engine.advance(ctx, flow, None), 5)
+        assert [r.text for r in turn.replies] == ["non"]
+    timeouts = [e for e in ctx.events if e.type == "pattern.timeout"]
+    assert 1 <= len(timeouts) <= round(PATTERN_TURN_BUDGET / PATTERN_TIMEOUT) + 1
+
+
+@pytest.mark.parametrize("pattern", ["a{4294967296}", "[[:alpha:]]+", "a\\\\{e<=1}"])
+def test_overflowing_ambiguous_or_disguised_patterns_are_refused_not_crashing(pattern):
+    # a{2**32}: re raises OverflowError, not re.error; [[:alpha:]]: a set to re, a class to
+    # regex; an escaped backslash before a fuzzy brace leaves the brace fuzzy.
+    assert problems(ask(pattern)) == [("$.nodes.q.pattern", "input.invalid_pattern")]
 
 
 def test_flows_without_patterns_run_without_a_clock():
