@@ -111,9 +111,12 @@ class Registry:
         self.routes: dict[str, tuple[TenantRuntime, Channel]] = {}
         self._missing: dict[str, float] = {}
         self._loading: dict[str, asyncio.Future] = {}
-        # Counts forget()/clear() calls: a load that overlapped one may have read the tenant
-        # as it was before the change, so it reads again instead of caching that.
-        self._changes = 0
+        # Changes met while loading: forget(slug) counts per tenant, clear() for all. A load
+        # that overlapped a change of its tenant may have read it as it was before, so it
+        # reads again instead of caching that. Entries live while a load of the slug runs.
+        self._changed: dict[str, int] = {}
+        self._running: dict[str, int] = {}       # loads running per slug
+        self._epoch = 0
         self._compiled: OrderedDict[tuple[str, str, int], LiveFlow] = OrderedDict()
         # definition hash -> _Shared; trigger indexes by the flows' hashes (bounded like _compiled)
         self._shared: OrderedDict[str, _Shared] = OrderedDict()
@@ -147,13 +150,22 @@ class Registry:
         return done
 
     async def _load(self, slug: str) -> TenantRuntime | None:
-        for _attempt in range(3):
-            changes = self._changes
-            snap = await self.store.tenant_snapshot(slug)
-            if changes == self._changes:
-                break
-        else:   # changing faster than it loads: answer with the latest read, cache nothing
-            return self.build(snap) if snap is not None else None
+        self._changed.setdefault(slug, 0)
+        self._running[slug] = self._running.get(slug, 0) + 1
+        try:
+            for _attempt in range(3):
+                seen = (self._epoch, self._changed.get(slug))
+                snap = await self.store.tenant_snapshot(slug)
+                if seen == (self._epoch, self._changed.get(slug)):
+                    break
+            else:   # changing faster than it loads: answer with the latest read, cache nothing
+                return self.build(snap) if snap is not None else None
+        finally:
+            if self._running[slug] > 1:
+                self._running[slug] -= 1
+            else:
+                del self._running[slug]
+                del self._changed[slug]
         if snap is None:
             self._missing[slug] = time.monotonic() + _MISSING_TTL
             return None
@@ -221,7 +233,8 @@ class Registry:
         return digest, shared
 
     def forget(self, slug: str) -> None:
-        self._changes += 1
+        if slug in self._changed:
+            self._changed[slug] += 1
         self._unroute(slug, self._tenants.pop(slug, None))
         self._missing.pop(slug, None)
         # Requests from now on wait for a load that starts after the change.
@@ -232,7 +245,7 @@ class Registry:
             self.routes.pop(f"/t/{slug}/channels/{cid}", None)
 
     def clear(self) -> None:
-        self._changes += 1
+        self._epoch += 1
         self._tenants.clear()
         self.routes.clear()
         self._missing.clear()

@@ -102,3 +102,34 @@ async def test_a_change_during_a_load_is_not_lost_to_the_cache(gateway, provider
     assert list(registry.routes) == ["/t/acme/channels/wire2"]
     assert (await post(gw, "acme", {"id": "x1", "sender": "c1", "text": "salut"}))[0] == 404
     assert (await post(gw, "acme", {"id": "x2", "sender": "c1", "text": "salut"}, channel="wire2"))[0] == 200
+
+
+async def test_changes_of_other_tenants_do_not_keep_a_tenant_from_its_cache(gateway, provider):
+    """Only a change of the tenant being loaded makes its load read again: an agency rolling
+    changes out to other brands must not leave this one uncached."""
+    import asyncio
+    gw = await gateway(tenants=[tenant("acme", provider), tenant("globex", provider)],
+                       plugins=[("wire", WirePlugin())])
+    store, registry = gw.store, gw.registry
+    real = store.tenant_snapshot
+    reads = []
+    gate = asyncio.Event()
+
+    async def slow(slug):
+        reads.append(slug)
+        await gate.wait()
+        return await real(slug)
+    store.tenant_snapshot = slow
+    try:
+        load = asyncio.ensure_future(registry.get("acme"))
+        while not reads:
+            await asyncio.sleep(0)
+        for _ in range(5):
+            registry.forget("globex")          # another tenant changes meanwhile
+        gate.set()
+        rt = await asyncio.wait_for(load, 10)
+    finally:
+        store.tenant_snapshot = real
+    assert reads == ["acme"] and registry.cached("acme") is rt
+    assert "/t/acme/channels/wire" in registry.routes
+    assert registry._changed == {} and registry._running == {}    # nothing left behind

@@ -102,6 +102,13 @@ class WebhookChannel(Channel):
     # No instance dictionary: with thousands of tenants a webhook reads this object alone,
     # not a second block of attribute values (docs/benchmarks.md, item 14).
     __slots__ = ("callback", "_caps", "_header", "_key", "_old")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A subclass that declares its own Capabilities keeps the per-instance narrowing.
+        super().__init_subclass__(**kwargs)
+        caps = cls.__dict__.get("capabilities")
+        if isinstance(caps, Capabilities):
+            cls.capabilities = _Capabilities(caps)  # type: ignore[assignment]
     refusal_status = 401
     bad_request_status = 400
     settings: Settings
