@@ -305,3 +305,25 @@ async def test_publish_refuses_flows_that_goto_each_other_without_waiting(api):
     assert (await api.call("PUT", "/flows/b", json=_hop("b", "a", ask=True), headers={"If-Match": b["etag"]}))[0] == 200
     assert (await api.call("POST", "/flows/b/publish"))[0] == 201
     assert (await api.call("POST", "/flows/a/publish"))[0] == 201
+
+
+async def test_a_rollback_is_checked_against_the_tenants_flows_of_today(api):
+    # a v1 goes to b, which then stops at a question; a v2 stops going to b.
+    for f in (_hop("a", "b"), _hop("b", "a", ask=True)):
+        assert (await api.call("POST", "/flows", json=f))[0] == 201
+    assert (await api.call("POST", "/flows/b/publish"))[0] == 201
+    assert (await api.call("POST", "/flows/a/publish"))[0] == 201          # a v1
+    _, _, a, _ = await api.call("GET", "/flows/a")
+    calm = _hop("a", "b") | {"nodes": {"hi": {"type": "end", "text": "bye"}}}
+    assert (await api.call("PUT", "/flows/a", json=calm, headers={"If-Match": a["etag"]}))[0] == 200
+    assert (await api.call("POST", "/flows/a/publish"))[0] == 201          # a v2
+    # b drops its question: fine with a v2, which goes nowhere.
+    _, _, b, _ = await api.call("GET", "/flows/b")
+    assert (await api.call("PUT", "/flows/b", json=_hop("b", "a"), headers={"If-Match": b["etag"]}))[0] == 200
+    assert (await api.call("POST", "/flows/b/publish"))[0] == 201
+    # Rolling a back to v1 would close the loop: refused, and a stays on v2.
+    s, ct, p, _ = await api.call("POST", "/flows/a/rollback", json={"version": 1})
+    assert (s, ct) == (422, PROBLEM)
+    assert [e["code"] for e in p["errors"]] == ["flow.loop_without_input"]
+    assert [v["version"] for v in (await api.call("GET", "/flows/a/versions"))[2]["versions"]] == [1, 2]
+    assert (await api.call("POST", "/flows/a/rollback", json={"version": 7}))[0] == 404

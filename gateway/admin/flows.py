@@ -225,6 +225,16 @@ async def rollback(request: web.Request) -> web.Response:
     slug, fid = _ids(request)
     body: RollbackIn = await read_json(request, RollbackIn)
     await _flow(request)
+    old = await store(request).get_flow_version(slug, fid, body.version)
+    if old is None:
+        raise not_found(f"version {body.version}")
+    # Valid when it was published, but the tenant's other flows may have changed since
+    # (a goto to a flow now gone, or one that now comes straight back).
+    problems = await _check(request, fid, old.definition)
+    if errors_only(problems):
+        raise invalid(problems, title="This version cannot be published again",
+                      detail=f"{len(errors_only(problems))} error(s) against the tenant's flows today; "
+                             "nothing was published")
     try:
         fv = await store(request).rollback(slug, fid, body.version, by=principal(request).id, note=body.note)
     except NotFound:
