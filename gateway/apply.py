@@ -132,10 +132,11 @@ def check_channel(host: "PluginHost", cfg: ChannelConfig, path: str, stored_secr
 def check_flow(host: "PluginHost", definition: Any, path: str = "$",
                channels: "Mapping[str, Capabilities]" = {}, flow_id: str | None = None,
                flows: "Collection[str] | None" = None,
+               definitions: "Mapping[str, Any] | None" = None,
                others: "Iterable[tuple[str, dict[str, Any]]] | None" = None) -> list[Problem]:
     """Every problem of one flow (errors and warnings), paths under `path`. `flows`: the
-    tenant's flow ids a `goto` may name, or a mapping of them to their published definitions
-    (engines that take it check gotos, and cycles of gotos between flows); `others`: the
+    tenant's flow ids a `goto` may name (engines that take it check them); `definitions`:
+    their published definitions by id (cycles of gotos between flows); `others`: the
     tenant's other flows, whose triggers this one must not take (warnings)."""
     problems: list[Problem] = []
     if isinstance(definition, dict):
@@ -146,7 +147,7 @@ def check_flow(host: "PluginHost", definition: Any, path: str = "$",
         elif flow_id is not None and fid != flow_id:
             problems.append(Problem(path="$.id", code="flow.id_mismatch",
                                     message=f"the definition's id {fid!r} differs from the flow {flow_id!r}"))
-    problems += validate_flow(host, definition, channels, flows)
+    problems += validate_flow(host, definition, channels, flows, definitions)
     if others is not None and isinstance(definition, dict) and isinstance(definition.get("id"), str):
         for p in trigger_conflicts(definition["id"], definition, others):
             problems.append(Problem(path=p.path, code=p.code, message=p.message, severity="warning"))
@@ -275,7 +276,8 @@ async def plan_tenant(store: "Store", host: "PluginHost", cfg: TenantConfig,
     ordered: list[tuple[str, dict[str, Any]]] = []
     for i, definition in enumerate(cfg.flows):
         path = f"$.flows[{i}]"
-        probs = check_flow(host, definition, path, caps, flows=known, others=list(ordered))
+        probs = check_flow(host, definition, path, caps, flows=set(known), definitions=known,
+                           others=list(ordered))
         if isinstance(definition, dict) and isinstance(definition.get("id"), str):
             ordered.append((definition["id"], definition))
         problems += probs

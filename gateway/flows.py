@@ -80,7 +80,10 @@ class FlowEngine:
 
     def validate(self, flow: Mapping[str, Any], *, steps: Mapping[str, Step],
                  channels: "Mapping[str, Capabilities]" = {}) -> list[Problem]:
-        """Every problem of the flow at once, with JSON paths; errors block publishing."""
+        """Every problem of the flow at once, with JSON paths; errors block publishing.
+        An engine may also take `flows` (the tenant's flow ids, a set) and `definitions`
+        (their published definitions by id, None for one never published): the gateway
+        passes each keyword that the signature names."""
         raise NotImplementedError
 
     def schema(self) -> dict[str, Any]:

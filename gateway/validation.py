@@ -15,10 +15,12 @@ if TYPE_CHECKING:
 
 def validate_flow(host: "PluginHost", flow: Any,
                   channels: "Mapping[str, Capabilities]" = {},
-                  flows: "Collection[str] | None" = None) -> list[Problem]:
+                  flows: "Collection[str] | None" = None,
+                  definitions: "Mapping[str, Any] | None" = None) -> list[Problem]:
     """Every problem of one flow definition, errors and warnings, with JSON paths.
-    `flows` (the tenant's flow ids, or a mapping of them to their published definitions)
-    lets the engine check `goto` and `active.flow` targets, and gotos that loop between flows."""
+    `flows` (the tenant's flow ids) lets the engine check `goto` and `active.flow` targets,
+    `definitions` (their published definitions by id) gotos that loop between flows; each
+    is given to engines whose `validate` takes that keyword."""
     if not isinstance(flow, dict):
         return [Problem(path="$", code="flow.not_object", message="a flow is a JSON object")]
     name = flow.get("engine", "tree")
@@ -27,9 +29,13 @@ def validate_flow(host: "PluginHost", flow: Any,
         return [Problem(path="$.engine", code="flow.unknown_engine",
                         message=f"no installed flow engine is called {name!r} "
                                 f"(installed: {', '.join(sorted(host.engines)) or 'none'})")]
-    if flows is not None and "flows" in inspect.signature(engine.validate).parameters:
-        return list(engine.validate(flow, steps=host.steps, channels=channels, flows=flows))
-    return list(engine.validate(flow, steps=host.steps, channels=channels))
+    takes = inspect.signature(engine.validate).parameters
+    extra: dict[str, Any] = {}
+    if flows is not None and "flows" in takes:
+        extra["flows"] = set(flows)
+    if definitions is not None and "definitions" in takes:
+        extra["definitions"] = definitions
+    return list(engine.validate(flow, steps=host.steps, channels=channels, **extra))
 
 
 def validate_flow_file(host: "PluginHost", path: str | Path,

@@ -35,9 +35,9 @@ async def _context(request: web.Request, flow_id: str) -> dict[str, Any]:
     others = [(f.id, f.definition) for f in (snap.flows if snap else []) if f.id != flow_id]
     # Ids to published definitions (None: never published): gotos are checked against it,
     # cycles of gotos between flows included.
-    flows: dict[str, Any] = {fid: None for fid in ids | {flow_id}}
-    flows.update(others)
-    return {"channels": caps, "flows": flows, "others": others}
+    definitions: dict[str, Any] = {fid: None for fid in ids | {flow_id}}
+    definitions.update(others)
+    return {"channels": caps, "flows": ids | {flow_id}, "definitions": definitions, "others": others}
 
 
 async def _check(request: web.Request, flow_id: str, definition: Any) -> list[Problem]:

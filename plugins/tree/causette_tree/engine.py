@@ -20,13 +20,14 @@ class TreeEngine(FlowEngine):
 
     def validate(self, flow: Mapping[str, Any], *, steps: Mapping[str, Step],
                  channels: "Mapping[str, Capabilities]" = {},
-                 flows: "Collection[str] | Mapping[str, Any] | None" = None) -> list[Problem]:
+                 flows: "Collection[str] | None" = None,
+                 definitions: "Mapping[str, Any] | None" = None) -> list[Problem]:
         """Every problem at once. `flows`, when given, is the set of the tenant's flow ids
-        that a `goto` may name (unknown ones are errors); None skips that check. A mapping
-        of those ids to their published definitions (None for a flow never published) also
-        has gotos that come back to this flow in the same turn reported."""
+        that a `goto` may name (unknown ones are errors); None skips that check.
+        `definitions` maps those ids to their published definitions (None for a flow never
+        published): gotos that come back to this flow in the same turn are reported."""
         from .validate import validate
-        return validate(flow, steps=steps, channels=channels, flows=flows)
+        return validate(flow, steps=steps, channels=channels, flows=flows, definitions=definitions)
 
     def schema(self) -> dict[str, Any]:
         return model.schema()

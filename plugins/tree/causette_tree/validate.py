@@ -60,9 +60,13 @@ def _msgspec_problem(r: Report, base: str, exc: msgspec.ValidationError, code: s
 
 def validate(flow: Any, *, steps: Mapping[str, "Step"] = {},
              channels: "Mapping[str, Capabilities]" = {},
-             flows: "Collection[str] | Mapping[str, Any] | None" = None) -> list[Problem]:
-    """`flows`: the tenant's flow ids, or their published definitions by id (None for a flow
-    never published), which also lets gotos that come back to this flow be checked."""
+             flows: "Collection[str] | None" = None,
+             definitions: "Mapping[str, Any] | None" = None) -> list[Problem]:
+    """`flows`: the tenant's flow ids; `definitions`: their published definitions by id
+    (None for a flow never published), which lets gotos that come back to this flow be
+    checked (a mapping given as `flows` counts as both)."""
+    if definitions is None and isinstance(flows, Mapping):
+        definitions = flows
     r = Report()
     if not isinstance(flow, dict):
         r.error("$", "flow.not_object", "a flow is a JSON object")
@@ -123,8 +127,8 @@ def validate(flow: Any, *, steps: Mapping[str, "Step"] = {},
     if isinstance(start, str) and start in specs:
         v.reachability(start)
     v.cycles()
-    if isinstance(flows, Mapping) and v.own is not None and v.own[0]:
-        v.goto_cycles(flows)
+    if definitions is not None and v.own is not None and v.own[0]:
+        v.goto_cycles(definitions)
     v.variables(head.vars if head else {})
     v.translations(head.locales if head else [])
     for cid, caps in channels.items():

@@ -80,3 +80,11 @@ def test_only_ids_or_broken_definitions_skip_the_check():
     assert errors(a, {"a", "b"}) == []                                   # ids only: as before
     assert errors(a, {"a": a, "b": {"format": 1, "nodes": "?"}}) == []
     assert [p.code for p in errors(a, {"a": a})] == ["flow.unknown"]       # b is not a flow
+
+
+def test_definitions_come_as_their_own_keyword_next_to_the_ids():
+    a, b = flow("a", "b"), flow("b", "a")
+    found = [p for p in TreeEngine().validate(a, steps={}, flows={"a", "b"}, definitions={"a": None, "b": b})
+             if p.severity == "error"]
+    assert [(p.path, p.code) for p in found] == [("$.nodes.go", "flow.loop_without_input")]
+    assert errors(a, {"a", "b"}) == []        # ids alone: nothing to follow
