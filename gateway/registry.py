@@ -78,6 +78,11 @@ _ENABLED: dict[frozenset[str], frozenset[str]] = {}
 _INTS: dict[int, int] = {}
 
 
+def _route(slug: str, channel_id: str) -> str:
+    """The webhook path of a channel instance, as `request.raw_path` has it (app.webhook)."""
+    return f"/t/{slug}/channels/{channel_id}"
+
+
 class LiveFlow(NamedTuple):
     """A flow version as a turn needs it, in one object: a turn reads one object of its
     tenant, not one per fact (docs/benchmarks.md, items 12 and 14)."""
@@ -173,7 +178,7 @@ class Registry:
         self._unroute(slug, self._tenants.get(slug))   # a load that overlapped this one
         self._tenants[slug] = rt
         for cid, ch in rt.channels.items():
-            self.routes[f"/t/{slug}/channels/{cid}"] = (rt, ch)
+            self.routes[_route(slug, cid)] = (rt, ch)
         # A tenant is ~17 KB of long-lived objects; with thousands loaded, full collections
         # walking them stall the event loop for hundreds of ms (docs/benchmarks.md). Frozen,
         # they leave the collector's scans; refcounting still frees them when dropped.
@@ -242,7 +247,7 @@ class Registry:
 
     def _unroute(self, slug: str, rt: TenantRuntime | None) -> None:
         for cid in rt.channels if rt is not None else ():
-            self.routes.pop(f"/t/{slug}/channels/{cid}", None)
+            self.routes.pop(_route(slug, cid), None)
 
     def clear(self) -> None:
         self._epoch += 1

@@ -234,12 +234,18 @@ class Hoarder:
         return None
 
 
-async def test_a_session_that_cannot_be_saved_keeps_the_conversation_as_it_was_and_released(
-        gateway, provider):
+async def _hoarding(gateway, provider, first_id):
+    """A gateway whose tenant runs the Hoarder, with contact c1 already at the quiz's question."""
     hoard = Hoarder()
     gw = await gateway(tenants=[tenant("acme", provider, plugins={"tree": {}, "wire": {}, "hoard": {}})],
                        plugins=[("wire", WirePlugin()), ("hoard", hoard)])
-    assert (await post(gw, "acme", {"id": "p1", "sender": "c1", "text": "salut"}))[0] == 200
+    assert (await post(gw, "acme", {"id": first_id, "sender": "c1", "text": "salut"}))[0] == 200
+    return gw, hoard
+
+
+async def test_a_session_that_cannot_be_saved_keeps_the_conversation_as_it_was_and_released(
+        gateway, provider):
+    gw, hoard = await _hoarding(gateway, provider, "p1")
     hoard.armed = "out"
     # The replies of the turn went out before the save failed: the webhook is answered 200
     # (a 503 would make the provider retry a message whose replies were sent).
@@ -256,10 +262,7 @@ async def test_a_session_that_cannot_be_saved_keeps_the_conversation_as_it_was_a
 
 async def test_a_turn_that_fails_before_its_replies_leaves_the_stored_session_untouched(
         gateway, provider):
-    hoard = Hoarder()
-    gw = await gateway(tenants=[tenant("acme", provider, plugins={"tree": {}, "wire": {}, "hoard": {}})],
-                       plugins=[("wire", WirePlugin()), ("hoard", hoard)])
-    assert (await post(gw, "acme", {"id": "q1", "sender": "c1", "text": "salut"}))[0] == 200
+    gw, hoard = await _hoarding(gateway, provider, "q1")
     stored = await gw.redis.get(conv_key("acme", "wire", "c1") + ":s")
     hoard.armed = "in"     # the turn cannot even snapshot the session: it fails, 503
     assert (await post(gw, "acme", {"id": "q2", "sender": "c1", "payload": "w"}))[0] == 503

@@ -30,14 +30,14 @@ async def _context(request: web.Request, flow_id: str) -> dict[str, Any]:
     other flows' published definitions (trigger conflicts)."""
     slug, st = request.match_info["tenant"], store(request)
     caps = channel_caps(host(request), await st.list_channels(slug))
-    ids = {f.id for f in await st.list_flows(slug)}
+    ids = {f.id for f in await st.list_flows(slug)} | {flow_id}
     snap = await st.tenant_snapshot(slug)
     others = [(f.id, f.definition) for f in (snap.flows if snap else []) if f.id != flow_id]
     # Ids to published definitions (None: never published): gotos are checked against it,
     # cycles of gotos between flows included.
-    definitions: dict[str, Any] = {fid: None for fid in ids | {flow_id}}
+    definitions: dict[str, Any] = dict.fromkeys(ids)
     definitions.update(others)
-    return {"channels": caps, "flows": ids | {flow_id}, "definitions": definitions, "others": others}
+    return {"channels": caps, "flows": ids, "definitions": definitions, "others": others}
 
 
 async def _check(request: web.Request, flow_id: str, definition: Any) -> list[Problem]:
