@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -23,7 +24,7 @@ import msgspec
 from .config import ChannelConfig, TenantConfig
 from .problems import ProblemError, decode_json, errors_only, from_validation_error, invalid, join_path
 from .store.records import PlannedChannel, PlannedFlow, PlannedPlugin, TenantInfo, TenantPlan
-from .store.sqlite import definition_hash
+from .store.sqlite import Conflict, definition_hash
 from .types import Problem
 from .triggers import trigger_conflicts
 from .validation import validate_flow
@@ -307,27 +308,39 @@ async def plan_tenant(store: "Store", host: "PluginHost", cfg: TenantConfig,
 
 
 async def apply_tenant(store: "Store", host: "PluginHost", cfg: TenantConfig, *, by: str = "apply",
-                       where: str = "") -> TenantChanges:
+                       where: str = "", planned: "tuple[TenantPlan, list[Problem]] | None" = None
+                       ) -> TenantChanges:
     """Validate, then write in one transaction. Raises ProblemError (422) listing every error,
-    having written nothing. The caller invalidates the tenant's caches (`Registry.invalidate`)."""
-    plan, problems = await plan_tenant(store, host, cfg, where)
-    if errors_only(problems):
-        raise invalid(problems, title=f"Invalid tenant {cfg.slug!r}")
-    from .store.sqlite import Conflict
-    try:
-        changes = await store.apply_plan(plan, by=by)
-    except Conflict as exc:
-        raise ProblemError(409, "Conflict", str(exc)) from None
-    return TenantChanges(slug=cfg.slug, warnings=problems, **changes)
+    having written nothing. The caller invalidates the tenant's caches (`Registry.invalidate`).
+    `planned`: what `plan_tenant` gave for `cfg` a moment ago; it is planned again only when
+    the tenant changed since (its revision moved), so it is never written stale."""
+    while True:
+        plan, problems = await plan_tenant(store, host, cfg, where) if planned is None else planned
+        if errors_only(problems):
+            raise invalid(problems, title=f"Invalid tenant {cfg.slug!r}")
+        try:
+            changes = await store.apply_plan(plan, by=by)
+        except Conflict as exc:
+            if planned is None:
+                raise ProblemError(409, "Conflict", str(exc)) from None
+            planned = None          # changed by someone else since: validate it again, once
+            continue
+        return TenantChanges(slug=cfg.slug, warnings=problems, **changes)
 
 
-async def apply_path(store: "Store", host: "PluginHost", path: str | Path) -> ApplyReport:
+Progress = Callable[[str, int, int], None]
+"""`progress(phase, done, total)`: phase "validate" then "apply", after each tenant."""
+
+
+async def apply_path(store: "Store", host: "PluginHost", path: str | Path, *,
+                     progress: Progress | None = None) -> ApplyReport:
     """Apply a tenant file, or every *.json of a folder (sorted). All files are validated
     before any is written; each tenant is written in its own transaction."""
     p = Path(path)
     files = sorted(p.glob("*.json")) if p.is_dir() else [p]
     if not files:
         raise ProblemError(400, "Nothing to apply", f"no *.json in {p}")
+    tick = progress or (lambda phase, done, total: None)
     configs: list[tuple[str, TenantConfig]] = []
     problems: list[Problem] = []
     for f in files:
@@ -341,19 +354,25 @@ async def apply_path(store: "Store", host: "PluginHost", path: str | Path) -> Ap
             if exc.status == 400:
                 raise
             problems += exc.errors
-    slugs = [c.slug for _, c in configs]
-    for slug in {s for s in slugs if slugs.count(s) > 1}:
+    counts = Counter(c.slug for _, c in configs)
+    for slug in sorted(s for s, n in counts.items() if n > 1):
         problems.append(Problem(path="$.slug", code="tenant.duplicate",
                                 message=f"tenant {slug!r} is defined by more than one file"))
-    for name, cfg in configs:
-        _, probs = await plan_tenant(store, host, cfg, name)
-        problems += errors_only(probs)
+    # Validating a tenant's flows is most of the work: the plans of this pass are the ones
+    # written, unless a tenant changes in between (then apply_tenant plans it again).
+    plans = []
+    for i, (name, cfg) in enumerate(configs, 1):
+        planned = await plan_tenant(store, host, cfg, name)
+        plans.append(planned)
+        problems += errors_only(planned[1])
+        tick("validate", i, len(configs))
     if errors_only(problems):
         raise invalid(problems, title="Invalid tenant definitions", detail=f"nothing was applied; "
                       f"{len(errors_only(problems))} error(s)")
     report = ApplyReport()
-    for name, cfg in configs:
-        report.tenants.append(await apply_tenant(store, host, cfg, where=name))
+    for i, ((name, cfg), planned) in enumerate(zip(configs, plans), 1):
+        report.tenants.append(await apply_tenant(store, host, cfg, where=name, planned=planned))
+        tick("apply", i, len(configs))
     return report
 
 

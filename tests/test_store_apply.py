@@ -210,3 +210,42 @@ async def test_flows_that_goto_each_other_without_waiting_are_refused(store, hos
         "go": {"type": "goto", "flow": "ping"}}}
     await apply_tenant(store, host, cfg(d))
     assert {f.id for f in await store.list_flows(d["slug"])} >= {"ping", "pong"}
+
+
+async def test_apply_path_reports_progress_and_writes_the_plans_it_validated(store, host, tmp_path):
+    for slug in ("a-brand", "b-brand", "c-brand"):
+        (tmp_path / f"{slug}.json").write_text(json.dumps(demo() | {"slug": slug}))
+    seen: list[tuple[str, int, int]] = []
+    report = await apply_path(store, host, tmp_path, progress=lambda *a: seen.append(a))
+    assert seen == [("validate", 1, 3), ("validate", 2, 3), ("validate", 3, 3),
+                    ("apply", 1, 3), ("apply", 2, 3), ("apply", 3, 3)]
+    assert report.slugs() == ["a-brand", "b-brand", "c-brand"]
+
+
+async def test_a_tenant_changed_after_its_validation_is_validated_again_not_written_stale(store, host):
+    from gateway.apply import plan_tenant
+    d = demo()
+    d["plugins"]["whatsapp"] = {}
+    d["channels"].append({"id": "wa", "type": "whatsapp",
+                          "settings": {"phone_number_id": "1", "access_token": TOKEN, "app_secret": "s1"}})
+    await apply_tenant(store, host, cfg(d))
+    # The file leaves the secrets out (kept as stored): its plan carries the stored ones.
+    d["channels"][1]["settings"] = {"phone_number_id": "2"}
+    stale = await plan_tenant(store, host, cfg(d))
+    # Between the folder's validation pass and its write, the brand rotates its token.
+    await store.put_channel("demo", "wa", "whatsapp", {"phone_number_id": "1"},
+                            {"access_token": "EAAG-rotated", "app_secret": "s1"})
+    changes = await apply_tenant(store, host, cfg(d), planned=stale)
+    assert changes.channels == ["wa"]
+    wa = next(c for c in (await store.tenant_snapshot("demo")).channels if c.id == "wa")
+    assert wa.settings == {"phone_number_id": "2", "access_token": "EAAG-rotated", "app_secret": "s1"}
+
+
+async def test_duplicate_slugs_across_many_files_are_each_reported_once(store, host, tmp_path):
+    for i in range(6):
+        (tmp_path / f"{i}.json").write_text(json.dumps(demo() | {"slug": "twin" if i % 2 else "solo-%d" % i}))
+    with pytest.raises(ProblemError) as exc:
+        await apply_path(store, host, tmp_path)
+    dups = [p for p in exc.value.errors if p.code == "tenant.duplicate"]
+    assert len(dups) == 1 and "'twin'" in dups[0].message
+    assert await store.list_tenant_slugs() == []
