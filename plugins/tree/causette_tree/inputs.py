@@ -5,7 +5,7 @@ import datetime as dt
 import re
 from typing import TYPE_CHECKING, Any, Callable
 
-from .compiled import found, pattern
+from .compiled import found, runtime_pattern
 
 if TYPE_CHECKING:
     from regex import Pattern
@@ -83,7 +83,9 @@ def date(answer: str, node: Any) -> str | None:
 
 def regex(answer: str, node: Any, compiled: "Pattern[str] | None" = None) -> str | None:
     s = answer.strip()
-    pat = compiled or pattern(node.pattern)
+    # A compiled flow passes its pattern; a caller without one must not fail the turn on a
+    # pattern refused since publishing: it matches nothing, as in a compiled flow.
+    pat = compiled or runtime_pattern(node.pattern)
     return s if found(pat.fullmatch, s) else None
 
 

@@ -177,3 +177,13 @@ def test_flows_without_patterns_run_without_a_clock():
     assert compile_flow(ask("[0-9]+")).patterns
     assert compile_flow(branch({"not": {"all": [{"var": "x", "matches": "a"}]}})).patterns
     assert not compile_flow(branch({"var": "x", "eq": "a"})).patterns
+
+
+def test_the_regex_validator_alone_treats_a_refused_pattern_as_no_match():
+    # Callers outside a compiled flow (a plugin reusing the validators) get the same rule as
+    # a running flow: a pattern refused since it was written matches nothing, without raising.
+    from types import SimpleNamespace
+    from causette_tree import inputs
+    assert inputs.regex(" 75011 ", SimpleNamespace(pattern="[0-9]{5}")) == "75011"
+    assert inputs.regex("aaa", SimpleNamespace(pattern="a{e<=1}")) is None
+    assert inputs.regex("x", SimpleNamespace(pattern="([0-9]")) is None
