@@ -110,11 +110,15 @@ async def test_a_channels_plugin_that_needs_settings_must_be_enabled_explicitly(
     assert (await apply_tenant(store, h, cfg(d))).channels == ["p"]
 
 
-async def test_secrets_left_out_of_a_file_are_kept_and_empty_clears_them(store, host):
-    d = demo()
+def with_whatsapp(d: dict) -> dict:
     d["plugins"]["whatsapp"] = {}
     d["channels"].append({"id": "wa", "type": "whatsapp",
                           "settings": {"phone_number_id": "1", "access_token": TOKEN, "app_secret": "s1"}})
+    return d
+
+
+async def test_secrets_left_out_of_a_file_are_kept_and_empty_clears_them(store, host):
+    d = with_whatsapp(demo())
     await apply_tenant(store, host, cfg(d))
     without = copy.deepcopy(d)
     without["channels"][1]["settings"] = {"phone_number_id": "2"}
@@ -224,10 +228,7 @@ async def test_apply_path_reports_progress_and_writes_the_plans_it_validated(sto
 
 async def test_a_tenant_changed_after_its_validation_is_validated_again_not_written_stale(store, host):
     from gateway.apply import plan_tenant
-    d = demo()
-    d["plugins"]["whatsapp"] = {}
-    d["channels"].append({"id": "wa", "type": "whatsapp",
-                          "settings": {"phone_number_id": "1", "access_token": TOKEN, "app_secret": "s1"}})
+    d = with_whatsapp(demo())
     await apply_tenant(store, host, cfg(d))
     # The file leaves the secrets out (kept as stored): its plan carries the stored ones.
     d["channels"][1]["settings"] = {"phone_number_id": "2"}
