@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import time
 from pathlib import Path
+from typing import Awaitable, Callable
 
 import msgspec
 import redis.asyncio as aioredis
@@ -19,6 +21,7 @@ import redis.asyncio as aioredis
 from .leanredis import LeanRedis
 from .types import Event, Session
 
+log = logging.getLogger("causette.state")
 _LUA = Path(__file__).parent / "lua"
 EVENT_INDEX = "cst:evq"
 TIMERS = "cst:timers"
@@ -47,6 +50,16 @@ _session_enc = msgspec.msgpack.Encoder()
 _session_dec = msgspec.msgpack.Decoder(Session)
 _event_enc = msgspec.msgpack.Encoder()
 _events_dec = msgspec.msgpack.Decoder(list[Event])
+
+
+def tenant_prefix(tenant: str) -> str:
+    """Where every Redis key of `tenant` starts, the gateway's and its plugins' alike: deleting
+    the tenant deletes everything under it (`State.purge_tenant`)."""
+    return f"cst:{{{tenant}}}:"
+
+
+def _glob_escape(s: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in s)
 
 
 def conv_key(tenant: str, channel: str, contact: str) -> str:
@@ -111,9 +124,12 @@ class State:
         self._enter = scripts.register_script((_LUA / "enter.lua").read_text())
         self._leave = scripts.register_script((_LUA / "leave.lua").read_text())
         self._claim = redis.register_script((_LUA / "claim_timers.lua").read_text())
+        self._later: set[asyncio.Task] = set()
 
     async def aclose(self) -> None:
         """Close the lean connection (the redis-py client is its owner's to close)."""
+        for task in self._later:
+            task.cancel()
         if self.fast is not None:
             await self.fast.close()
 
@@ -275,6 +291,39 @@ class State:
             for cmd in trims:
                 p.execute_command(*cmd)
             await p.execute()
+
+    async def purge_tenant(self, tenant: str) -> int:
+        """Delete every key of a deleted tenant (sessions, dedup marks, events not yet stored,
+        plugins' keys) and its entries in the shared indexes; returns how many keys went. A
+        SCAN over the keyspace: tenants are deleted rarely, and no per-tenant index of keys
+        is kept on the hot path for it."""
+        gone, batch = 0, []
+        async for key in self.redis.scan_iter(match=_glob_escape(tenant_prefix(tenant)) + "*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                gone += await self.redis.unlink(*batch)
+                batch.clear()
+        if batch:
+            gone += await self.redis.unlink(*batch)
+        await self.redis.srem(EVENT_INDEX, tenant)
+        timers = [m async for m, _ in self.redis.zscan_iter(TIMERS, match=_glob_escape(tenant + SEP) + "*")]
+        if timers:
+            await self.redis.zrem(TIMERS, *timers)
+        return gone
+
+    def purge_later(self, tenant: str, gone: Callable[[], Awaitable[bool]]) -> None:
+        """Purge `tenant` again once every lease taken before now has run out (a turn that
+        entered before the deletion saves when it ends), if `gone()` still says it is gone."""
+        async def run() -> None:
+            await asyncio.sleep(self.lock_ttl_ms / 1000 + 1)
+            try:
+                if await gone():
+                    await self.purge_tenant(tenant)
+            except Exception as exc:     # Redis or the store is away: what is left expires
+                log.warning("second purge of deleted tenant %s skipped: %s", tenant, exc)
+        task = asyncio.ensure_future(run())
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
 
     async def requeue_events(self, tenants: list[str]) -> None:
         if tenants:

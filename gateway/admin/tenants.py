@@ -6,6 +6,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from ..appkeys import STATE
 from ..apply import (MASK, apply_tenant, check_channel, check_plugin, check_timezone, decode_tenant,
                      plugin_secret_fields, plugin_settings_type)
 from ..config import ChannelConfig
@@ -84,8 +85,18 @@ async def put_tenant(request: web.Request) -> web.Response:
 
 
 async def delete_tenant(request: web.Request) -> web.Response:
-    await store(request).delete_tenant(_slug(request))
-    await invalidate(request, _slug(request))
+    slug, st = _slug(request), store(request)
+    await st.delete_tenant(slug)
+    await invalidate(request, slug)
+    # Its conversations, webchat transcripts and events in flight go too: a tenant created
+    # later under the same slug must not inherit them.
+    state = request.config_dict.get(STATE)    # None: the admin API served without Redis
+    if state is not None:
+        await state.purge_tenant(slug)
+
+        async def gone() -> bool:
+            return await st.get_tenant(slug) is None
+        state.purge_later(slug, gone)
     return web.Response(status=204)
 
 

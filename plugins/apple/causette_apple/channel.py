@@ -31,6 +31,7 @@ import msgspec
 from gateway.text import clip, split
 from gateway.channels import Capabilities, Channel, ParseError, Webhook
 from gateway.types import Choice, InboundMessage, Media, Referral, Reply, SendResult
+from gateway.state import tenant_prefix
 
 from gateway import provider
 
@@ -105,7 +106,7 @@ def remember(key: tuple[str, str, str], caps: frozenset[str]) -> None:
 
 
 def caps_key(tenant: str, instance: str, contact: str) -> str:
-    return f"cst:{tenant}:apple:{instance}:caps:{contact}"
+    return f"{tenant_prefix(tenant)}apple:{instance}:caps:{contact}"
 
 
 async def settle() -> None:

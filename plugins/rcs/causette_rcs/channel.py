@@ -25,6 +25,7 @@ import msgspec
 
 from gateway.text import clip, split
 from gateway.channels import Capabilities, Channel, ParseError, Webhook, safe_equal
+from gateway.state import tenant_prefix
 from gateway.types import (
     Card,
     Choice,
@@ -299,7 +300,7 @@ class RCSChannel(Channel):
     # message from the phone clears it. Kept in Redis (shared by processes) when the gateway
     # gives the channel its runtime.
     def _not_capable_key(self, contact: str) -> str:
-        return f"cst:{self.tenant}:rcs:{self.instance_id}:norcs:{contact}"
+        return f"{tenant_prefix(self.tenant)}rcs:{self.instance_id}:norcs:{contact}"
 
     def _redis(self) -> Any:
         return getattr(self.runtime, "redis", None) if self.runtime is not None else None

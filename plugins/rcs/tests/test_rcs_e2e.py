@@ -172,7 +172,7 @@ async def test_rcs_a_non_rcs_phone_is_remembered_until_it_writes_over_rcs(gatewa
     agents = [r["query"]["agentId"] for r in provider.requests]
     # one 404 only: the second reply goes straight to the fallback
     assert agents == ["demo-bot@rbm.goog", "backup-bot@rbm.goog", "backup-bot@rbm.goog"]
-    key = f"cst:rcs-shop:rcs:rcs-main:norcs:{PHONE}"
+    key = f"cst:{{rcs-shop}}:rcs:rcs-main:norcs:{PHONE}"
     assert await gw.redis.ttl(key) > 0
     # an RCS message from that phone: it is RCS-capable after all
     provider.requests.clear()

@@ -22,6 +22,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.channels import Capabilities, ParseError, Webhook, safe_equal
+from gateway.state import tenant_prefix
 from gateway.types import InboundMessage, SendResult
 
 from . import _http, segments
@@ -256,7 +257,7 @@ class VonageChannel(SmsChannel):
         return [self._message(got[1][0], contact, "".join(got[i][1] for i in range(1, total + 1)), p)]
 
     def _parts_key(self, msisdn: str, ref: str) -> str:
-        return f"cst:{{{self.tenant}}}:vonage:{self.instance_id}:{msisdn}:{ref}"
+        return f"{tenant_prefix(self.tenant)}vonage:{self.instance_id}:{msisdn}:{ref}"
 
     def respond(self, hook: Webhook, inline: list[Any]) -> web.StreamResponse:
         """The turn of a reassembled message went through: its parts can go."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gateway.state import tenant_prefix
+
 from .frames import frame_seq
 
 _SRC = (Path(__file__).parent / "lua" / "outbox.lua").read_text()
@@ -19,7 +21,7 @@ ONCE_TTL = 24 * 3600   # seconds an idempotency key is kept, like the core's ded
 
 
 def conv_base(tenant: str, channel: str, visitor: str) -> str:
-    return f"cst:{{{tenant}}}:wc:{channel}:{visitor}"
+    return f"{tenant_prefix(tenant)}wc:{channel}:{visitor}"
 
 
 async def append(redis: Any, base: str, frame: bytes, *, keep: int, ttl: int,
