@@ -327,3 +327,67 @@ async def test_a_rollback_is_checked_against_the_tenants_flows_of_today(api):
     assert [e["code"] for e in p["errors"]] == ["flow.loop_without_input"]
     assert [v["version"] for v in (await api.call("GET", "/flows/a/versions"))[2]["versions"]] == [1, 2]
     assert (await api.call("POST", "/flows/a/rollback", json={"version": 7}))[0] == 404
+
+
+async def test_validate_checks_the_body_it_is_given_even_an_empty_object(api, price_api):
+    await api.call("POST", "/flows", json=quiz(price_api.port))
+    s, _, v, _ = await api.call("POST", "/flows/quiz/validate", role="viewer")         # no body: the draft
+    assert s == 200 and v["valid"]
+    async def nothing():        # chunked, no bytes
+        return
+        yield
+    for empty in (b"", b" \n", nothing()):
+        s, _, v, _ = await api.call("POST", "/flows/quiz/validate", role="viewer", data=empty,
+                                    headers={"Content-Type": "application/json"})
+        assert s == 200 and v["valid"], empty
+    s, _, v, _ = await api.call("POST", "/flows/quiz/validate", role="viewer", json={})
+    assert s == 200 and not v["valid"] and v["errors"] >= 1
+    s, ct, p, _ = await api.call("POST", "/flows/quiz/validate", role="viewer", json=None, data=b"null",
+                                 headers={"Content-Type": "application/json"})
+    assert (s, ct) == (422, PROBLEM)
+
+
+async def test_if_none_match_compares_weakly_and_takes_lists_and_star(api, price_api):
+    await api.call("POST", "/flows", json=quiz(price_api.port))
+    etag = (await api.call("GET", "/flows/quiz"))[3]["ETag"]
+    for header in (etag, f"W/{etag}", f'"0-other", W/{etag}', f'W/"0-other",{etag}', "*"):
+        s, _, _, hdr = await api.call("GET", "/flows/quiz", role="viewer", headers={"If-None-Match": header})
+        assert s == 304 and hdr["ETag"] == etag, header
+    for header in ('"0-other"', 'W/"0-other", "1-other"', etag.strip('"'), ""):
+        assert (await api.call("GET", "/flows/quiz", headers={"If-None-Match": header}))[0] == 200, header
+
+
+async def test_an_archived_flow_serves_no_version_anywhere(api, price_api):
+    await api.call("POST", "/flows", json=quiz(price_api.port))
+    await api.call("POST", "/flows/quiz/publish")
+    assert (await api.call("GET", "/flows/quiz/graph?version=1"))[0] == 200
+    assert (await api.call("DELETE", "/flows/quiz"))[0] == 204
+    for path in ("/flows/quiz/graph?version=1", "/flows/quiz/graph", "/flows/quiz/versions/1",
+                 "/flows/quiz/versions/1/diff/1", "/flows/quiz/versions"):
+        s, ct, _, _ = await api.call("GET", path, role="viewer")
+        assert (s, ct) == (404, PROBLEM), path
+    assert (await api.call("POST", "/flows/quiz/simulate", json={"version": 1}))[0] == 404
+
+
+async def test_graph_answers_400_naming_a_bad_query_parameter(api, price_api):
+    await api.call("POST", "/flows", json=quiz(price_api.port))
+    await api.call("POST", "/flows/quiz/publish")
+    for query, name in (("version=abc", "version"), ("version=01", "version"), ("version=0", "version"),
+                        ("version=", "version"), ("format=png", "format")):
+        s, ct, p, _ = await api.call("GET", f"/flows/quiz/graph?{query}", role="viewer")
+        assert (s, ct) == (400, PROBLEM), query
+        assert f"`{name}`" in p["detail"] and [e["path"] for e in p["errors"]] == [f"?{name}"], query
+    assert (await api.call("GET", "/flows/quiz/graph?version=1"))[0] == 200
+    assert (await api.call("GET", "/flows/quiz/graph?version=2"))[0] == 404     # well written, not published
+
+
+async def test_version_paths_take_only_canonical_numbers(api, price_api):
+    await api.call("POST", "/flows", json=quiz(price_api.port))
+    await api.call("POST", "/flows/quiz/publish")
+    assert (await api.call("GET", "/flows/quiz/versions/1"))[0] == 200
+    assert (await api.call("GET", "/flows/quiz/versions/1/diff/draft"))[0] == 200
+    for bad in ("01", "%201", "+1", "1_0", "%D9%A1", "1.0", "0", "2147483648", "Draft"):
+        s, ct, _, _ = await api.call("GET", f"/flows/quiz/versions/{bad}", role="viewer")
+        assert (s, ct) == (404, PROBLEM), bad
+        assert (await api.call("GET", f"/flows/quiz/versions/{bad}/diff/draft"))[0] == 404, bad
+        assert (await api.call("GET", f"/flows/quiz/versions/1/diff/{bad}"))[0] == 404, bad

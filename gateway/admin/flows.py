@@ -2,6 +2,7 @@
 graph and simulation."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -83,9 +84,22 @@ async def create_flow(request: web.Request) -> web.Response:
                          headers={"ETag": rec.etag, "Location": f"{request.path}/{fid}"})
 
 
+# One entity-tag of a list (RFC 9110 8.8.3): weak or strong, its opaque part quoted.
+_ENTITY_TAG = re.compile(r'\s*(?:W/)?("[^"]*")\s*(?:,|$)')
+
+
+def _none_match(header: str, etag: str) -> bool:
+    """If-None-Match per RFC 9110 13.1.2: `*` (the flow exists), or a list of entity-tags
+    compared weakly, so a cache or proxy that weakened our strong ETag still gets its 304."""
+    header = header.strip()
+    if header == "*":
+        return True
+    return etag in _ENTITY_TAG.findall(header)
+
+
 async def get_flow(request: web.Request) -> web.StreamResponse:
     rec = await _flow(request)
-    if request.headers.get("If-None-Match", "").strip() == rec.etag:
+    if _none_match(request.headers.get("If-None-Match", ""), rec.etag):
         return web.Response(status=304, headers={"ETag": rec.etag})
     return json_response(_out(rec), headers={"ETag": rec.etag})
 
@@ -124,10 +138,18 @@ async def delete_flow(request: web.Request) -> web.Response:
 
 
 async def validate(request: web.Request) -> web.Response:
-    """Validate the draft, or the definition in the body (nothing is saved)."""
+    """Validate the draft when the request has no body; else the definition in the body,
+    whatever it holds (`{}` is checked, and found wanting). Nothing is saved."""
     rec = await _flow(request)
-    body = await read_json(request, Definition | None, optional=True) if request.body_exists else None
-    definition = body if body else rec.draft
+    definition = rec.draft
+    if request.body_exists:
+        try:
+            definition = await read_json(request, Definition)
+        except ProblemError as exc:
+            # A body that turned out empty (chunked, no bytes; only blanks) is no body:
+            # read_json's "Missing body" is its only 400 without a more specific code.
+            if (exc.status, exc.code) != (400, "bad-request"):
+                raise
     problems = await _check(request, rec.id, definition)
     n = len(errors_only(problems))
     return json_response(ValidateOut(valid=n == 0, errors=n, warnings=len(problems) - n, problems=items(problems)))
@@ -173,22 +195,41 @@ async def list_versions(request: web.Request) -> web.Response:
     return json_response(VersionList(versions=await store(request).list_versions(slug, fid)))
 
 
-def _version_param(raw: str) -> int | str:
+# A version as the API writes it: `int()` would also take " 1", "+2", "01", "1_0" and other
+# scripts' digits, each a second URL for one version (caches and logs would not see one).
+_VERSION = re.compile(r"[1-9][0-9]{0,9}")
+
+
+def _version(raw: str) -> int | str | None:
+    """`draft`, or a version number written canonically; None for anything else."""
     if raw == "draft":
         return raw
-    try:
-        n = int(raw)
-    except ValueError:
-        raise not_found("version") from None
-    if not 1 <= n <= MAX_VERSION:
+    if not _VERSION.fullmatch(raw) or int(raw) > MAX_VERSION:
+        return None
+    return int(raw)
+
+
+def _version_param(raw: str) -> int | str:
+    """A version in the path: anything but a canonical one names no resource (404)."""
+    which = _version(raw)
+    if which is None:
         raise not_found("version")
-    return n
+    return which
+
+
+def _bad_query(name: str, message: str) -> ProblemError:
+    """400 naming the query parameter, in `detail` and as the `errors` item's path (`?name`)."""
+    return ProblemError(400, "Bad query parameter", f"`{name}`: {message}",
+                        errors=[Problem(path=f"?{name}", code="constraint", message=message)])
 
 
 async def _definition(request: web.Request, which: int | str) -> dict[str, Any]:
+    """The draft or a published version of a flow that is not archived: an archived flow's
+    versions are kept for the conversations still on them, not served here."""
     slug, fid = _ids(request)
+    rec = await _flow(request)
     if which == "draft":
-        return (await _flow(request)).draft
+        return rec.draft
     fv = await store(request).get_flow_version(slug, fid, int(which))
     if fv is None:
         raise not_found(f"version {which}")
@@ -213,7 +254,6 @@ async def get_version(request: web.Request) -> web.Response:
 
 async def diff(request: web.Request) -> web.Response:
     """`versions/{a}/diff/{b}`: what changed from a to b, node by node; `draft` names the draft."""
-    await _flow(request)
     a = _version_param(request.match_info["a"])
     b = _version_param(request.match_info["b"])
     da, db = await _definition(request, a), await _definition(request, b)
@@ -247,7 +287,12 @@ async def rollback(request: web.Request) -> web.Response:
 async def graph(request: web.Request) -> web.Response:
     """The flow as Mermaid text and SVG. `?version=` a number or `draft` (default: draft);
     `?format=json|mermaid|svg`."""
-    which = _version_param(request.query.get("version", "draft"))
+    which = _version(request.query.get("version", "draft"))
+    if which is None:
+        raise _bad_query("version", "a version number (1, 2...) or `draft`")
+    fmt = request.query.get("format", "json")
+    if fmt not in ("json", "mermaid", "svg"):
+        raise _bad_query("format", "json, mermaid or svg")
     definition = await _definition(request, which)
     name = definition.get("engine", "tree")     # a draft may hold anything here, a list included
     engine = host(request).engines.get(name) if isinstance(name, str) else None
@@ -257,13 +302,10 @@ async def graph(request: web.Request) -> web.Response:
         pics = engine.graph(definition) or {}
     except Exception as exc:  # an invalid draft may not draw; say why
         raise ProblemError(422, "Cannot draw this flow", f"{type(exc).__name__}: {exc}; validate it first") from None
-    fmt = request.query.get("format", "json")
     if fmt == "mermaid":
         return web.Response(text=pics.get("mermaid", ""), content_type="text/vnd.mermaid")
     if fmt == "svg":
         return web.Response(text=pics.get("svg", ""), content_type="image/svg+xml")
-    if fmt != "json":
-        raise ProblemError(400, "Bad format", "format is json, mermaid or svg")
     return json_response(GraphOut(mermaid=pics.get("mermaid", ""), svg=pics.get("svg", "")))
 
 
@@ -273,7 +315,6 @@ async def simulate(request: web.Request) -> web.Response:
     req: SimulateIn = await read_json(request, SimulateIn, optional=True)
     if req.live_steps:
         require(request, "editor")
-    await _flow(request)
     definition = await _definition(request, req.version)
     problems = await _check(request, fid, definition)
     if errors_only(problems):

@@ -3,7 +3,8 @@ no analytics. Steps run in dry-run mode (`Step.dry_run`) unless `live_steps` is 
 
 The engine is driven exactly as the pipeline drives it: the first message starts the run
 (`session.node == ""`), later ones answer the waiting node, and a `Turn.wait` arms a timer
-that a script item's `wait` fires by moving the simulated clock on.
+that a script item's `wait` fires by moving the simulated clock on. Every turn, timers' and
+gotos' included, counts against `max_turns`: a flow whose timers re-arm forever still ends.
 """
 from __future__ import annotations
 
@@ -17,27 +18,62 @@ import msgspec
 from ..apply import plugin_settings_type
 from ..config import TenantSnapshot
 from ..flows import Context, StepResult
-from ..problems import ProblemError
-from ..types import Event, InboundMessage, Referral, Session, Turn
+from ..pipeline import MAX_GOTO
+from ..problems import ProblemError, invalid
+from ..types import Event, InboundMessage, Problem, Referral, Session, Turn
 from .wire import ScriptItem, SimulateIn, SimulateOut, StepCall, TranscriptEntry
 
 if TYPE_CHECKING:
     from ..plugins import PluginHost
 
 CONTACT = "simulator"
-MAX_GOTO = 10
+# The simulated clock stays within years 1970 to 9999. Past them a float clock loses its
+# seconds (1e300 + 60 == 1e300) or overflows to infinity, so timers come out of order or are
+# always due; and dates past 9999 cannot be formatted.
+MIN_NOW, MAX_NOW = 0.0, 253402300799.0            # 1970-01-01T00:00:00Z, 9999-12-31T23:59:59Z
+MAX_WAIT = 366 * 86400.0                          # one item's `wait`: a year, the longest timer
+MAX_SPAN = 10 * MAX_WAIT                          # the script's waits together
 
 
-def _clock(now: float | str | None) -> float:
+def _clock(now: float | str | None, tz: str) -> float:
+    """`now` in unix seconds; an ISO 8601 time without an offset is read in the tenant's time
+    zone, as active periods are (the server's zone means nothing to the tenant)."""
     if now is None:
         return time.time()
-    if isinstance(now, (int, float)):
-        return float(now)
-    try:
-        return datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise ProblemError(422, "Invalid request", "`now` is unix seconds or an ISO 8601 time",
-                           code="validation") from None
+    when = float(now) if isinstance(now, (int, float)) else _instant(now, tz)
+    if when is None:
+        raise invalid([Problem(path="$.now", code="type",
+                               message="`now` is unix seconds or an ISO 8601 time")])
+    if not MIN_NOW <= when <= MAX_NOW:
+        raise invalid([Problem(path="$.now", code="constraint",
+                               message="`now` is between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z")])
+    return when
+
+
+def _check_waits(script: list[str | ScriptItem], clock: float) -> None:
+    """Every `wait` at most a year, all of them at most ten years, and the clock never past
+    9999: checked before anything runs, every problem at once."""
+    problems, total = [], 0.0
+    for i, item in enumerate(script):
+        if isinstance(item, str) or not item.wait:
+            continue
+        path = f"$.script[{i}].wait"
+        if item.wait > MAX_WAIT:
+            problems.append(Problem(path=path, code="constraint",
+                                    message=f"a wait is at most 366 days ({MAX_WAIT:.0f} seconds)"))
+            continue
+        total += item.wait
+        if total > MAX_SPAN:
+            problems.append(Problem(path=path, code="constraint",
+                                    message=f"the script's waits add up to more than {MAX_SPAN:.0f} seconds "
+                                            "(10 years)"))
+            break
+        if clock + total > MAX_NOW:
+            problems.append(Problem(path=path, code="constraint",
+                                    message="moves the clock past 9999-12-31T23:59:59Z"))
+            break
+    if problems:
+        raise invalid(problems)
 
 
 def _instant(value: Any, tz: str) -> float | None:
@@ -104,16 +140,26 @@ async def simulate(host: "PluginHost", tenant: TenantSnapshot, flow_id: str, lab
     engine = host.engines.get(definition.get("engine", "tree"))
     if engine is None:
         raise ProblemError(422, "Invalid flow", f"no flow engine {definition.get('engine')!r}", code="validation")
+    clock = _clock(req.now, tenant.timezone)
+    _check_waits(req.script, clock)
     compiled = engine.compile(definition)
-    clock = _clock(req.now)
     channel_id, channel_type = _channel(host, tenant, req.channel)
     settings = _decoded_settings(host, tenant)
     enabled = frozenset(tenant.plugins)
     session = Session(flow=flow_id, version=label if isinstance(label, int) else -1, contact=dict(req.contact),
                       vars=dict(req.vars), locale=req.locale, started=clock)
     out = SimulateOut(flow=flow_id, version=label, transcript=[], path=[], vars={}, contact={})
-    state: dict[str, Any] = {"due": None, "done": False, "turns": 0, "compiled": compiled,
+    state: dict[str, Any] = {"due": None, "done": False, "turns": 0, "stopped": False, "compiled": compiled,
                              "engine": engine}
+
+    def out_of_turns() -> bool:
+        """max_turns reached: the run stops, and the transcript says so once."""
+        if state["turns"] < req.max_turns:
+            return False
+        if not state["stopped"]:
+            out.transcript.append(TranscriptEntry(who="system", at=clock, text="stopped: max_turns reached"))
+            state["stopped"] = True
+        return True
 
     async def run_step(ctx: Context, name: str, args: Any) -> StepResult:
         res = await host.run_step(ctx, name, args, enabled, live=req.live_steps)
@@ -125,7 +171,11 @@ async def simulate(host: "PluginHost", tenant: TenantSnapshot, flow_id: str, lab
 
     async def turn(msg: InboundMessage | None, reason: str) -> None:
         nonlocal session
-        for _hop in range(MAX_GOTO):
+        # As many flows per turn as the pipeline runs (`gateway.pipeline.MAX_GOTO`), so the
+        # transcript shows what a contact would get.
+        for hop in range(MAX_GOTO):
+            if out_of_turns():
+                return
             state["turns"] += 1
             ctx = Context(tenant=tenant.slug, channel=channel_id, channel_type=channel_type, contact=CONTACT,
                           session=session, settings=settings, tenant_config=tenant, run_step=run_step,
@@ -164,6 +214,13 @@ async def simulate(host: "PluginHost", tenant: TenantSnapshot, flow_id: str, lab
             goto = ctx.meta.get("goto_flow")
             if not goto:
                 return
+            if hop == MAX_GOTO - 1:
+                # The pipeline stops here too: the next flow is not run, nothing waits.
+                out.transcript.append(TranscriptEntry(
+                    who="system", at=clock,
+                    text=f"goes to flow {goto!r}: not run, a turn runs at most {MAX_GOTO} flows"))
+                state["done"] = True
+                return
             target = (flows or {}).get(goto)
             tengine = host.engines.get(target.get("engine", "tree")) if target else None
             if target is None or tengine is None:
@@ -184,14 +241,21 @@ async def simulate(host: "PluginHost", tenant: TenantSnapshot, flow_id: str, lab
     if not items or not _has_message(items[0]):
         await turn(None, "start")
     for i, item in enumerate(items):
-        if state["turns"] >= req.max_turns:
-            out.transcript.append(TranscriptEntry(who="system", at=clock, text="stopped: max_turns reached"))
+        if out_of_turns():
             break
         if item.wait:
-            clock += item.wait
-            while state["due"] is not None and clock >= state["due"] and not state["done"]:
+            # Each timer fires at its due time, as the timer loop fires it, so a timer it arms
+            # (a reminder, then the timeout) fires within the same wait if due by its end.
+            until = clock + item.wait
+            while state["due"] is not None and state["due"] <= until and not state["done"]:
+                if out_of_turns():
+                    break
+                clock = max(clock, state["due"])
                 out.transcript.append(TranscriptEntry(who="system", at=clock, text="timer fired"))
                 await turn(None, "timer")
+            if state["stopped"]:
+                break
+            clock = until
         if not _has_message(item):
             continue
         msg = _message(item, i, tenant.slug, channel_id, clock)
