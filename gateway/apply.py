@@ -356,8 +356,10 @@ async def apply_path(store: "Store", host: "PluginHost", path: str | Path, *,
             problems += exc.errors
     counts = Counter(c.slug for _, c in configs)
     for slug in sorted(s for s, n in counts.items() if n > 1):
-        problems.append(Problem(path="$.slug", code="tenant.duplicate",
-                                message=f"tenant {slug!r} is defined by more than one file"))
+        names = [name for name, c in configs if c.slug == slug]
+        problems.append(Problem(path=f"{names[1]}:$.slug", code="tenant.duplicate",
+                                message=f"tenant {slug!r} is defined by more than one file "
+                                        f"({', '.join(names)})"))
     # Validating a tenant's flows is most of the work: the plans of this pass are the ones
     # written, unless a tenant changes in between (then apply_tenant plans it again).
     plans = []

@@ -4,15 +4,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import logging
 import os
 import sys
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
+
+if TYPE_CHECKING:
+    from .problems import ProblemError
+    from .types import Problem
 
 
 def _settings(args: argparse.Namespace):
@@ -149,7 +153,12 @@ async def _keys(store, host, s, args) -> int:
     if not args.agency and not tenant:
         print("give --agency or --tenant SLUG", file=sys.stderr)
         return 2
-    key = await store.create_key(tenant, "agency" if args.agency else args.role)
+    from .store import NotFound
+    try:
+        key = await store.create_key(tenant, "agency" if args.agency else args.role)
+    except NotFound:
+        print(f"unknown tenant {tenant!r}", file=sys.stderr)
+        return 2
     print(key)
     return 0
 
@@ -171,12 +180,44 @@ def _plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unreadable_flow(file: str) -> list[Problem]:
+    """What validate_flow_file raises instead of reporting: a path it cannot read (a folder),
+    bytes that are not UTF-8, JSON nested more than MAX_DEPTH levels (json.loads and the code
+    that walks flows recurse). It reports a missing file and malformed JSON itself, the
+    latter with line and column."""
+    from .problems import ProblemError, decode_json, not_utf8
+    from .types import Problem
+    try:
+        raw = Path(file).read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        return [Problem(path="$", code="file.unreadable", message=f"cannot read {file}: {exc.strerror}")]
+    why = not_utf8(raw)
+    if why:
+        return [Problem(path="$", code="json.invalid", message=f"not JSON: {why}")]
+    try:
+        decode_json(raw)
+    except ProblemError as exc:
+        return exc.errors       # empty when merely malformed: left to validate_flow_file
+    return []
+
+
+def _one_line(exc: ProblemError) -> str:
+    """A ProblemError as one line for stderr: its first problem, with the path, if it lists any."""
+    if exc.errors:
+        return f"{exc.title}: {exc.errors[0].path}: {exc.errors[0].message}"
+    return exc.render()
+
+
 def _flows_validate(args: argparse.Namespace) -> int:
     from .plugins import PluginHost
     from .validation import validate_flow_file
-    problems = validate_flow_file(PluginHost(), args.file, args.channel)
+    problems = _unreadable_flow(args.file) or validate_flow_file(PluginHost(), args.file, args.channel)
     if args.json:
-        print(msgspec.json.encode(problems).decode())
+        # A message may quote a file name that is not UTF-8 (surrogate escapes): JSON can't hold it.
+        print(msgspec.json.encode([msgspec.structs.replace(p, message=_text(p.message))
+                                   for p in problems]).decode())
     else:
         for p in problems:
             print(f"{p.severity:7} {p.path}  [{p.code}] {p.message}")
@@ -187,8 +228,18 @@ def _flows_validate(args: argparse.Namespace) -> int:
 
 def _flows_graph(args: argparse.Namespace) -> int:
     from .plugins import PluginHost
-    flow = json.loads(Path(args.file).read_text(encoding="utf-8"))
-    engine = PluginHost().engines.get(flow.get("engine", "tree"))
+    from .problems import ProblemError, decode_json
+    try:
+        try:
+            raw = Path(args.file).read_bytes()
+        except OSError as exc:
+            raise ProblemError(400, "Cannot read", f"{args.file}: {exc.strerror}") from None
+        flow = decode_json(raw, dict, where=args.file, title="Invalid flow")
+    except ProblemError as exc:
+        print(_one_line(exc), file=sys.stderr)
+        return 2
+    name = flow.get("engine", "tree")
+    engine = PluginHost().engines.get(name) if isinstance(name, str) else None
     if engine is None:
         print(f"no flow engine {flow.get('engine')!r} installed", file=sys.stderr)
         return 2
@@ -241,8 +292,18 @@ async def _chat(args: argparse.Namespace) -> int:
             return 2
         if args.flow:
             from .registry import DRAFT
-            await pipeline.start_flow(rt, ch, contact, args.flow, source="cli",
-                                      version=DRAFT if args.draft else 0)
+            version = DRAFT if args.draft else 0
+            # The pipeline only records a missing flow as an event: the user would see nothing.
+            if await app[REGISTRY].flow(rt, args.flow, version) is None:
+                what = "draft of flow" if args.draft else "published flow"
+                print(f"tenant {rt.slug!r} has no {what} {args.flow!r} to run", file=sys.stderr)
+                return 2
+            await pipeline.start_flow(rt, ch, contact, args.flow, source="cli", version=version)
+
+        # Python decodes stdin strictly, or with surrogate escapes (C.UTF-8 locale, UTF-8
+        # mode): a line that is not UTF-8 would end the chat, or reach the pipeline with lone
+        # surrogates that fail the turn when its session is saved. U+FFFD is text like any.
+        sys.stdin.reconfigure(errors="replace")  # type: ignore[union-attr]
 
         loop = asyncio.get_running_loop()
         while True:
@@ -257,6 +318,11 @@ async def _chat(args: argparse.Namespace) -> int:
         return 0
     finally:
         await runner.cleanup()
+
+
+def _text(s: str) -> str:
+    """`s` with the surrogate escapes of bytes that are not UTF-8 turned into U+FFFD."""
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,6 +365,13 @@ def main(argv: list[str] | None = None) -> int:
     gp.add_argument("file")
     gp.add_argument("--out", help="path without extension (default: next to the file)")
     args = ap.parse_args(argv)
+    # Arguments arrive with surrogate escapes for bytes that are not UTF-8: names and addresses
+    # would then fail deep down, where Redis or SQLite encodes them. File paths may be any bytes.
+    for name in ("tenant", "contact", "flow"):
+        value = getattr(args, name, None)
+        if isinstance(value, str) and _text(value) != value:
+            print(f"causette: {name} {value!r} is not UTF-8", file=sys.stderr)
+            return 2
     if args.cmd == "serve":
         try:
             import uvloop  # type: ignore

@@ -161,14 +161,26 @@ def decode_json(raw: bytes | str, type_: Any = Any, *, where: str = "",
                       detail="the JSON does not match the expected shape", title=title) from None
     except msgspec.DecodeError as exc:
         raise ProblemError(400, "Malformed JSON", f"{at}{exc}", code="malformed-json") from None
-    except UnicodeDecodeError as exc:    # msgspec raises it, not DecodeError, for bytes that are not UTF-8
-        raise ProblemError(400, "Malformed JSON", f"{at}JSON is UTF-8; byte {exc.start} is not",
-                           code="malformed-json") from None
+    except UnicodeDecodeError:    # msgspec raises it, not DecodeError, for bytes that are not UTF-8
+        raise ProblemError(400, "Malformed JSON", f"{at}{not_utf8(raw)}", code="malformed-json") from None
     except RecursionError:
         deep = "$"
     raise invalid([Problem(path=join_path(f"{where}:$", deep) if where else deep, code="constraint",
                            message=f"nested more than {MAX_DEPTH} levels deep")],
                   detail=f"{at}nested more than {MAX_DEPTH} levels deep", title=title)
+
+
+def not_utf8(raw: bytes | str) -> str:
+    """Why `raw` cannot be JSON for not being UTF-8, naming the first bad byte's offset in
+    `raw` ("" when it is UTF-8). msgspec's own error counts from the start of the string
+    that holds the byte, which points nowhere useful."""
+    if isinstance(raw, str):
+        return ""
+    try:
+        bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"JSON is UTF-8; byte {exc.start} is not"
+    return ""
 
 
 def _too_deep(value: Any) -> str | None:

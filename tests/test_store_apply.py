@@ -250,3 +250,11 @@ async def test_duplicate_slugs_across_many_files_are_each_reported_once(store, h
     dups = [p for p in exc.value.errors if p.code == "tenant.duplicate"]
     assert len(dups) == 1 and "'twin'" in dups[0].message
     assert await store.list_tenant_slugs() == []
+
+
+async def test_a_byte_that_is_not_utf8_is_named_by_its_offset_in_the_file(store, host, tmp_path):
+    raw = b'{"slug": "demo", "name": "abcdefghij\xff"}'
+    (tmp_path / "x.json").write_bytes(raw)
+    with pytest.raises(ProblemError) as exc:
+        await apply_path(store, host, tmp_path / "x.json")
+    assert exc.value.detail == f"x.json: JSON is UTF-8; byte {raw.index(0xff)} is not"

@@ -1,0 +1,112 @@
+"""`causette` given input it cannot use (bytes that are not UTF-8, paths that are no file,
+names that are unknown): one line on stderr and a usage exit status, never a traceback."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "gateway.cli"]
+# Ends in a latin-1 "é": the file is not UTF-8.
+LATIN1_FLOW = b'{"format":1,"id":"x","name":"caf\xe9","start":"e","nodes":{"e":{"type":"end"}}}'
+
+
+def run(args, tmp_path, redis_url, stdin=b""):
+    """Bytes in, text out: arguments and stdin may carry bytes that are not UTF-8."""
+    env = dict(os.environ, CAUSETTE_DATA=str(tmp_path / "var"), REDIS_URL=redis_url)
+    out = subprocess.run(CLI + args, input=stdin, capture_output=True, env=env, cwd=ROOT, timeout=120)
+    return subprocess.CompletedProcess(out.args, out.returncode, out.stdout.decode(errors="replace"),
+                                       out.stderr.decode(errors="replace"))
+
+
+def assert_usage_error(out, *words):
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert all(w in out.stderr for w in words), out.stderr
+
+
+def applied(tmp_path, redis_url):
+    out = run(["tenants", "apply", "tenants/"], tmp_path, redis_url)
+    assert out.returncode == 0, out.stderr
+
+
+def test_flows_validate_reports_a_file_not_utf8_as_json_invalid(tmp_path, redis_url):
+    f = tmp_path / "latin1.json"
+    f.write_bytes(LATIN1_FLOW)
+    out = run(["flows", "validate", str(f), "--json"], tmp_path, redis_url)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert json.loads(out.stdout) == [{"path": "$", "code": "json.invalid", "severity": "error",
+                                       "message": "not JSON: JSON is UTF-8; byte 32 is not"}]
+    text = run(["flows", "validate", str(f)], tmp_path, redis_url)
+    assert text.returncode == 1 and "[json.invalid]" in text.stdout and "1 error(s)" in text.stdout
+
+
+@pytest.mark.parametrize("name, content, code", [
+    ("folder", None, "file.unreadable"),
+    ("deep.json", b"[" * 5000 + b"]" * 5000, "constraint"),        # json.loads would recurse
+])
+def test_flows_validate_reports_what_it_cannot_read(tmp_path, redis_url, name, content, code):
+    f = tmp_path / name
+    f.mkdir() if content is None else f.write_bytes(content)
+    out = run(["flows", "validate", str(f), "--json"], tmp_path, redis_url)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert [p["code"] for p in json.loads(out.stdout)] == [code]
+
+
+def test_flows_validate_json_quotes_a_file_name_not_utf8(tmp_path, redis_url):
+    missing = os.fsencode(tmp_path) + b"/caf\xe9.json"
+    out = run(["flows", "validate", missing, "--json"], tmp_path, redis_url)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert [p["code"] for p in json.loads(out.stdout)] == ["file.missing"]
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("latin1.json", LATIN1_FLOW, ["Malformed JSON", "byte 32"]),
+    ("missing.json", None, ["Cannot read", "No such file"]),
+    ("folder", b"", ["Cannot read", "directory"]),
+    ("truncated.json", b'{"format":1,', ["Malformed JSON"]),
+    ("list.json", b"[1]", ["Invalid flow", "object"]),
+    ("engine.json", b'{"engine":[1]}', ["no flow engine"]),
+])
+def test_flows_graph_says_what_is_wrong_in_one_line(tmp_path, redis_url, name, content, words):
+    f = tmp_path / name
+    if content == b"":
+        f.mkdir()
+    elif content is not None:
+        f.write_bytes(content)
+    assert_usage_error(run(["flows", "graph", str(f)], tmp_path, redis_url), *words)
+
+
+def test_chat_line_not_utf8_gets_the_retry_answer(tmp_path, redis_url):
+    applied(tmp_path, redis_url)
+    chat = run(["chat", "demo", "--contact", "utf8test1"], tmp_path, redis_url,
+               stdin=b"bonjour\n\xff\xfe\n")
+    assert chat.returncode == 0, chat.stderr
+    # Without decoding, the turn ran but its session could not be saved (a flow.failed event).
+    assert "surrogates" not in chat.stderr and "not saved" not in chat.stderr, chat.stderr
+    assert chat.stdout.count("Pour qui cherchez-vous ?") == 1
+    assert "Je n'ai pas compris 🙂 Répondez 1, 2 ou 3." in chat.stdout
+
+
+def test_keys_create_for_an_unknown_tenant_is_a_usage_error(tmp_path, redis_url):
+    out = run(["keys", "create", "--tenant", "nope", "--role", "owner"], tmp_path, redis_url)
+    assert_usage_error(out, "unknown tenant 'nope'")
+    assert out.stdout == ""
+
+
+def test_chat_and_keys_refuse_unknown_flows_and_names_not_utf8(tmp_path, redis_url):
+    applied(tmp_path, redis_url)
+    for args, words in [
+        (["chat", "demo", "--flow", "nope"], ["no published flow 'nope'"]),
+        (["chat", "demo", "--flow", "nope", "--draft"], ["no draft of flow 'nope'"]),
+        (["chat", b"d\xe9mo"], ["tenant", "not UTF-8"]),
+        (["chat", "demo", "--contact", b"caf\xe9"], ["contact", "not UTF-8"]),
+        (["chat", "demo", "--flow", b"caf\xe9"], ["flow", "not UTF-8"]),
+        (["keys", "create", "--tenant", b"d\xe9mo"], ["tenant", "not UTF-8"]),
+    ]:
+        out = run(args, tmp_path, redis_url, stdin=b"bonjour\n")
+        assert_usage_error(out, *words)
+        assert "Bonjour" not in out.stdout        # nothing ran
