@@ -82,8 +82,39 @@ def split_secrets(raw: Mapping[str, Any], secret_fields: Iterable[str],
     return plain, secret
 
 
+def moved_secrets(settings_type: Any, endpoints: Iterable[str], raw: Mapping[str, Any],
+                  new: Mapping[str, Any], stored: Mapping[str, Any], secret_fields: Iterable[str],
+                  path: str) -> list[Problem]:
+    """Secrets are write-only, but they go where the settings say (`api_base`, a callback URL,
+    the hosts a plugin may call). An update that moves such an address while keeping stored
+    secrets (left out or given as MASK) would send them to whoever it names: it must give
+    them again, or clear them."""
+    kept = sorted(k for k in secret_fields if k in stored and k in new
+                  and (k not in raw or raw[k] == MASK))
+    if not kept:
+        return []
+
+    def effective(values: Mapping[str, Any]) -> Any:
+        try:   # compare what the plugin would use, defaults included
+            return msgspec.convert(dict(values), settings_type, str_keys=True)
+        except (msgspec.ValidationError, TypeError):
+            return None
+    before, after = effective(stored), effective(new)
+    out = []
+    for field in endpoints:
+        old_value = getattr(before, field, stored.get(field)) if before is not None else stored.get(field)
+        new_value = getattr(after, field, new.get(field)) if after is not None else new.get(field)
+        if old_value != new_value:
+            out.append(Problem(path=join_path(path, f"$.{field}"), code="secrets.endpoint_changed",
+                               message=f"{field} changed: the stored {', '.join(kept)} would go to the new "
+                                       f"address; give {'them' if len(kept) > 1 else 'it'} again in the same "
+                                       f"change (or \"\" to clear)"))
+    return out
+
+
 def check_plugin(host: "PluginHost", name: str, raw: Any, path: str,
-                 stored_secrets: Mapping[str, Any] = {}) -> tuple[PlannedPlugin | None, list[Problem]]:
+                 stored: Mapping[str, Any] = {}) -> tuple[PlannedPlugin | None, list[Problem]]:
+    """`stored`: the plugin's stored settings for this tenant, secrets included ({} if none)."""
     if name not in host.settings_types:
         return None, [Problem(path=path, code="plugin.unknown",
                               message=f"no installed plugin is called {name!r} "
@@ -93,7 +124,8 @@ def check_plugin(host: "PluginHost", name: str, raw: Any, path: str,
     if not isinstance(raw, dict):
         return None, [Problem(path=path, code="type", message="plugin settings are a JSON object")]
     st = plugin_settings_type(host, name)
-    plain, secret = split_secrets(raw, plugin_secret_fields(host, name), stored_secrets)
+    fields = plugin_secret_fields(host, name)
+    plain, secret = split_secrets(raw, fields, stored)
     if st is None:
         if plain or secret:
             return None, [Problem(path=path, code="plugin.no_settings",
@@ -103,11 +135,15 @@ def check_plugin(host: "PluginHost", name: str, raw: Any, path: str,
         msgspec.convert({**plain, **secret}, st, str_keys=True)
     except msgspec.ValidationError as exc:
         return None, [from_validation_error(exc, path)]
+    moved = moved_secrets(st, getattr(st, "endpoints", ()), raw, {**plain, **secret}, stored, fields, path)
+    if moved:
+        return None, moved
     return PlannedPlugin(name=name, settings=plain, secrets=secret), []
 
 
-def check_channel(host: "PluginHost", cfg: ChannelConfig, path: str, stored_secrets: Mapping[str, Any] = {},
+def check_channel(host: "PluginHost", cfg: ChannelConfig, path: str, stored: Mapping[str, Any] = {},
                   enabled: Iterable[str] | None = None) -> tuple[PlannedChannel | None, list[Problem]]:
+    """`stored`: the instance's stored settings, secrets included ({} for a new one)."""
     cls = host.channels.get(cfg.type)
     if cls is None:
         return None, [Problem(path=f"{path}.type", code="channel.unknown_type",
@@ -120,11 +156,14 @@ def check_channel(host: "PluginHost", cfg: ChannelConfig, path: str, stored_secr
             problems.append(Problem(path=f"{path}.type", code="channel.plugin_disabled",
                                     message=f"channel type {cfg.type!r} comes from plugin {owner!r}, "
                                             f"which this tenant has not enabled (add it to `plugins`)"))
-    plain, secret = split_secrets(cfg.settings, cls.secrets, stored_secrets)
+    plain, secret = split_secrets(cfg.settings, cls.secrets, stored)
     try:
         msgspec.convert({**plain, **secret}, cls.Settings, str_keys=True)
     except msgspec.ValidationError as exc:
         problems.append(from_validation_error(exc, f"{path}.settings"))
+    else:
+        problems += moved_secrets(cls.Settings, cls.endpoints, cfg.settings, {**plain, **secret},
+                                  stored, cls.secrets, f"{path}.settings")
     if problems:
         return None, problems
     return PlannedChannel(id=cfg.id, type=cfg.type, settings=plain, secrets=secret, enabled=cfg.enabled), []
@@ -230,8 +269,8 @@ async def plan_tenant(store: "Store", host: "PluginHost", cfg: TenantConfig,
     stored_plugins = await store.get_plugins(cfg.slug) if current else {}
     plugins = []
     for name, raw in cfg.plugins.items():
-        secrets = await store.plugin_secrets(cfg.slug, name) if name in stored_plugins else {}
-        planned, probs = check_plugin(host, name, raw, f"$.plugins.{name}", secrets)
+        stored = await store.plugin_settings(cfg.slug, name) if name in stored_plugins else {}
+        planned, probs = check_plugin(host, name, raw, f"$.plugins.{name}", stored)
         problems += probs
         if planned:
             plugins.append(planned)
@@ -242,7 +281,7 @@ async def plan_tenant(store: "Store", host: "PluginHost", cfg: TenantConfig,
         if ch.type in host.channels and host.owner("channel", ch.type) not in enabled:
             owner = host.owner("channel", ch.type)
             planned, probs = check_plugin(host, owner, {}, f"$.plugins.{owner}",
-                                          await store.plugin_secrets(cfg.slug, owner) if current else {})
+                                          await store.plugin_settings(cfg.slug, owner) if current else {})
             if planned is not None:
                 plugins.append(planned)
                 enabled.add(owner)
@@ -258,8 +297,8 @@ async def plan_tenant(store: "Store", host: "PluginHost", cfg: TenantConfig,
                                     message=f"two channel instances are called {ch.id!r}"))
             continue
         seen.add(ch.id)
-        secrets = await store.channel_secrets(cfg.slug, ch.id) if current else {}
-        planned, probs = check_channel(host, ch, path, secrets, enabled=enabled)
+        stored = await store.channel_settings(cfg.slug, ch.id) if current else {}
+        planned, probs = check_channel(host, ch, path, stored, enabled=enabled)
         problems += probs
         if planned:
             channels.append(planned)

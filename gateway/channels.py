@@ -123,6 +123,9 @@ class Channel:
     type: ClassVar[str] = ""                       # "whatsapp", "telegram", ...
     Settings: ClassVar[type[msgspec.Struct]] = NoSettings
     secrets: ClassVar[tuple[str, ...]] = ()        # Settings fields that are write-only secrets
+    # Settings fields that say where the secrets go: changing one needs the secrets again
+    # (an owner key could otherwise point `api_base` at itself and read them off the wire).
+    endpoints: ClassVar[tuple[str, ...]] = ("api_base",)
     capabilities: ClassVar[Capabilities] = Capabilities()
     refusal_status: ClassVar[int] = 403            # answer to a bad signature
     bad_request_status: ClassVar[int] = 400        # answer to an unparseable body

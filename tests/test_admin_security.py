@@ -37,7 +37,8 @@ SAMPLE_BODIES = {
     ("PUT", "/tenants/{tenant}/plugins/{plugin}"): {"settings": {"allowed_hosts": ["evil.example"]}},
     ("POST", "/tenants/{tenant}/channels"): {"id": "wa2", "type": "whatsapp",
                                              "settings": {"phone_number_id": "666"}},
-    ("PUT", "/tenants/{tenant}/channels/{channel}"): {"type": "whatsapp", "settings": {"phone_number_id": "666"}},
+    ("PUT", "/tenants/{tenant}/channels/{channel}"): {"type": "whatsapp", "settings": {
+        "phone_number_id": "666", "api_base": "http://127.0.0.1:9"}},   # the same address: secrets kept
     ("POST", "/tenants/{tenant}/flows"): flow("evil", "pwned?"),
     ("PUT", "/tenants/{tenant}/flows/{flow}"): flow("quiz", "pwned?"),
     ("POST", "/tenants/{tenant}/flows/{flow}/validate"): None,

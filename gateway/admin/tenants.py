@@ -143,8 +143,12 @@ async def delete_agency_key(request: web.Request) -> web.Response:
 
 
 # --- plugins ---------------------------------------------------------------------------------
-def _masked(settings: dict[str, Any], secret_names: list[str]) -> dict[str, Any]:
-    return {**settings, **{k: MASK for k in secret_names}}
+def _masked(settings: dict[str, Any], secret_names: list[str], fields: Any = ()) -> dict[str, Any]:
+    """Settings as the API shows them: secrets as MASK. `fields`: every secret field of the
+    plugin, for rows written before a field became secret (kept in clear until re-saved)."""
+    legacy = set(fields) & set(settings)
+    return {**{k: v for k, v in settings.items() if k not in legacy},
+            **{k: MASK for k in (*secret_names, *legacy)}}
 
 
 async def installed_plugins(request: web.Request) -> web.Response:
@@ -162,12 +166,13 @@ async def tenant_plugins(request: web.Request) -> web.Response:
     available = []
     for p in h.plugins:
         on = p.name in enabled
-        settings = _masked(*enabled[p.name]) if on else {}
+        settings = _masked(*enabled[p.name], plugin_secret_fields(h, p.name)) if on else {}
         available.append(TenantPlugin(name=p.name, enabled=on, settings=settings, version=p.version,
                                       settings_schema=_schema(plugin_settings_type(h, p.name)),
                                       registers=p.registers))
     return json_response(TenantPlugins(available=available,
-                                       enabled={n: _masked(*v) for n, v in enabled.items()}))
+                                       enabled={n: _masked(*v, plugin_secret_fields(h, n))
+                                                for n, v in enabled.items()}))
 
 
 async def get_plugin(request: web.Request) -> web.Response:
@@ -177,7 +182,8 @@ async def get_plugin(request: web.Request) -> web.Response:
         raise not_found("plugin")
     enabled = await store(request).get_plugins(_slug(request))
     return json_response(TenantPlugin(name=name, enabled=name in enabled,
-                                      settings=_masked(*enabled[name]) if name in enabled else {},
+                                      settings=_masked(*enabled[name], plugin_secret_fields(h, name))
+                                      if name in enabled else {},
                                       settings_schema=_schema(plugin_settings_type(h, name)),
                                       version=info.version, registers=info.registers))
 
@@ -188,7 +194,7 @@ async def put_plugin(request: web.Request) -> web.Response:
     slug, name = _slug(request), request.match_info["plugin"]
     st = store(request)
     planned, problems = check_plugin(host(request), name, body.settings, "$.settings",
-                                     await st.plugin_secrets(slug, name))
+                                     await st.plugin_settings(slug, name))
     if planned is None:
         if problems and problems[0].code == "plugin.unknown":
             raise not_found("plugin")
@@ -249,7 +255,7 @@ async def _write_channel(request: web.Request, cfg: ChannelConfig, *, create_onl
         implied, _ = check_plugin(h, h.owner("channel", cfg.type), {}, "$")
         if implied is not None:
             enabled.add(implied.name)
-    planned, problems = check_channel(h, cfg, "$", await st.channel_secrets(slug, cfg.id), enabled=enabled)
+    planned, problems = check_channel(h, cfg, "$", await st.channel_settings(slug, cfg.id), enabled=enabled)
     if planned is None:
         raise invalid(problems)
     try:   # the implied plugin in the channel's transaction: a 409 leaves it disabled

@@ -339,10 +339,12 @@ class Store:
             out[r["plugin"]] = (_dec.decode(r["settings"]), sorted(self._box.open(r["secrets"])))
         return out
 
-    async def plugin_secrets(self, tenant: str, plugin: str) -> dict[str, Any]:
+    async def plugin_settings(self, tenant: str, plugin: str) -> dict[str, Any]:
+        """A plugin's stored settings, secrets decrypted among them ({} when not enabled): what
+        a partial update merges with, and compares its endpoints to."""
         rows = await self._r.execute_fetchall(
-            "SELECT secrets FROM tenant_plugins WHERE tenant = ? AND plugin = ?", (tenant, plugin))
-        return self._box.open(rows[0]["secrets"]) if rows else {}
+            "SELECT settings, secrets FROM tenant_plugins WHERE tenant = ? AND plugin = ?", (tenant, plugin))
+        return {**_dec.decode(rows[0]["settings"]), **self._box.open(rows[0]["secrets"])} if rows else {}
 
     async def set_plugin(self, tenant: str, plugin: str, settings: dict[str, Any],
                          secrets: dict[str, Any] | None = None) -> bool:
@@ -392,17 +394,18 @@ class Store:
                                               (tenant, channel_id))
         return self._channel(rows[0]) if rows else None
 
-    async def channel_secrets(self, tenant: str, channel_id: str) -> dict[str, Any]:
-        """Decrypted secret fields of one channel instance (for merging a partial update)."""
-        rows = await self._r.execute_fetchall("SELECT secrets FROM channels WHERE tenant = ? AND id = ?",
+    async def channel_settings(self, tenant: str, channel_id: str) -> dict[str, Any]:
+        """A channel instance's stored settings, secrets decrypted among them ({} when there is
+        none): what a partial update merges with, and compares its endpoints to."""
+        rows = await self._r.execute_fetchall("SELECT settings, secrets FROM channels WHERE tenant = ? AND id = ?",
                                               (tenant, channel_id))
-        return self._box.open(rows[0]["secrets"]) if rows else {}
+        return {**_dec.decode(rows[0]["settings"]), **self._box.open(rows[0]["secrets"])} if rows else {}
 
     async def put_channel(self, tenant: str, channel_id: str, type: str, settings: dict[str, Any],
                           secrets: dict[str, Any], enabled: bool = True, *, create_only: bool = False,
                           plugin: PlannedPlugin | None = None, needs: str | None = None) -> bool:
         """Create or replace a channel instance; True when created. `secrets` is the complete
-        set of secret values to keep (callers merge with `channel_secrets` first). `plugin`
+        set of secret values to keep (callers merge with `channel_settings` first). `plugin`
         (the channel's plugin, enabled along with it) is written in the same transaction, so a
         rejected channel (Conflict) leaves the plugin as it was; `needs` names a plugin that
         must still be enabled (Conflict if it was disabled since the caller looked)."""

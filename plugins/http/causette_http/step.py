@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import aiohttp
 import msgspec
@@ -25,6 +25,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     timeout: Annotated[float, msgspec.Meta(gt=0, le=30)] = 4.0
     max_bytes: Annotated[int, msgspec.Meta(gt=0, le=10_000_000)] = 1_000_000
     headers: dict[str, str] = {}          # sent with every call (an API key, a User-Agent)
+    # Write-only: the admin API shows "***set***" for the headers (they carry API keys), and
+    # they must be given again when `allowed_hosts` changes (else a new host would get them).
+    secrets: ClassVar[tuple[str, ...]] = ("headers",)
+    endpoints: ClassVar[tuple[str, ...]] = ("allowed_hosts",)
 
 
 class Args(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

@@ -96,6 +96,7 @@ class WebhookChannel(Channel):
     type = "webhook"
     Settings = Settings
     secrets = ("secret", "previous_secret")
+    endpoints = ("callback_url", "api_base")
     capabilities = _Capabilities(Capabilities(  # type: ignore[assignment]
         text_length=4096, buttons=10, button_title=40, list_rows=0, cards=10, card_buttons=3,
         media=True, templates=False, inline=MAX_INLINE, window_hours=0))
