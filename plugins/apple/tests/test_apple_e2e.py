@@ -159,3 +159,16 @@ async def test_apple_provider_outage_is_reported_and_the_conversation_goes_on(ga
     assert [e.data["code"] for e in retries] == ["503", "503"]
     assert (await post(gw, *signed(text("m-2", "Femme"), "TIME")))[0] == 200
     assert json.loads(provider.requests[-1]["body"])["body"] == "Merci, c'est noté."
+
+
+async def test_apple_gzip_body_with_its_header_is_read_over_http(gateway, provider):
+    # Apple may gzip what it posts and say so; the HTTP server inflates such a body first.
+    import gzip
+    gw = await gateway(tenants=[tenant(provider)])
+    raw, headers = signed(text("m-gz", "Bonjour"), "QUICK,LIST,TIME")
+    status, answer = await post(gw, gzip.compress(raw), {**headers, "Content-Encoding": "gzip"})
+    assert status == 200, answer
+    assert json.loads(provider.requests[0]["body"])["body"] == "Bonjour !"
+    # and a body gzipped without the header is still sniffed
+    raw, headers = signed(text("m-gz2", "Bonjour"), "QUICK,LIST,TIME")
+    assert (await post(gw, gzip.compress(raw), headers))[0] == 200
