@@ -126,6 +126,9 @@ class Channel:
     # Settings fields that say where the secrets go: changing one needs the secrets again
     # (an owner key could otherwise point `api_base` at itself and read them off the wire).
     endpoints: ClassVar[tuple[str, ...]] = ("api_base",)
+    # Seconds a provider message id is remembered, when the provider redelivers an unanswered
+    # webhook for longer than the gateway's `dedup_ttl` (24 h): Meta and Google for 7 days.
+    dedup_ttl: ClassVar[int] = 0
     capabilities: ClassVar[Capabilities] = Capabilities()
     refusal_status: ClassVar[int] = 403            # answer to a bad signature
     bad_request_status: ClassVar[int] = 400        # answer to an unparseable body

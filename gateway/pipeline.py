@@ -170,7 +170,7 @@ class Pipeline:
         try:
             saved = await self.state.leave(lease, ctx.session, rt.session_ttl, ctx.events,
                                            timer_due=ctx.now + wait if wait > 0 else None,
-                                           clear_timer=wait <= 0)
+                                           clear_timer=wait <= 0, dedup_ttl=ch.dedup_ttl)
         except (OverflowError, TypeError, ValueError) as exc:
             # msgpack cannot hold what a plugin left in the session or an event (an integer
             # beyond 64 bits, an object), or the wait is endless. The replies have gone out:

@@ -175,10 +175,13 @@ class State:
 
     async def leave(self, lease: Lease, session: Session | None, ttl: int,
                     events: list[Event], timer_due: float | None = None,
-                    clear_timer: bool = False, forget: bool = False, keep: bool = False) -> bool:
+                    clear_timer: bool = False, forget: bool = False, keep: bool = False,
+                    dedup_ttl: int = 0) -> bool:
         """Round trip 2: save + done + unlock (hand over) + events + timer. False when the
         lease had expired (another message went ahead): nothing was written. `keep` leaves
-        the stored session as it was before the turn (`session` is then ignored)."""
+        the stored session as it was before the turn (`session` is then ignored). `dedup_ttl`:
+        seconds the message id is remembered when the channel's provider redelivers for longer
+        than the gateway's default (0: that default)."""
         base = lease.base
         keys = (base + ":s", base + ":l", base + ":q", lease.dedup, events_key(lease.tenant),
                 EVENT_INDEX, TIMERS)
@@ -189,7 +192,8 @@ class State:
         else:
             data = _session_enc.encode(session)
         due = "-" if clear_timer else (str(int(timer_due * 1000)) if timer_due else "")
-        args = [lease.token, data, ttl * 1000, 0 if forget else self.dedup_ttl_ms, self.lock_ttl_ms,
+        args = [lease.token, data, ttl * 1000,
+                0 if forget else (dedup_ttl * 1000 if dedup_ttl else self.dedup_ttl_ms), self.lock_ttl_ms,
                 lease.tenant, self.events_maxlen,
                 timer_member(lease.tenant, lease.channel, lease.contact), due]
         # A turn's events travel as one stream entry: one XADD in the script, not one each.

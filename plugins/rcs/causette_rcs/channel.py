@@ -112,6 +112,7 @@ class RCSChannel(Channel):
     type = "rcs"
     Settings = Settings
     secrets = ("client_token", "access_token", "service_account")
+    dedup_ttl = 8 * 24 * 3600    # the provider redelivers for 7 days: a day more
     capabilities = Capabilities(
         text_length=MAX_TEXT, buttons=MAX_SUGGESTIONS, button_title=MAX_SUGGESTION_TEXT,
         list_rows=0, cards=MAX_CARDS, card_buttons=MAX_CARD_SUGGESTIONS, media=True,

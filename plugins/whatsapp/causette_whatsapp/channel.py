@@ -86,6 +86,7 @@ class WhatsAppChannel(Channel):
     type = "whatsapp"
     Settings = Settings
     secrets = ("access_token", "app_secret", "verify_token")
+    dedup_ttl = 8 * 24 * 3600    # the provider redelivers for 7 days: a day more
     capabilities = Capabilities(
         text_length=MAX_TEXT, buttons=MAX_BUTTONS, button_title=MAX_BUTTON_TITLE,
         list_rows=MAX_ROWS, list_title=MAX_ROW_TITLE, cards=1, card_buttons=MAX_BUTTONS,

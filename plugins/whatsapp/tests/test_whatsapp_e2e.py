@@ -215,3 +215,16 @@ async def test_outside_the_window_only_the_template_goes_out(gateway, demo_tenan
     # once the customer answers, the window is open and free text flows again
     assert await post(gw, body({**text("wamid.w1", "rappel"), "from": "33699999999"})) == 200
     assert [r.get("text", {}).get("body") for r in sent(graph)[1:]] == [None, "Merci !"]
+
+
+async def test_a_message_id_is_remembered_for_meta_s_seven_days_of_redelivery(gateway, demo_tenant, graph):
+    # Meta redelivers an unanswered webhook for up to 7 days (reference, WhatsApp): a retry
+    # that comes after the gateway's default 24 h must still be recognised.
+    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)])
+    assert await post(gw, body(text("wamid.week", "soldes"))) == 200
+    ttl = await gw.redis.ttl("cst:{demo}:d:wa:wamid.week")
+    assert 7 * 24 * 3600 < ttl <= 8 * 24 * 3600
+    await gw.redis.expire("cst:{demo}:d:wa:wamid.week", 7 * 24 * 3600 - 25 * 3600)  # 25 h later
+    before = len(graph.requests)
+    assert await post(gw, body(text("wamid.week", "soldes"))) == 200
+    assert len(graph.requests) == before                      # answered once
