@@ -433,8 +433,8 @@ class CNode:
             self.args = walk_strings(s.with_, Template)
         if isinstance(spec, model.Split):
             total = 0.0
-            for v in spec.variants:
-                total += v.weight
+            for w in model.weights(spec.variants):
+                total += w
                 self.cum_weights.append(total)
         if isinstance(spec, model.Foreach):
             self.lookup = Lookup(spec.list)

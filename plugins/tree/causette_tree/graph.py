@@ -6,7 +6,8 @@ that don't decode are drawn as such, links to unknown nodes are left out.
 """
 from __future__ import annotations
 
-from html import escape
+import re
+from html import escape as _escape
 from typing import Any, Mapping
 
 import msgspec
@@ -31,6 +32,22 @@ _MERMAID_SHAPE = {
 }
 
 
+# What XML 1.0 forbids even as a character reference: C0 controls but tab and line breaks,
+# lone surrogates, U+FFFE and U+FFFF. Texts and ids of a flow may hold them (a pasted ESC,
+# a NUL): an SVG that has one is not well-formed and no browser draws it.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _visible(s: str) -> str:
+    """`s` with the characters XML forbids shown as U+FFFD: the author sees one was there."""
+    return _NOT_XML.sub("\ufffd", s)
+
+
+def escape(s: str) -> str:
+    """For SVG text and attributes: escaped, and without what XML forbids."""
+    return _escape(_visible(s))
+
+
 def _first(text: Any, locale: str) -> str:
     if text is None:
         return ""
@@ -40,7 +57,8 @@ def _first(text: Any, locale: str) -> str:
 
 
 def _clip(s: str, n: int = 60) -> str:
-    s = " ".join(s.split())
+    # Every label goes through here: Mermaid gets them without forbidden characters too.
+    s = " ".join(_visible(s).split())
     return s if len(s) <= n else s[:n - 1] + "…"
 
 
@@ -121,7 +139,7 @@ class _Graph:
         elif t == "goto":
             if n.flow:
                 ext = f"flow:{n.flow}"
-                self.nodes.setdefault(ext, ("flow", f"flow {n.flow}"))
+                self.nodes.setdefault(ext, ("flow", _clip(f"flow {n.flow}")))
                 self._edge(nid, ext)
                 label = label or f"go to flow {n.flow}"
             else:
@@ -137,9 +155,10 @@ class _Graph:
             self._edge(nid, n.next, "released")
         elif t == "split":
             label = label or "A/B split"
-            total = sum(v.weight for v in n.variants) or 1
-            for v in n.variants:
-                self._edge(nid, v.next, f"{v.id} {round(100 * v.weight / total)}%")
+            weights = model.weights(n.variants)
+            total = sum(weights) or 1
+            for v, w in zip(n.variants, weights):
+                self._edge(nid, v.next, f"{v.id} {round(100 * w / total)}%")
         elif t == "foreach":
             label = label or f"for each {n.as_} in {n.list} (max {n.max})"
             self._edge(nid, n.do, "each")

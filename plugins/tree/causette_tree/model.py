@@ -85,10 +85,23 @@ class Branch(_Strict):
     next: Target
 
 
+# Weights are relative (1 and 3 split 25/75): a bound costs nothing, and keeps their sum
+# finite (1e308 twice is infinity, which sent every contact down the last variant). The
+# validator enforces it rather than the decoder, so that a flow published before it still
+# compiles; `weights` reads such a flow's weights as bounded.
+MAX_WEIGHT = 1_000_000
+
+
 class Variant(_Strict):
     id: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
     next: Target
-    weight: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    weight: Annotated[float, msgspec.Meta(ge=0, extra_json_schema={"maximum": MAX_WEIGHT})] = 1.0
+
+
+def weights(variants: "list[Variant]") -> list[float]:
+    """The variants' weights within 0 to MAX_WEIGHT (NaN counts as 0), for the engine and
+    the pictures."""
+    return [min(max(v.weight, 0.0), MAX_WEIGHT) if v.weight == v.weight else 0.0 for v in variants]
 
 
 class MediaItem(_Strict):

@@ -28,7 +28,10 @@ from .template import Lookup, Template
 if TYPE_CHECKING:
     from gateway.flows import Context
 
-MAX_HOPS = 200          # nodes run in one turn: a runaway flow ends instead of spinning
+# Nodes run in one turn: a runaway flow ends instead of spinning. The validator refuses a
+# flow whose longest turn, each foreach going round its `max`, would run more
+# (`flow.turn_too_long`): only drafts and flows published before that check reach it.
+MAX_HOPS = 2_000
 
 
 class Run:
@@ -216,6 +219,8 @@ class Run:
             elif t == "foreach":
                 nid = self.foreach(node)
                 continue
+        if not nid:              # the last node allowed was the run's last
+            return self.finish("completed")
         ctx.record("flow.error", error=f"more than {MAX_HOPS} nodes in one turn")
         return self.finish("abandoned")
 

@@ -17,6 +17,7 @@ from gateway.types import Problem
 from . import model
 from .compiled import PatternError, duration, pattern
 from .matching import normalize
+from .runner import MAX_HOPS
 from .template import Lookup, Template, TemplateError
 
 if TYPE_CHECKING:
@@ -105,7 +106,8 @@ def validate(flow: Any, *, steps: Mapping[str, "Step"] = {},
             r.error(path, "node.invalid", "a node is a JSON object with a `type`")
             continue
         kind = raw.get("type")
-        if kind not in model.NODE_TYPES:
+        # A list or object `type` can't be looked up (unhashable): it is just another unknown type.
+        if not isinstance(kind, str) or kind not in model.NODE_TYPES:
             r.error(path + ".type", "node.unknown_type",
                     f"unknown node type {kind!r} (types: {', '.join(model.NODE_TYPES)})")
             continue
@@ -130,6 +132,9 @@ def validate(flow: Any, *, steps: Mapping[str, "Step"] = {},
     if definitions is not None and v.own is not None and v.own[0]:
         v.goto_cycles(definitions)
     v.variables(head.vars if head else {})
+    if head is not None and head.active is not None and head.active.message is not None:
+        # Sent as written by the gateway (no templates), but to contacts of every locale.
+        v.texts.append(("$.active.message", head.active.message))
     v.translations(head.locales if head else [])
     for cid, caps in channels.items():
         v.channel(cid, caps)
@@ -414,6 +419,10 @@ class _Checker:
             self.r.error(p + ".variants", "split.no_weight", "at least one variant needs a weight above 0")
         ids: set[str] = set()
         for i, v in enumerate(n.variants):
+            if not v.weight <= model.MAX_WEIGHT:        # NaN too
+                self.r.error(f"{p}.variants[{i}].weight", "node.invalid",
+                             f"a weight is at most {model.MAX_WEIGHT:,} (weights are relative: "
+                             f"1 and 3 split 25/75)")
             if v.id in ids:
                 self.r.error(f"{p}.variants[{i}].id", "split.duplicate_id", f"two variants have the id {v.id!r}")
             ids.add(v.id)
@@ -445,26 +454,59 @@ class _Checker:
                             f"no path from the start node leads to {nid!r}")
 
     def cycles(self) -> None:
-        """A loop that never waits for the contact would run until the hop limit: an error.
-        A loop whose only pause is a `wait` node re-sends forever: a warning. A loop through
-        a `foreach` is bounded by its `max`."""
+        """A loop that never waits for the contact would run until the engine's limit of
+        nodes per turn: an error. A loop whose only pause is a `wait` node re-sends forever:
+        a warning. A `foreach` is no pause: it bounds only its body's way back to it (by
+        `do`), not a loop that leaves it by `next` and comes round to start it over.
+        Then the longest turn must fit in the engine's limit (MAX_HOPS)."""
         types = {nid: n.__struct_config__.tag for nid, n in self.specs.items()}
-        stop_hard = set(_USER_WAIT) | {"foreach"}
-        for kinds, code, sev in ((stop_hard | {"wait"}, "flow.loop_without_input", "error"),
-                                 (stop_hard, "flow.loop_wait_only", "warning")):
-            graph = {n: [d for d, _ in self.edges.get(n, ()) if d in types]
-                     for n in types if types[n] not in kinds}
-            for comp in _sccs(graph):
-                if len(comp) == 1 and comp[0] not in graph.get(comp[0], ()):
-                    continue
+        for kinds, code, sev in ((set(_USER_WAIT) | {"wait"}, "flow.loop_without_input", "error"),
+                                 (set(_USER_WAIT), "flow.loop_wait_only", "warning")):
+            # A node of `kinds` ends the turn: it has no way on within it.
+            succ = {n: [] if types[n] in kinds else [d for d, _ in self.edges.get(n, ()) if d in types]
+                    for n in types}
+            top, loops = _loops(succ, self.specs)
+            for comp in loops:
                 if sev == "warning" and not any(types[n] == "wait" for n in comp):
                     continue  # reported as an error already
-                first = sorted(comp)[0]
-                msg = (f"these nodes can loop without waiting for the contact: {', '.join(sorted(comp))}"
-                       if sev == "error" else
-                       f"this loop only pauses at a wait node and never asks the contact: "
-                       f"{', '.join(sorted(comp))}")
-                (self.r.error if sev == "error" else self.r.warn)(key_path("$.nodes", first), code, msg)
+                nodes = ", ".join(comp)
+                again = [n for n in comp if types[n] == "foreach" and self.specs[n].next in comp]
+                if sev == "warning":
+                    path = key_path("$.nodes", comp[0])
+                    msg = f"this loop only pauses at a wait node and never asks the contact: {nodes}"
+                elif again:
+                    path = key_path("$.nodes", again[0]) + ".next"
+                    msg = (f"after its last item this foreach goes on, without waiting for the contact, "
+                           f"back round to itself and starts over: a foreach bounds only the way back "
+                           f"from its `do`, so these nodes loop without end: {nodes}")
+                else:
+                    path = key_path("$.nodes", comp[0])
+                    msg = f"these nodes can loop without waiting for the contact: {nodes}"
+                (self.r.error if sev == "error" else self.r.warn)(path, code, msg)
+            if sev == "error" and not loops:
+                self._turn_length(top)
+
+    def _turn_length(self, top: "_Loop") -> None:
+        """The most nodes one turn can run (loops counted round as often as their `max`
+        allows), against the engine's limit: past it the run ends as `abandoned`."""
+        if top.length <= MAX_HOPS:
+            return
+        way = top.longest()
+        loops = [x for x in way if isinstance(x, _Loop)]
+        total = f"more than {_CAP:,}" if top.length >= _CAP else f"{top.length:,}"
+        if loops:
+            big = max(loops, key=lambda x: x.length)
+            head = big.heads[0]
+            path = key_path("$.nodes", head) + ".max"
+            msg = (f"a turn can run through {total} nodes, {big.length:,} of them round this "
+                   f"foreach ({', '.join(big.members)}); the engine stops a turn after {MAX_HOPS:,} "
+                   f"nodes and ends the run as abandoned: lower `max`, shorten the loop, or ask "
+                   f"the contact something in it")
+        else:
+            path = key_path("$.nodes", way[0])     # type: ignore[arg-type]
+            msg = (f"a turn can run through {total} nodes from here without waiting for the contact; "
+                   f"the engine stops a turn after {MAX_HOPS:,} nodes and ends the run as abandoned")
+        self.r.error(path, "flow.turn_too_long", msg)
 
     def start_gotos(self) -> list[tuple[str, str]]:
         """(node, flow) of the gotos to other flows that a run reaches from the start in its
@@ -472,7 +514,7 @@ class _Checker:
         if self.own is None:
             return []
         me, start = self.own
-        stop = set(_USER_WAIT) | {"foreach", "wait"}
+        stop = set(_USER_WAIT) | {"wait"}            # a foreach runs on in the same turn
         out, seen, todo = [], {start}, [start]
         while todo:
             nid = todo.pop()
@@ -631,6 +673,80 @@ def _other_flow(fid: str, definition: Any) -> "_Checker | None":
     v.own = (fid, start)
     v.check_nodes()
     return v
+
+
+_CAP = 1_000_000      # turn lengths are counted up to here (nested loops multiply)
+
+
+class _Loop:
+    """Nodes a turn can go round (a strongly connected part of the graph of one turn).
+    `heads`: the foreach nodes that bound it (their body in it, their `next` out of it);
+    each time round it goes through one of their `do`, at most `max` times each. `parts`:
+    what it is made of once those `do` are cut, nodes and the loops inside, sinks first."""
+    __slots__ = ("heads", "members", "parts", "succ", "length")
+
+    def __init__(self, heads: list[str], members: list[str]):
+        self.heads, self.members = heads, members
+        self.parts: list["str | _Loop"] = []
+        self.succ: dict[str, list[str]] = {}
+        self.length = 0                 # the most nodes one visit of it runs (capped at _CAP)
+
+    def _ways(self) -> tuple[list[int], list[int]]:
+        """For each part: the most nodes run from it on, inside this loop, and the part after."""
+        where = {n: i for i, x in enumerate(self.parts) for n in (x.members if isinstance(x, _Loop) else (x,))}
+        best: list[int] = []
+        after: list[int] = []
+        for i, x in enumerate(self.parts):     # sinks first: what follows is counted already
+            j = max((where[d] for n in (x.members if isinstance(x, _Loop) else (x,))
+                     for d in self.succ[n] if where[d] != i), key=lambda k: best[k], default=-1)
+            best.append(min(_CAP, (x.length if isinstance(x, _Loop) else 1) + (best[j] if j >= 0 else 0)))
+            after.append(j)
+        return best, after
+
+    def longest(self) -> list["str | _Loop"]:
+        """The parts along the way that runs the most nodes."""
+        best, after = self._ways()
+        i = max(range(len(best)), key=lambda k: best[k])
+        way = []
+        while i >= 0:
+            way.append(self.parts[i])
+            i = after[i]
+        return way
+
+
+def _loops(succ: dict[str, list[str]], specs: Mapping[str, Any]) -> "tuple[_Loop, list[list[str]]]":
+    """The loops of a turn's graph (`succ`: a node's ways on within the turn), nested: the
+    whole graph, with its length (the most nodes a turn runs); and the loops that nothing
+    bounds, each sorted. A loop's foreach heads are cut and what is left is searched again
+    (iteratively: loops may nest deeply), for loops inside and loops left unbounded."""
+    top = _Loop([], sorted(succ))
+    top.succ = succ
+    unbounded: list[list[str]] = []
+    todo, done = [top], []
+    while todo:
+        loop = todo.pop()
+        done.append(loop)
+        for comp in _sccs(loop.succ):
+            if len(comp) == 1 and comp[0] not in loop.succ[comp[0]]:
+                loop.parts.append(comp[0])
+                continue
+            inside = set(comp)
+            heads = sorted(n for n in comp if isinstance(specs[n], model.Foreach)
+                           and specs[n].do in inside and specs[n].next not in inside)
+            sub = _Loop(heads, sorted(comp))
+            loop.parts.append(sub)
+            if not heads:
+                unbounded.append(sub.members)
+                sub.length = _CAP
+                continue
+            sub.succ = {n: [d for d in loop.succ[n] if d in inside and not (n in heads and d == specs[n].do)]
+                        for n in comp}
+            todo.append(sub)
+    for loop in reversed(done):          # inner loops first
+        if loop.parts:
+            times = sum(specs[h].max for h in loop.heads) + 1    # rounds, and the way out
+            loop.length = min(_CAP, times * max(loop._ways()[0]))
+    return top, sorted(unbounded)
 
 
 def _lookup(path: str) -> bool:

@@ -88,3 +88,13 @@ def test_definitions_come_as_their_own_keyword_next_to_the_ids():
              if p.severity == "error"]
     assert [(p.path, p.code) for p in found] == [("$.nodes.go", "flow.loop_without_input")]
     assert errors(a, {"a", "b"}) == []        # ids alone: nothing to follow
+
+
+def test_a_foreach_on_the_way_is_no_pause():
+    # The loop runs in the same turn, then the goto: a counted as waiting there.
+    each = {"type": "foreach", "list": "items", "do": "say", "next": "go"}
+    a = {"format": 1, "id": "a", "start": "each", "vars": {"items": [1]},
+         "nodes": {"each": each, "say": {"type": "message", "text": "{{item}}", "next": "each"},
+                   "go": {"type": "goto", "flow": "b"}}}
+    b = flow("b", "a")
+    assert [(p.path, p.code) for p in errors(a, {"a": a, "b": b})] == [("$.nodes.go", "flow.loop_without_input")]

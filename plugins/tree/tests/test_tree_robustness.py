@@ -1,6 +1,10 @@
 """Flows that passed validation and then broke at run time, and answers that broke a valid
 flow (found by fuzzing): each is now refused when published, or handled by the engine."""
 
+import copy
+import json
+from pathlib import Path
+
 import msgspec
 import pytest
 
@@ -137,3 +141,100 @@ def test_integers_beyond_64_bits_are_refused(where):
     f = flow(nodes, vars={"n": big} if where == "vars" else {})
     path = {"vars": "$.vars.n", "set": "$.nodes.s.vars.n", "eq": "$.nodes.c.branches[0].if.eq"}[where]
     assert problems(f) == [(path, "value.out_of_range")]
+
+
+@pytest.mark.parametrize("kind", [["message"], {"message": 1}, 3, None])
+def test_a_type_that_is_not_a_string_is_an_unknown_type(kind):
+    # A list or object was looked up among the node types: TypeError, a 500 from the admin API.
+    f = flow({"a": {"type": kind, "text": "x"}})
+    assert problems(f) == [("$.nodes.a.type", "node.unknown_type")]
+    TreeEngine().compile(f)
+    TreeEngine().graph(f)
+
+
+DEMO = json.loads((Path(__file__).parents[3] / "tenants" / "demo.json").read_text())["flows"][0]
+
+
+def _places(value, at=()):
+    yield at
+    if isinstance(value, dict):
+        for k, x in value.items():
+            yield from _places(x, (*at, k))
+    elif isinstance(value, list):
+        for i, x in enumerate(value):
+            yield from _places(x, (*at, i))
+
+
+def test_no_value_anywhere_in_a_flow_raises():
+    # Every value of the demo flow replaced in turn by a list or an object (which can't be
+    # looked up in a dict or a set: `type` raised so): validating, compiling and drawing
+    # answer problems (or leave the node out), never raise.
+    engine = TreeEngine()
+    for i, at in enumerate(list(_places(DEMO))[1:]):
+        f = copy.deepcopy(DEMO)
+        parent = f
+        for k in at[:-1]:
+            parent = parent[k]
+        parent[at[-1]] = (["x"], {"x": [1]})[i % 2]
+        engine.validate(f, steps={}, flows={"soldes-hiver": f})
+        try:
+            engine.compile(f)
+        except ValueError as exc:          # a head that can't run: said so, not raised elsewhere
+            assert "cannot run" in str(exc)
+        engine.graph(f)
+
+
+async def test_foreach_at_its_largest_max_runs_every_item(conversation):
+    # 100 items with a one-message body: 202 nodes in the turn, which ended as `abandoned`
+    # at the former limit of 200 although the flow validated.
+    f = {"format": 1, "id": "fe2", "vars": {"products": list(range(100))}, "start": "f",
+         "nodes": {"f": {"type": "foreach", "list": "products", "max": 100, "do": "o", "next": "e"},
+                   "o": {"type": "message", "text": "{{item}}", "next": "f"},
+                   "e": {"type": "end", "text": "done"}}}
+    assert problems(f) == []
+    c = conversation(f)
+    t = await c.start()
+    assert t.ended == "completed" and c.texts(t) == [str(i) for i in range(100)] + ["done"]
+
+
+async def test_a_turn_past_the_node_limit_is_refused_and_ends_as_abandoned(conversation):
+    # Nested loops multiply: 100 × 100 items is over 20,000 nodes in one turn.
+    def nested(outer):
+        return flow({"f": {"type": "foreach", "list": "rows", "max": outer, "do": "g", "next": "e"},
+                     "g": {"type": "foreach", "list": "cols", "as": "col", "max": 100, "do": "o", "next": "f"},
+                     "o": {"type": "set", "vars": {"n": "{{col}}"}, "next": "g"},
+                     "e": {"type": "end", "text": "{{n}}"}}, vars={"rows": list(range(100)), "cols": list(range(100))})
+    (path, code), = problems(nested(100))
+    assert (path, code) == ("$.nodes.f.max", "flow.turn_too_long")
+    assert problems(nested(8)) == []
+    c = conversation(nested(100))
+    t = await c.start()
+    assert t.ended == "abandoned" and "flow.error" in c.event_types()
+    c = conversation(nested(8))
+    t = await c.start()
+    assert t.ended == "completed" and c.texts(t) == ["99"]
+
+
+SPLIT_BIG = flow({"s": {"type": "split", "variants": [{"id": "A", "weight": 1e308, "next": "a"},
+                                                     {"id": "B", "weight": 1e308, "next": "b"}]},
+                  "a": {"type": "end", "text": "A"}, "b": {"type": "end", "text": "B"}})
+
+
+def test_split_weights_are_bounded():
+    # 1e308 twice summed to infinity: the picture raised, every contact took the last variant.
+    assert problems(SPLIT_BIG) == [("$.nodes.s.variants[0].weight", "node.invalid"),
+                                   ("$.nodes.s.variants[1].weight", "node.invalid")]
+    one = copy.deepcopy(SPLIT_BIG)
+    for v in one["nodes"]["s"]["variants"]:
+        v["weight"] = 1_000_000
+    assert problems(one) == []
+
+
+async def test_huge_split_weights_published_before_the_bound_still_split_fairly(conversation):
+    g = TreeEngine().graph(SPLIT_BIG)
+    assert '"A 50%"' in g["mermaid"] and '"B 50%"' in g["mermaid"]
+    seen = []
+    for i in range(200):
+        c = conversation(SPLIT_BIG, contact=f"+3361000{i:04d}")
+        seen.append(c.texts(await c.start())[0])
+    assert 70 <= seen.count("A") <= 130, seen.count("A")

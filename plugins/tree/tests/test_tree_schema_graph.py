@@ -73,3 +73,17 @@ def test_graph_of_a_broken_draft_still_draws():
     assert "b: invalid" in g["mermaid"] and "flow other" in g["mermaid"]
     ET.fromstring(g["svg"])
     assert TreeEngine().graph({})["svg"].startswith("<svg")
+
+
+def test_svg_holds_no_character_xml_forbids():
+    # html.escape leaves ESC, NUL, U+FFFE...: the SVG was not well-formed, no browser drew it.
+    bad = "\x1b[31m\x00\x01\ufffe\uffff\ud800"
+    flow = {"start": "a", "nodes": {
+        "a": {"type": "choice", "text": f"Rouge {bad}?", "label": bad,
+              "choices": [{"id": "r", "title": f"Oui{bad}", "next": "b"}]},
+        f"b{bad}": {"type": "goto", "flow": f"autre{bad}"},
+        "b": {"type": "split", "variants": [{"id": f"v{bad}", "next": f"b{bad}"}]}}}
+    g = TreeEngine().graph(flow)
+    root = ET.fromstring(g["svg"].encode())
+    assert "\ufffd" in "".join(root.itertext())
+    assert not any(c in g["mermaid"] for c in "\x1b\x00\x01\ufffe\uffff\ud800")

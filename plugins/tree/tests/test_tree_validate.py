@@ -216,6 +216,36 @@ def test_loop_through_a_question_or_foreach_is_fine():
     assert validate(flow) == []
 
 
+def test_a_foreach_whose_next_comes_back_to_it_is_a_loop():
+    # The foreach counted as a pause: after the last item `m` started it over, for ever.
+    flow = base(f={"type": "foreach", "list": "items", "do": "o", "next": "m"},
+                o={"type": "message", "text": "item {{item}}", "next": "f"},
+                m={"type": "message", "text": "again", "next": "f"})
+    flow["nodes"]["a"]["next"] = "f"
+    flow["vars"] = {"items": [1, 2]}
+    (path, code, severity), = [(p.path, p.code, p.severity) for p in validate(flow) if p.code != "node.unreachable"]
+    assert (path, code, severity) == ("$.nodes.f.next", "flow.loop_without_input", "error")
+    flow["nodes"]["m"] = {"type": "choice", "text": "Encore ?", "choices": [{"id": "y", "title": "Oui", "next": "f"}]}
+    assert [p.code for p in validate(flow)] == ["node.unreachable"]       # z: nothing ends it now
+    # Its body's way back is bounded, also through an inner foreach's `next`.
+    flow["nodes"]["m"] = {"type": "end"}
+    flow["nodes"]["o"] = {"type": "foreach", "list": "item", "as": "x", "do": "p", "next": "f"}
+    flow["nodes"]["p"] = {"type": "message", "text": "{{x}}", "next": "o"}
+    assert [p.code for p in validate(flow)] == ["node.unreachable"]
+
+
+def test_active_message_is_checked_for_translations():
+    flow = base()
+    flow["locales"] = ["fr", "en"]
+    flow["nodes"]["a"]["text"] = {"fr": "Bonjour", "en": "Hello"}
+    flow["active"] = {"until": "2027-02-04T20:00:00+01:00", "message": {"de": "vorbei"}}
+    (p,) = validate(flow)
+    assert (p.path, p.code) == ("$.active.message", "text.missing_translation")
+    assert "en, fr" in p.message
+    flow["active"]["message"] = {"fr": "Terminé {{x}}", "en": "Over"}      # sent as written
+    assert validate(flow) == []
+
+
 def test_channel_lint():
     flow = base(pick={"type": "choice", "text": "x" * 1700, "choices": [
         {"id": str(i), "title": f"Option numéro {i} très longue", "next": "z"} for i in range(5)]})
