@@ -100,6 +100,8 @@ async def event_loop(state: "State", store: "Store", interval: float, stop: asyn
 
 async def timer_loop(state: "State", pipeline: "Pipeline", interval: float,
                      stop: asyncio.Event) -> None:
+    """Due timers resume their conversations; due sends (a provider asked for them later)
+    are tried again."""
     while not stop.is_set():
         try:
             due = await state.claim_timers(time.time())
@@ -108,10 +110,16 @@ async def timer_loop(state: "State", pipeline: "Pipeline", interval: float,
                     await pipeline.fire_timer(tenant, channel, contact)
                 except Exception as exc:
                     log.warning("timer %s/%s/%s failed: %s", tenant, channel, contact, exc)
+            sends = await state.claim_resends(time.time())
+            for tenant, rid, item in sends:
+                try:
+                    await pipeline.resend(tenant, rid, item)
+                except Exception as exc:
+                    log.warning("resend %s/%s failed: %s", tenant, rid, exc)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("timer loop: %s", exc)
-            due = []
-        if len(due) < 100:
+            due, sends = [], []
+        if len(due) < 100 and len(sends) < 100:
             await _pause(stop, interval)

@@ -20,7 +20,7 @@ from .plugins import FAILED
 from .registry import LiveFlow, TenantRuntime
 from .state import Duplicate
 from .triggers import fold
-from .types import Event, InboundMessage, Reply, SendResult, Session, Turn
+from .types import Event, InboundMessage, Reply, Resend, SendResult, Session, Turn
 
 if TYPE_CHECKING:
     import aiohttp
@@ -38,8 +38,13 @@ FALLBACK = {
 MAX_GOTO = 5
 ENGINE_BUDGET = 4      # an engine's turn may call several steps, each with its own timeout
 BURST_LIMIT, BURST_WINDOW = 20, 300.0    # identical replies to one contact (design 4b)
+# A send the provider asks to get later (`retry`) is kept and tried again: after its
+# Retry-After, else after a backoff that doubles from RESEND_BACKOFF, at most MAX_RESENDS
+# times in all (~1.5 h of backoff), then given up as `send.failed` (code `gave_up`).
+RESEND_BACKOFF, RESEND_MAX_WAIT, MAX_RESENDS = 30.0, 1800.0, 8
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(Session)
+_resend_dec = msgspec.msgpack.Decoder(Resend)
 _INLINE = SendResult(status="sent", detail="inline")     # read only
 
 
@@ -184,6 +189,9 @@ class Pipeline:
             log.warning("tenant %s: lease on %s:%s expired mid-turn; turn dropped", rt.slug,
                         ch.instance_id, contact)
         self.turns += 1
+        resend = ctx.meta.get("resend")
+        if resend is not None and saved:
+            await self._queue_resend(rt.slug, *resend)
         self._notify(rt, ch, ctx.events)
         if extra is not None and "events_out" in extra:
             extra["events_out"].extend(ctx.events)
@@ -378,6 +386,7 @@ class Pipeline:
         s = ctx.session
         window = ch.capabilities.window_hours * 3600
         chain = self.host.chain("outbound_message", rt.enabled)
+        resend: Resend | None = None
         for i, reply in enumerate(replies):
             held = ""
             for plugin, fn, argnames in chain:
@@ -398,6 +407,11 @@ class Pipeline:
             if held:
                 ctx.record("message.held", reason=held, text=reply.text[:200])
                 continue
+            if resend is not None:      # an earlier reply waits for the provider: this one follows it
+                resend.replies.append(reply)
+                resend.keys.append(f"{key}:{i}")
+                s.msgs += 1
+                continue
             try:
                 payloads = ch.render(reply)
             except Exception as exc:
@@ -414,13 +428,20 @@ class Pipeline:
                         # the rest goes out right after, in order.
                         ctx.meta.setdefault("deferred", []).append((reply, payload, f"{key}:{i}:{j}", j))
                     continue
-                if await self._send_one(rt, ch, ctx, reply, payload, f"{key}:{i}:{j}", j):
+                res = await self._send_one(rt, ch, ctx, reply, payload, f"{key}:{i}:{j}", j)
+                if res.status == "retry":
+                    resend = Resend(channel=ch.instance_id, contact=ctx.contact, replies=[reply],
+                                    keys=[f"{key}:{i}"], first=j, since=ctx.now)
+                    ctx.meta["resend"] = (resend, res.retry_after)
+                    break
+                if res.status == "stopped":
                     break
             s.msgs += 1
 
     async def _send_one(self, rt: TenantRuntime, ch: Channel, ctx: Context, reply: Reply,
-                        payload: Any, key: str, j: int) -> bool:
-        """Send one rendered payload and record the outcome; True when the contact stopped us."""
+                        payload: Any, key: str, j: int) -> SendResult:
+        """Send one rendered payload and record the outcome, which it returns (`stopped`: the
+        contact stopped us; `retry`: the provider wants it later)."""
         try:
             res = await ch.send(ctx.contact, payload, key=key)
         except Exception as exc:   # a channel bug must not lose the turn
@@ -431,13 +452,12 @@ class Pipeline:
             if via:
                 ctx.record("message.out", status="sent", channel=via,
                            text=reply.text[:500], fallback_from=ch.instance_id)
-                return False
+                return res
         self._record_send(ctx, reply, j, res)
         if res.status == "stopped":
             ctx.session.stopped = True
             ctx.record("consent.optout", source="provider", code=res.code)
-            return True
-        return False
+        return res
 
     @staticmethod
     def _record_send(ctx: Context, reply: Reply, j: int, res: SendResult) -> None:
@@ -463,11 +483,87 @@ class Pipeline:
                              items: list[tuple[Reply, Any, str, int]], session: Session) -> None:
         ctx = Context(tenant=rt.slug, channel=ch.instance_id, channel_type=ch.type, contact=contact,
                       session=session, http=self.http, settings=rt.settings, tenant_config=rt.snapshot)
+        resend: Resend | None = None
+        retry_after = 0.0
         for reply, payload, key, j in items:
-            if await self._send_one(rt, ch, ctx, reply, payload, key, j):
+            if resend is not None:       # behind one the provider wants later, in order
+                if reply is not resend.replies[-1]:
+                    resend.replies.append(reply)
+                    resend.keys.append(key.rsplit(":", 1)[0])
+                continue
+            res = await self._send_one(rt, ch, ctx, reply, payload, key, j)
+            if res.status == "stopped":
                 break
+            if res.status == "retry":
+                resend = Resend(channel=ch.instance_id, contact=contact, replies=[reply],
+                                keys=[key.rsplit(":", 1)[0]], first=j, since=ctx.now)
+                retry_after = res.retry_after
+        if resend is not None:
+            await self._queue_resend(rt.slug, resend, retry_after)
         await self.state.record(rt.slug, ctx.events)
         self._notify(rt, ch, ctx.events)
+
+    # --- sends the provider wants later --------------------------------------------------------
+    async def _queue_resend(self, tenant: str, item: Resend, retry_after: float, rid: str = "") -> None:
+        delay = retry_after if retry_after > 0 else \
+            min(RESEND_BACKOFF * 2 ** (item.attempt - 1), RESEND_MAX_WAIT)
+        await self.state.queue_resend(tenant, rid or uuid.uuid4().hex, _enc.encode(item),
+                                      time.time() + delay)
+
+    async def resend(self, tenant: str, rid: str, raw: bytes | None) -> bool:
+        """Try again, in order, the replies a provider asked to get later (the timer loop calls
+        it when they are due). They are dropped, each recorded as `message.held`, when the
+        contact has written since (`superseded`: the conversation moved on) or stopped us."""
+        try:
+            item = _resend_dec.decode(raw) if raw else None
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            item = None
+        rt = await self.registry.get(tenant) if item is not None else None
+        ch = rt.channels.get(item.channel) if rt is not None and item is not None else None
+        if item is None or rt is None or ch is None:
+            if rt is not None and item is not None and \
+                    any(c.id == item.channel and c.enabled for c in rt.snapshot.channels):
+                return False     # its channel's plugin is not installed here: the lease runs out
+            await self.state.drop_resend(tenant, rid)
+            return False
+        session = await self.state.load_session(tenant, item.channel, item.contact) or Session()
+        ctx = Context(tenant=rt.slug, channel=ch.instance_id, channel_type=ch.type, contact=item.contact,
+                      session=session, http=self.http, settings=rt.settings, tenant_config=rt.snapshot)
+        held = "contact_stopped" if session.stopped else "superseded" if session.last_in > item.since else ""
+        if held:
+            for reply in item.replies:
+                ctx.record("message.held", reason=held, text=reply.text[:200])
+        else:
+            await self._resend_replies(rt, ch, ctx, item, rid)
+        if not ctx.meta.get("requeued"):
+            await self.state.drop_resend(tenant, rid)
+        await self.state.record(tenant, ctx.events)
+        self._notify(rt, ch, ctx.events)
+        return True
+
+    async def _resend_replies(self, rt: TenantRuntime, ch: Channel, ctx: Context, item: Resend,
+                              rid: str) -> None:
+        for n, (reply, key) in enumerate(zip(item.replies, item.keys)):
+            try:
+                payloads = ch.render(reply)
+            except Exception as exc:
+                ctx.record("send.failed", code="render", detail=str(exc)[:200])
+                continue
+            for j in range(item.first if n == 0 else 0, len(payloads)):
+                res = await self._send_one(rt, ch, ctx, reply, payloads[j], f"{key}:{j}", j)
+                if res.status == "stopped":
+                    return
+                if res.status == "retry":
+                    if item.attempt + 1 >= MAX_RESENDS:      # this try was the last allowed
+                        for gone in item.replies[n:]:
+                            ctx.record("send.failed", code="gave_up", attempts=item.attempt + 1,
+                                       text=gone.text[:200])
+                        return
+                    again = msgspec.structs.replace(item, replies=item.replies[n:], keys=item.keys[n:],
+                                                    first=j, attempt=item.attempt + 1)
+                    await self._queue_resend(rt.slug, again, res.retry_after, rid)
+                    ctx.meta["requeued"] = True
+                    return
 
     async def _fallback(self, rt: TenantRuntime, ch: Channel, ctx: Context, reply: Reply,
                         key: str, failed: SendResult) -> tuple[SendResult, str]:

@@ -2,8 +2,9 @@
 
 Every key starts `cst:{tenant}:` (the braces make the tenant a cluster hash tag, so one
 tenant's keys live on one node and a Lua script may touch them all). The only keys without
-a tenant are the indexes `cst:evq` (tenants with events waiting for the store) and
-`cst:timers` (due timers, members prefixed by their tenant); they hold references, never data.
+a tenant are the indexes `cst:evq` (tenants with events waiting for the store),
+`cst:timers` (due timers) and `cst:resends` (sends a provider asked to retry later), whose
+members are prefixed by their tenant; they hold references, never data.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ log = logging.getLogger("causette.state")
 _LUA = Path(__file__).parent / "lua"
 EVENT_INDEX = "cst:evq"
 TIMERS = "cst:timers"
+RESENDS = "cst:resends"   # sends to try again: members "tenant SEP id", score due ms (data under the tenant)
+RESEND_KEEP = 2 * 24 * 3600   # seconds a tenant's hash of waiting sends outlives its last change
 SEP = "\x1f"   # separates tenant, channel and contact in timer members
 
 # Lock tokens: unique per turn across processes. A random prefix per process and a counter, so
@@ -60,6 +63,10 @@ def tenant_prefix(tenant: str) -> str:
 
 def _glob_escape(s: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in s)
+
+
+def resend_key(tenant: str) -> str:
+    return f"{tenant_prefix(tenant)}rs"
 
 
 def conv_key(tenant: str, channel: str, contact: str) -> str:
@@ -310,10 +317,37 @@ class State:
         if batch:
             gone += await self.redis.unlink(*batch)
         await self.redis.srem(EVENT_INDEX, tenant)
-        timers = [m async for m, _ in self.redis.zscan_iter(TIMERS, match=_glob_escape(tenant + SEP) + "*")]
-        if timers:
-            await self.redis.zrem(TIMERS, *timers)
+        for index in (TIMERS, RESENDS):
+            members = [m async for m, _ in self.redis.zscan_iter(index, match=_glob_escape(tenant + SEP) + "*")]
+            if members:
+                await self.redis.zrem(index, *members)
         return gone
+
+    # --- sends to try again ---------------------------------------------------------------
+    async def queue_resend(self, tenant: str, rid: str, item: bytes, due: float) -> None:
+        """Keep a send the provider asked to retry later, due at `due` (epoch seconds): any
+        process may send it (`claim_resends`), so it survives a restart."""
+        async with self.redis.pipeline(transaction=True) as p:
+            p.hset(resend_key(tenant), rid, item)
+            p.expire(resend_key(tenant), RESEND_KEEP)
+            p.zadd(RESENDS, {f"{tenant}{SEP}{rid}": int(due * 1000)})
+            await p.execute()
+
+    async def claim_resends(self, now: float, count: int = 100) -> list[tuple[str, str, bytes | None]]:
+        """Up to `count` due sends as (tenant, id, item), each to one caller, held for two lock
+        lifetimes (a process that dies while sending leaves it due again)."""
+        due = await self._claim((RESENDS,), (int(now * 1000), count, 2 * self.lock_ttl_ms))
+        out = []
+        for m in due:
+            tenant, _, rid = (m.decode() if isinstance(m, bytes) else m).partition(SEP)
+            out.append((tenant, rid, await self.redis.hget(resend_key(tenant), rid)))
+        return out
+
+    async def drop_resend(self, tenant: str, rid: str) -> None:
+        async with self.redis.pipeline(transaction=True) as p:
+            p.hdel(resend_key(tenant), rid)
+            p.zrem(RESENDS, f"{tenant}{SEP}{rid}")
+            await p.execute()
 
     def purge_later(self, tenant: str, gone: Callable[[], Awaitable[bool]]) -> None:
         """Purge `tenant` again once every lease taken before now has run out (a turn that

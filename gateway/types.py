@@ -111,6 +111,18 @@ class SendResult(msgspec.Struct, omit_defaults=True):
     detail: str = ""          # human-readable reason (never a secret)
 
 
+class Resend(msgspec.Struct, omit_defaults=True):
+    """Replies of a turn that the provider asked to get later (a send ended `retry`): kept in
+    Redis until due, then sent in order by whichever process claims them (design 4b)."""
+    channel: str
+    contact: str
+    replies: list[Reply]
+    keys: list[str]           # each reply's idempotency key prefix (`<turn key>:<i>`), as first sent
+    first: int = 0            # the payload of replies[0] to start from (earlier ones went out)
+    attempt: int = 1          # sends tried so far, the turn's own included
+    since: float = 0.0        # when the turn ran: a newer message from the contact supersedes it
+
+
 class Event(msgspec.Struct, omit_defaults=True):
     """Something that happened in a conversation; recorded in the store in batches."""
     type: str                 # message.in, message.out, send.failed, flow.started, flow.ended,

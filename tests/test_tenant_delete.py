@@ -2,7 +2,7 @@
 slug starts with nothing of the old one (conversations, transcripts, events in flight)."""
 import asyncio
 
-from gateway.state import EVENT_INDEX, SEP, TIMERS
+from gateway.state import EVENT_INDEX, RESENDS, SEP, TIMERS
 from tests.support.wire import WirePlugin
 from tests.test_pipeline_e2e import post, tenant
 
@@ -19,6 +19,7 @@ async def test_deleting_a_tenant_deletes_its_redis_state_and_nobody_elses(gatewa
         # what a plugin keeps under the tenant, and the shared indexes' references to it
         await gw.redis.set(f"cst:{{{slug}}}:wc:web:v_1:o", b"transcript")
         await gw.redis.zadd(TIMERS, {f"{slug}{SEP}wire{SEP}c1": 1.0})
+        await gw.redis.zadd(RESENDS, {f"{slug}{SEP}r1": 9e12})
     assert await gw.redis.sismember(EVENT_INDEX, "acme")       # events not stored yet
     globex_before = await keys(gw, "globex")
     assert any(k.endswith(":s") for k in await keys(gw, "acme"))
@@ -28,6 +29,7 @@ async def test_deleting_a_tenant_deletes_its_redis_state_and_nobody_elses(gatewa
     assert await keys(gw, "acme") == []
     assert not await gw.redis.sismember(EVENT_INDEX, "acme")
     assert [m.decode() for m in await gw.redis.zrange(TIMERS, 0, -1)] == [f"globex{SEP}wire{SEP}c1"]
+    assert [m.decode() for m in await gw.redis.zrange(RESENDS, 0, -1)] == [f"globex{SEP}r1"]
     assert await keys(gw, "globex") == globex_before             # the other tenant keeps all
 
     # The same slug again, another brand: the old contact starts afresh, nothing resumed.

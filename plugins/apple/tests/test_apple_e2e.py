@@ -151,12 +151,12 @@ async def test_apple_capabilities_reach_other_processes_through_redis(gateway, p
 
 async def test_apple_provider_outage_is_reported_and_the_conversation_goes_on(gateway, provider):
     gw = await gateway(tenants=[tenant(provider)])
-    for _ in range(4):                       # 2 replies x 2 attempts
+    for _ in range(2):       # the first reply x 2 attempts; the second waits behind it, in order
         provider.answer(503)
     assert (await post(gw, *signed(text("m-1", "Bonjour"), "TIME")))[0] == 200
     await gw.flush_events()
     retries = [e for e in await gw.store.list_events("apple-shop") if e.type == "send.retry"]
-    assert [e.data["code"] for e in retries] == ["503", "503"]
+    assert [e.data["code"] for e in retries] == ["503"]
     assert (await post(gw, *signed(text("m-2", "Femme"), "TIME")))[0] == 200
     assert json.loads(provider.requests[-1]["body"])["body"] == "Merci, c'est noté."
 

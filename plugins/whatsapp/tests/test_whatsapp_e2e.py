@@ -2,6 +2,7 @@
 number added; signed webhooks in, the bot's replies at a fake Graph API."""
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -168,7 +169,9 @@ async def test_provider_outage_is_reported_and_the_conversation_goes_on(gateway,
     assert await post(gw, body(text("wamid.o1", "soldes"))) == 200
     await gw.flush_events()
     events = await gw.store.list_events("demo")
-    assert [e.data.get("code") for e in events if e.type == "send.retry"] == ["131000", "131000"]
+    # The first payload is tried (2 attempts), then kept for later with the one behind it,
+    # in order: the second is not sent ahead of it.
+    assert [e.data.get("code") for e in events if e.type == "send.retry"] == ["131000"]
     # Meta is back: the next message goes through and the conversation continues
     assert await post(gw, body(tap("wamid.o2", "men", "Homme"))) == 200
     assert shown(sent(graph)[-1])[0] == "Quel est votre budget ?"
@@ -228,3 +231,59 @@ async def test_a_message_id_is_remembered_for_meta_s_seven_days_of_redelivery(ga
     before = len(graph.requests)
     assert await post(gw, body(text("wamid.week", "soldes"))) == 200
     assert len(graph.requests) == before                      # answered once
+
+
+
+async def test_a_send_meta_wants_later_goes_out_when_due_in_order(gateway, demo_tenant, graph):
+    # A 429 whose Retry-After outlasts the call's own retries comes back as `retry`: the
+    # gateway keeps the turn's replies and sends them, in order, once due.
+    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)])
+    busy = {"error": {"code": 130429, "message": "Rate limit hit"}}
+    graph.answer(429, busy, headers={"Retry-After": "0.4"}, times=2)
+    assert await post(gw, body(text("wamid.rl1", "soldes"))) == 200
+    assert graph.requests and all(r.json()["text"]["body"].startswith("Bonjour") for r in graph.requests)
+    for _ in range(100):
+        if len(graph.requests) >= 4:
+            break
+        await asyncio.sleep(0.05)
+    later = sent(graph)[2:]
+    assert later[0]["text"]["body"].startswith("Bonjour")
+    assert shown(later[1]) == ["Pour qui cherchez-vous ?", "Femme", "Homme", "Enfant"]
+    await asyncio.sleep(0.2)
+    assert len(graph.requests) == 4                                  # once each
+    await gw.flush_events()
+    kinds = [e.type for e in await gw.store.list_events("demo") if e.type.startswith(("send.", "message.out"))]
+    assert kinds == ["send.retry", "message.out", "message.out"]
+    assert await gw.redis.zcard("cst:resends") == 0 and not await gw.redis.exists("cst:{demo}:rs")
+
+
+async def test_a_send_kept_for_later_is_dropped_when_the_contact_has_written_since(gateway, demo_tenant, graph):
+    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)])
+    graph.answer(429, {"error": {"code": 130429, "message": "Rate limit hit"}},
+                 headers={"Retry-After": "1"}, times=2)
+    assert await post(gw, body(text("wamid.sp1", "soldes"))) == 200
+    assert await post(gw, body(text("wamid.sp2", "soldes"))) == 200     # the contact writes again
+    n = len(graph.requests)
+    await asyncio.sleep(1.5)
+    assert len(graph.requests) == n                                  # the old replies stay unsent
+    await gw.flush_events()
+    held = [e.data for e in await gw.store.list_events("demo") if e.type == "message.held"]
+    assert [h["reason"] for h in held] == ["superseded", "superseded"]
+
+
+async def test_a_send_the_provider_never_takes_is_given_up(gateway, demo_tenant, graph, monkeypatch):
+    from gateway import pipeline
+    monkeypatch.setattr(pipeline, "MAX_RESENDS", 3)
+    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)])
+    graph.answer(429, {"error": {"code": 130429, "message": "Rate limit hit"}},
+                 headers={"Retry-After": "0.1"}, times=6)
+    assert await post(gw, body(text("wamid.gu1", "soldes"))) == 200
+    for _ in range(100):
+        if await gw.redis.zcard("cst:resends") == 0 and len(graph.requests) >= 6:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    assert len(graph.requests) == 6                                  # 3 tries of 2 attempts
+    await gw.flush_events()
+    failed = [e.data for e in await gw.store.list_events("demo") if e.type == "send.failed"]
+    assert [(f["code"], f["attempts"]) for f in failed] == [("gave_up", 3), ("gave_up", 3)]
