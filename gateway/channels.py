@@ -129,6 +129,9 @@ class Channel:
     # Seconds a provider message id is remembered, when the provider redelivers an unanswered
     # webhook for longer than the gateway's `dedup_ttl` (24 h): Meta and Google for 7 days.
     dedup_ttl: ClassVar[int] = 0
+    # Seconds the provider waits for a webhook's answer when replies go inline (0: as long as
+    # the turn takes): past it the webhook answers with what is ready, the rest goes by API.
+    inline_deadline: ClassVar[float] = 0.0
     capabilities: ClassVar[Capabilities] = Capabilities()
     refusal_status: ClassVar[int] = 403            # answer to a bad signature
     bad_request_status: ClassVar[int] = 400        # answer to an unparseable body

@@ -59,6 +59,12 @@ def _encodable(events: list[Event]) -> list[Event]:
     return out
 
 
+class _Sink(list):
+    """The payloads a webhook answers with (TwiML, WeChat's passive XML). Closed when the
+    webhook had to answer before the turn ended: later payloads go through the API."""
+    closed = False
+
+
 class TenantMismatch(ValueError):
     """A channel produced a message for another tenant or channel instance than its own."""
 
@@ -82,7 +88,31 @@ class Pipeline:
         ch = channel if isinstance(channel, Channel) else rt.channels.get(channel)
         if ch is None:
             raise LookupError(f"unknown channel {channel!r}")
-        sink: list[Any] | None = [] if inline and ch.capabilities.inline else None
+        if not (inline and ch.capabilities.inline):
+            return await self._handle(rt, ch, messages, None)
+        sink = _Sink()
+        deadline = ch.inline_deadline
+        if not deadline:
+            return await self._handle(rt, ch, messages, sink)
+        # The provider drops the webhook after a few seconds (WeChat: 5) and its retries get
+        # only the dedup answer: past the deadline, answer with what is ready and let the turn
+        # send the rest through the provider's API when it ends.
+        task = asyncio.ensure_future(self._handle(rt, ch, messages, sink))
+        done, _ = await asyncio.wait((task,), timeout=deadline)
+        if task in done:
+            return task.result()
+        sink.closed = True
+        self._tasks.add(task)
+        task.add_done_callback(self._late)
+        return list(sink)
+
+    def _late(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a turn that outlasted its webhook's deadline failed: %r", task.exception())
+
+    async def _handle(self, rt: TenantRuntime, ch: Channel, messages: list[InboundMessage],
+                      sink: "_Sink | None") -> list[Any]:
         statuses: list[Event] = []
         for msg in messages:
             if msg.tenant != rt.slug or msg.channel != ch.instance_id:
@@ -420,7 +450,7 @@ class Pipeline:
                 continue
             for j, payload in enumerate(payloads):
                 if sink is not None:
-                    if len(sink) < ch.capabilities.inline:
+                    if len(sink) < ch.capabilities.inline and not sink.closed:
                         sink.append(payload)
                         self._record_send(ctx, reply, j, _INLINE)
                     else:

@@ -15,7 +15,7 @@ import math
 import os
 import time
 import xml.etree.ElementTree as ET
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -45,6 +45,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     encoding_aes_key: str = ""         # EncodingAESKey, 43 chars, for compat/safe mode (secret)
     mode: Literal["plain", "compat", "safe"] = "plain"   # safe: refuse unencrypted posts
     max_age: int = 300                 # seconds a signed timestamp stays valid; 0: no limit
+    # WeChat drops a webhook not answered within 5 s (its retries then get only "success"):
+    # a turn still running after this many seconds answers "success" and sends its replies
+    # through the customer-service API when it ends.
+    reply_deadline: Annotated[float, msgspec.Meta(gt=0, le=4.5)] = 4.0
     api_base: str = "https://api.weixin.qq.com"
     timeout: float = 10.0
     attempts: int = 3
@@ -306,6 +310,10 @@ class WeChatChannel(Channel):
         if t == "video":
             return head + f"<MsgType>video</MsgType><Video><MediaId>{_cdata(payload['video']['media_id'])}</MediaId></Video></xml>"
         return None
+
+    @property
+    def inline_deadline(self) -> float:  # type: ignore[override]
+        return self.settings.reply_deadline
 
     def respond(self, hook: Webhook, inline: list[Any]):  # type: ignore[override]
         from aiohttp import web

@@ -166,3 +166,63 @@ async def test_wechat_provider_outage_is_reported_and_the_conversation_goes_on(
     assert retry.data["code"] == "-1"
     _, text = await post(gw, message("4002", "Homme"), query())
     assert passive(text)["Content"] == "Merci, c'est noté."
+
+
+class SlowStep:
+    """A step that takes longer than the webhook's deadline (a CRM that answers slowly)."""
+    from gateway.flows import Step as _Step
+
+    class Lookup(_Step):
+        name = "test.slow_lookup"
+
+        async def run(self, ctx, args):
+            import asyncio
+            from gateway.flows import StepResult
+            await asyncio.sleep(0.8)
+            return StepResult(vars={"points": 120})
+
+    from gateway.hookspecs import hookimpl as _hookimpl
+
+    @_hookimpl
+    def register_steps(self):
+        return [self.Lookup()]
+
+
+SLOW = {"format": 1, "id": "points", "name": "Points", "engine": "tree", "locale": "fr",
+        "triggers": [{"type": "start"}], "start": "hello",
+        "nodes": {"hello": {"type": "message", "text": "Un instant, je regarde…", "next": "look"},
+                  "look": {"type": "step", "step": "test.slow_lookup", "next": "done"},
+                  "done": {"type": "end", "outcome": "completed", "text": "Vous avez {{points}} points."}}}
+
+
+async def test_wechat_turn_past_the_deadline_answers_success_then_sends_by_api(
+        gateway, provider, token_endpoint):
+    # WeChat drops a webhook not answered within 5 s and its retries only get the dedup
+    # answer: a slow turn must answer "success" in time and send its replies afterwards.
+    t = tenant(provider)
+    t["channels"][0]["settings"]["reply_deadline"] = 0.2
+    t["plugins"]["slow"] = {}
+    t["flows"] = [SLOW]
+    gw = await gateway(tenants=[t], plugins=[("slow", SlowStep())])
+    assert await post(gw, message("7001", "points"), query()) == (200, "success")
+    assert await post(gw, message("7001", "points"), query()) == (200, "success")   # WeChat's retry
+    import asyncio
+    for _ in range(60):
+        if len(provider.requests) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    await gw.pipeline.drain()
+    sent = [json.loads(r["body"])["text"]["content"] for r in provider.requests
+            if r["path"] == "/cgi-bin/message/custom/send"]
+    assert sent == ["Un instant, je regarde…", "Vous avez 120 points."]      # once each, in order
+    await gw.flush_events()
+    outs = [e.data for e in await gw.store.list_events("wechat-shop") if e.type == "message.out"]
+    assert [o.get("detail") for o in outs] == [None, None]                  # none claims "inline"
+
+
+async def test_wechat_quick_turn_still_answers_inline(gateway, provider, token_endpoint):
+    t = tenant(provider)
+    t["channels"][0]["settings"]["reply_deadline"] = 4.0
+    gw = await gateway(tenants=[t])
+    status, text = await post(gw, message("7101", "你好"), query())
+    assert passive(text)["Content"] == "Bonjour !"
