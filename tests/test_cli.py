@@ -97,3 +97,29 @@ def test_flows_validate_lints_against_channel_types(tmp_path, redis_url):
     assert all("twilio" in p["message"] and p["severity"] == "warning" for p in lint)
     bad = run(["flows", "validate", "--channel", "pigeon", str(f)], tmp_path, redis_url)
     assert bad.returncode == 1 and "pigeon" in bad.stdout
+
+
+async def test_apply_reaches_a_running_gateway_new_conversations_take_the_new_version(
+        gateway, tmp_path, redis_url):
+    # `tenants apply` writes the store, then tells running gateways (Redis pub/sub) to drop
+    # their cached copy: a conversation that starts afterwards runs the new version.
+    import asyncio
+    from gateway.appkeys import REGISTRY
+    d = json.loads((ROOT / "tenants" / "demo.json").read_text())
+    gw = await gateway(tenants=[d], secret="test-secret")
+    env = dict(os.environ, CAUSETTE_DATA=str(tmp_path / "var"), REDIS_URL=redis_url,
+               CAUSETTE_DATABASE=gw.settings.db_path, CAUSETTE_SECRET="test-secret")
+    rt = await gw.app[REGISTRY].get("demo")
+    assert (await gw.app[REGISTRY].flow(rt, "soldes-hiver")).version == 1
+    d["flows"][0]["name"] = "Soldes d'hiver (v2)"
+    f = tmp_path / "demo.json"
+    f.write_text(json.dumps(d))
+    out = await asyncio.to_thread(subprocess.run, CLI + ["tenants", "apply", str(f)], capture_output=True,
+                                  text=True, env=env, cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and "published soldes-hiver@2" in out.stdout, out.stderr
+    for _ in range(100):
+        rt = await gw.app[REGISTRY].get("demo")
+        if (await gw.app[REGISTRY].flow(rt, "soldes-hiver")).version == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert (await gw.app[REGISTRY].flow(rt, "soldes-hiver")).version == 2
