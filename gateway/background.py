@@ -112,10 +112,9 @@ async def timer_loop(state: "State", pipeline: "Pipeline", interval: float,
                     log.warning("timer %s/%s/%s failed: %s", tenant, channel, contact, exc)
             sends = await state.claim_resends(time.time())
             for tenant, rid, item in sends:
-                try:
-                    await pipeline.resend(tenant, rid, item)
-                except Exception as exc:
-                    log.warning("resend %s/%s failed: %s", tenant, rid, exc)
+                # Each in a task of its own: a provider that is slow again (a send may take
+                # ~30 s) must hold up neither the timers nor other tenants' sends.
+                pipeline.spawn_resend(tenant, rid, item)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

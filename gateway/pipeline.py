@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 import zlib
@@ -18,7 +19,7 @@ from .channels import Channel
 from .flows import Context, StepResult
 from .plugins import FAILED
 from .registry import LiveFlow, TenantRuntime
-from .state import Duplicate
+from .state import Busy, Duplicate
 from .triggers import fold
 from .types import Event, InboundMessage, Reply, Resend, SendResult, Session, Turn
 
@@ -38,9 +39,10 @@ FALLBACK = {
 MAX_GOTO = 5
 ENGINE_BUDGET = 4      # an engine's turn may call several steps, each with its own timeout
 BURST_LIMIT, BURST_WINDOW = 20, 300.0    # identical replies to one contact (design 4b)
-# A send the provider asks to get later (`retry`) is kept and tried again: after its
-# Retry-After, else after a backoff that doubles from RESEND_BACKOFF, at most MAX_RESENDS
-# times in all (~1.5 h of backoff), then given up as `send.failed` (code `gave_up`).
+# A send the provider asks to get later (`retry`) is kept and tried again: first after its
+# Retry-After (or the channel's estimate), then after at least a backoff that doubles from
+# RESEND_BACKOFF, never more than RESEND_MAX_WAIT; MAX_RESENDS tries in all (~1 h), then it
+# is given up as `send.failed` (code `gave_up`).
 RESEND_BACKOFF, RESEND_MAX_WAIT, MAX_RESENDS = 30.0, 1800.0, 8
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(Session)
@@ -98,7 +100,12 @@ class Pipeline:
         # only the dedup answer: past the deadline, answer with what is ready and let the turn
         # send the rest through the provider's API when it ends.
         task = asyncio.ensure_future(self._handle(rt, ch, messages, sink))
-        done, _ = await asyncio.wait((task,), timeout=deadline)
+        try:
+            done, _ = await asyncio.wait((task,), timeout=deadline)
+        except asyncio.CancelledError:     # the webhook went away: the turn goes on, tracked
+            self._tasks.add(task)
+            task.add_done_callback(self._late)
+            raise
         if task in done:
             return task.result()
         sink.closed = True
@@ -214,14 +221,19 @@ class Pipeline:
                         contact, exc)
             ctx.events[:] = _encodable(ctx.events)
             ctx.record("flow.failed", error=f"state not saved: {exc}"[:300])
-            saved = await self.state.leave(lease, None, rt.session_ttl, ctx.events, keep=True)
+            saved = await self.state.leave(lease, None, rt.session_ttl, ctx.events, keep=True,
+                                           dedup_ttl=ch.dedup_ttl)
         if not saved:
             log.warning("tenant %s: lease on %s:%s expired mid-turn; turn dropped", rt.slug,
                         ch.instance_id, contact)
         self.turns += 1
         resend = ctx.meta.get("resend")
         if resend is not None and saved:
-            await self._queue_resend(rt.slug, *resend)
+            try:
+                await self._queue_resend(rt.slug, *resend)
+            except Exception as exc:    # the turn is saved: its webhook must still get its 2xx
+                log.warning("tenant %s: replies to send later not kept: %s", rt.slug, exc)
+                ctx.record("send.failed", code="not_kept", detail=str(exc)[:200])
         self._notify(rt, ch, ctx.events)
         if extra is not None and "events_out" in extra:
             extra["events_out"].extend(ctx.events)
@@ -529,21 +541,30 @@ class Pipeline:
                                 keys=[key.rsplit(":", 1)[0]], first=j, since=ctx.now)
                 retry_after = res.retry_after
         if resend is not None:
-            await self._queue_resend(rt.slug, resend, retry_after)
+            try:
+                await self._queue_resend(rt.slug, resend, retry_after)
+            except Exception as exc:
+                ctx.record("send.failed", code="not_kept", detail=str(exc)[:200])
         await self.state.record(rt.slug, ctx.events)
         self._notify(rt, ch, ctx.events)
 
     # --- sends the provider wants later --------------------------------------------------------
     async def _queue_resend(self, tenant: str, item: Resend, retry_after: float, rid: str = "") -> None:
-        delay = retry_after if retry_after > 0 else \
-            min(RESEND_BACKOFF * 2 ** (item.attempt - 1), RESEND_MAX_WAIT)
+        # The provider's wait first; from the second try on, at least a doubling backoff
+        # (channels fill in an estimate when the provider gives none, so it never doubled).
+        floor = RESEND_BACKOFF * 2 ** (item.attempt - 2) if item.attempt > 1 else 0.0
+        wait = retry_after if math.isfinite(retry_after) else RESEND_MAX_WAIT
+        delay = min(max(wait, floor, 0.0), RESEND_MAX_WAIT)
         await self.state.queue_resend(tenant, rid or uuid.uuid4().hex, _enc.encode(item),
                                       time.time() + delay)
 
     async def resend(self, tenant: str, rid: str, raw: bytes | None) -> bool:
         """Try again, in order, the replies a provider asked to get later (the timer loop calls
-        it when they are due). They are dropped, each recorded as `message.held`, when the
-        contact has written since (`superseded`: the conversation moved on) or stopped us."""
+        it when they are due). It runs as a turn of the conversation: under its lease, after
+        any turn running, saving what the provider said (a contact who stopped us). The lease's
+        dedup mark, `resend:<id>:<attempt>`, makes one process send it even when another
+        claims it again. Replies are dropped, each recorded as `message.held`, when the contact
+        has written since (`superseded`: the conversation moved on) or stopped us."""
         try:
             item = _resend_dec.decode(raw) if raw else None
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -556,20 +577,40 @@ class Pipeline:
                 return False     # its channel's plugin is not installed here: the lease runs out
             await self.state.drop_resend(tenant, rid)
             return False
-        session = await self.state.load_session(tenant, item.channel, item.contact) or Session()
+        try:
+            lease = await self.state.enter(tenant, item.channel, item.contact, f"resend:{rid}:{item.attempt}")
+        except Duplicate:
+            return False         # sent (or being sent) by another process
+        except Busy:
+            return False         # the conversation stayed busy: due again when the claim runs out
+        session = lease.session or Session()
         ctx = Context(tenant=rt.slug, channel=ch.instance_id, channel_type=ch.type, contact=item.contact,
                       session=session, http=self.http, settings=rt.settings, tenant_config=rt.snapshot)
-        held = "contact_stopped" if session.stopped else "superseded" if session.last_in > item.since else ""
-        if held:
-            for reply in item.replies:
-                ctx.record("message.held", reason=held, text=reply.text[:200])
-        else:
-            await self._resend_replies(rt, ch, ctx, item, rid)
-        if not ctx.meta.get("requeued"):
-            await self.state.drop_resend(tenant, rid)
-        await self.state.record(tenant, ctx.events)
+        try:
+            held = "contact_stopped" if session.stopped else \
+                "superseded" if session.last_in > item.since else ""
+            if held:
+                for reply in item.replies:
+                    ctx.record("message.held", reason=held, text=reply.text[:200])
+            else:
+                await self._resend_replies(rt, ch, ctx, item, rid)
+            if not ctx.meta.get("requeued"):
+                await self.state.drop_resend(tenant, rid)
+        finally:
+            keep = lease.session is None and not ctx.session.stopped
+            await asyncio.shield(self.state.leave(lease, None if keep else ctx.session, rt.session_ttl,
+                                                  _encodable(ctx.events), keep=keep))
         self._notify(rt, ch, ctx.events)
         return True
+
+    def spawn_resend(self, tenant: str, rid: str, raw: bytes | None) -> None:
+        """`resend` in a task tracked by the pipeline (drained at shutdown), failures logged."""
+        async def run() -> None:
+            try:
+                await self.resend(tenant, rid, raw)
+            except Exception as exc:
+                log.warning("resend %s/%s failed: %s", tenant, rid, exc)
+        self._spawn(run())
 
     async def _resend_replies(self, rt: TenantRuntime, ch: Channel, ctx: Context, item: Resend,
                               rid: str) -> None:
@@ -582,6 +623,8 @@ class Pipeline:
             for j in range(item.first if n == 0 else 0, len(payloads)):
                 res = await self._send_one(rt, ch, ctx, reply, payloads[j], f"{key}:{j}", j)
                 if res.status == "stopped":
+                    for gone in item.replies[n + 1:]:
+                        ctx.record("message.held", reason="contact_stopped", text=gone.text[:200])
                     return
                 if res.status == "retry":
                     if item.attempt + 1 >= MAX_RESENDS:      # this try was the last allowed

@@ -28,6 +28,7 @@ EVENT_INDEX = "cst:evq"
 TIMERS = "cst:timers"
 RESENDS = "cst:resends"   # sends to try again: members "tenant SEP id", score due ms (data under the tenant)
 RESEND_KEEP = 2 * 24 * 3600   # seconds a tenant's hash of waiting sends outlives its last change
+RESEND_LEASE = 600            # seconds a claimed send is another process's to leave alone
 SEP = "\x1f"   # separates tenant, channel and contact in timer members
 
 # Lock tokens: unique per turn across processes. A random prefix per process and a counter, so
@@ -334,9 +335,12 @@ class State:
             await p.execute()
 
     async def claim_resends(self, now: float, count: int = 100) -> list[tuple[str, str, bytes | None]]:
-        """Up to `count` due sends as (tenant, id, item), each to one caller, held for two lock
-        lifetimes (a process that dies while sending leaves it due again)."""
-        due = await self._claim((RESENDS,), (int(now * 1000), count, 2 * self.lock_ttl_ms))
+        """Up to `count` due sends as (tenant, id, item), each to one caller, held for
+        RESEND_LEASE (a process that dies while sending leaves it due again then). Longer than a
+        turn's lease: a provider that is slow again may take ~30 s a payload, and a claim that
+        ran out while its sends were still going would let another process send them too."""
+        lease = max(2 * self.lock_ttl_ms, RESEND_LEASE * 1000)
+        due = await self._claim((RESENDS,), (int(now * 1000), count, lease))
         out = []
         for m in due:
             tenant, _, rid = (m.decode() if isinstance(m, bytes) else m).partition(SEP)

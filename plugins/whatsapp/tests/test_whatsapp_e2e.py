@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -274,6 +275,7 @@ async def test_a_send_kept_for_later_is_dropped_when_the_contact_has_written_sin
 async def test_a_send_the_provider_never_takes_is_given_up(gateway, demo_tenant, graph, monkeypatch):
     from gateway import pipeline
     monkeypatch.setattr(pipeline, "MAX_RESENDS", 3)
+    monkeypatch.setattr(pipeline, "RESEND_BACKOFF", 0.05)
     gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)])
     graph.answer(429, {"error": {"code": 130429, "message": "Rate limit hit"}},
                  headers={"Retry-After": "0.1"}, times=6)
@@ -287,3 +289,31 @@ async def test_a_send_the_provider_never_takes_is_given_up(gateway, demo_tenant,
     await gw.flush_events()
     failed = [e.data for e in await gw.store.list_events("demo") if e.type == "send.failed"]
     assert [(f["code"], f["attempts"]) for f in failed] == [("gave_up", 3), ("gave_up", 3)]
+
+
+async def test_two_gateways_send_a_kept_reply_once(gateway, demo_tenant, graph):
+    # A provider slow again (here 1.6 s, past two lock lifetimes): the other gateway must not
+    # claim the kept send while the first is still sending it.
+    gw1 = await gateway(tenants=[with_whatsapp(demo_tenant, graph)], lock_ttl=0.5)
+    await gateway(lock_ttl=0.5)
+    busy = {"error": {"code": 130429, "message": "Rate limit hit"}}
+    graph.answer(429, busy, headers={"Retry-After": "0.3"}, times=2)
+    graph.answer(200, {"messaging_product": "whatsapp", "messages": [{"id": "wamid.slow"}]}, delay=1.6)
+    assert await post(gw1, body(text("wamid.d1", "soldes"))) == 200
+    for _ in range(100):
+        if len(graph.requests) >= 4 and await gw1.redis.zcard("cst:resends") == 0:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)
+    texts = [shown(r) for r in sent(graph)]
+    assert len(texts) == 4, texts            # 2 refused, then each reply once
+    assert texts[2].startswith("Bonjour") and texts[3][0] == "Pour qui cherchez-vous ?"
+
+
+async def test_an_endless_retry_after_keeps_the_replies_for_the_longest_wait(gateway, demo_tenant, graph):
+    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)])
+    graph.answer(429, {"error": {"code": 130429, "message": "Rate limit hit"}},
+                 headers={"Retry-After": "inf"}, times=2)
+    assert await post(gw, body(text("wamid.i1", "soldes"))) == 200
+    [(member, due)] = await gw.redis.zrange("cst:resends", 0, -1, withscores=True)
+    assert 0 < due / 1000 - time.time() <= 1800        # capped at 30 min
