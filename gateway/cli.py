@@ -16,7 +16,6 @@ import msgspec
 
 if TYPE_CHECKING:
     from .problems import ProblemError
-    from .types import Problem
 
 
 def _settings(args: argparse.Namespace):
@@ -180,29 +179,6 @@ def _plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unreadable_flow(file: str) -> list[Problem]:
-    """What validate_flow_file raises instead of reporting: a path it cannot read (a folder),
-    bytes that are not UTF-8, JSON nested more than MAX_DEPTH levels (json.loads and the code
-    that walks flows recurse). It reports a missing file and malformed JSON itself, the
-    latter with line and column."""
-    from .problems import ProblemError, decode_json, not_utf8
-    from .types import Problem
-    try:
-        raw = Path(file).read_bytes()
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        return [Problem(path="$", code="file.unreadable", message=f"cannot read {file}: {exc.strerror}")]
-    why = not_utf8(raw)
-    if why:
-        return [Problem(path="$", code="json.invalid", message=f"not JSON: {why}")]
-    try:
-        decode_json(raw)
-    except ProblemError as exc:
-        return exc.errors       # empty when merely malformed: left to validate_flow_file
-    return []
-
-
 def _one_line(exc: ProblemError) -> str:
     """A ProblemError as one line for stderr: its first problem, with the path, if it lists any."""
     if exc.errors:
@@ -213,7 +189,7 @@ def _one_line(exc: ProblemError) -> str:
 def _flows_validate(args: argparse.Namespace) -> int:
     from .plugins import PluginHost
     from .validation import validate_flow_file
-    problems = _unreadable_flow(args.file) or validate_flow_file(PluginHost(), args.file, args.channel)
+    problems = validate_flow_file(PluginHost(), args.file, args.channel)
     if args.json:
         # A message may quote a file name that is not UTF-8 (surrogate escapes): JSON can't hold it.
         print(msgspec.json.encode([msgspec.structs.replace(p, message=_text(p.message))

@@ -40,14 +40,30 @@ def validate_flow(host: "PluginHost", flow: Any,
 
 def validate_flow_file(host: "PluginHost", path: str | Path,
                        channel_types: "list[str] | None" = None) -> list[Problem]:
-    """Validate a flow file; `channel_types` lints it against those channels' limits."""
+    """Validate a flow file; `channel_types` lints it against those channels' limits. What
+    cannot be read as a flow (no file, a folder, bytes that are not UTF-8, malformed JSON,
+    nesting deeper than the admin API takes) is a problem too, never an exception."""
+    from .problems import ProblemError, decode_json, not_utf8
     try:
-        flow = json.loads(Path(path).read_text(encoding="utf-8"))
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         return [Problem(path="$", code="file.missing", message=f"no such file: {path}")]
-    except json.JSONDecodeError as exc:
+    except OSError as exc:
+        return [Problem(path="$", code="file.unreadable", message=f"cannot read {path}: {exc.strerror}")]
+    why = not_utf8(raw)
+    if why:
+        return [Problem(path="$", code="json.invalid", message=f"not JSON: {why}")]
+    try:
+        flow = json.loads(raw)
+    except json.JSONDecodeError as exc:      # json's message says the line and column
         return [Problem(path="$", code="json.invalid",
                         message=f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
+    except RecursionError:
+        flow = None
+    try:
+        decode_json(raw)                     # the same depth limit as the admin API
+    except ProblemError as exc:
+        return exc.errors
     unknown = [t for t in channel_types or () if t not in host.channels]
     if unknown:
         return [Problem(path="$", code="channel.unknown_type",
