@@ -592,9 +592,7 @@ class Pipeline:
             if held:
                 for reply in item.replies:
                     ctx.record("message.held", reason=held, text=reply.text[:200])
-            else:
-                await self._resend_replies(rt, ch, ctx, item, rid)
-            if not ctx.meta.get("requeued"):
+            if held or not await self._resend_replies(rt, ch, ctx, item, rid):
                 await self.state.drop_resend(tenant, rid)
         finally:
             keep = lease.session is None and not ctx.session.stopped
@@ -613,7 +611,9 @@ class Pipeline:
         self._spawn(run())
 
     async def _resend_replies(self, rt: TenantRuntime, ch: Channel, ctx: Context, item: Resend,
-                              rid: str) -> None:
+                              rid: str) -> bool:
+        """Send the kept replies; True when the provider refused again and they are kept for
+        another try."""
         for n, (reply, key) in enumerate(zip(item.replies, item.keys)):
             try:
                 payloads = ch.render(reply)
@@ -625,18 +625,18 @@ class Pipeline:
                 if res.status == "stopped":
                     for gone in item.replies[n + 1:]:
                         ctx.record("message.held", reason="contact_stopped", text=gone.text[:200])
-                    return
+                    return False
                 if res.status == "retry":
                     if item.attempt + 1 >= MAX_RESENDS:      # this try was the last allowed
                         for gone in item.replies[n:]:
                             ctx.record("send.failed", code="gave_up", attempts=item.attempt + 1,
                                        text=gone.text[:200])
-                        return
+                        return False
                     again = msgspec.structs.replace(item, replies=item.replies[n:], keys=item.keys[n:],
                                                     first=j, attempt=item.attempt + 1)
                     await self._queue_resend(rt.slug, again, res.retry_after, rid)
-                    ctx.meta["requeued"] = True
-                    return
+                    return True
+        return False
 
     async def _fallback(self, rt: TenantRuntime, ch: Channel, ctx: Context, reply: Reply,
                         key: str, failed: SendResult) -> tuple[SendResult, str]:

@@ -2,12 +2,15 @@
 passive XML (encrypted in safe mode), the next ones reach a fake customer-service API."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
 import xml.etree.ElementTree as ET
 
 import pytest
+from gateway.flows import Step, StepResult
+from gateway.hookspecs import hookimpl
 from causette_wechat import channel as wechat_channel
 from causette_wechat.crypto import MessageCrypto, signature
 
@@ -168,24 +171,19 @@ async def test_wechat_provider_outage_is_reported_and_the_conversation_goes_on(
     assert passive(text)["Content"] == "Merci, c'est noté."
 
 
-class SlowStep:
+class SlowLookup(Step):
     """A step that takes longer than the webhook's deadline (a CRM that answers slowly)."""
-    from gateway.flows import Step as _Step
+    name = "test.slow_lookup"
 
-    class Lookup(_Step):
-        name = "test.slow_lookup"
+    async def run(self, ctx, args):
+        await asyncio.sleep(0.8)
+        return StepResult(vars={"points": 120})
 
-        async def run(self, ctx, args):
-            import asyncio
-            from gateway.flows import StepResult
-            await asyncio.sleep(0.8)
-            return StepResult(vars={"points": 120})
 
-    from gateway.hookspecs import hookimpl as _hookimpl
-
-    @_hookimpl
+class SlowStep:
+    @hookimpl
     def register_steps(self):
-        return [self.Lookup()]
+        return [SlowLookup()]
 
 
 SLOW = {"format": 1, "id": "points", "name": "Points", "engine": "tree", "locale": "fr",
@@ -206,7 +204,6 @@ async def test_wechat_turn_past_the_deadline_answers_success_then_sends_by_api(
     gw = await gateway(tenants=[t], plugins=[("slow", SlowStep())])
     assert await post(gw, message("7001", "points"), query()) == (200, "success")
     assert await post(gw, message("7001", "points"), query()) == (200, "success")   # WeChat's retry
-    import asyncio
     for _ in range(60):
         if len(provider.requests) >= 2:
             break
