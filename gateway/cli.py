@@ -154,7 +154,7 @@ async def _keys(store, host, s, args) -> int:
         return 2
     from .store import NotFound
     try:
-        key = await store.create_key(tenant, "agency" if args.agency else args.role)
+        key = await store.create_key(tenant, "agency" if args.agency else args.role, args.name)
     except NotFound:
         print(f"unknown tenant {tenant!r}", file=sys.stderr)
         return 2
@@ -330,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     kp = kp.add_parser("create", help="create an admin API key (shown once, stored hashed)")
     kp.add_argument("--agency", action="store_true")
     kp.add_argument("--tenant")
-    kp.add_argument("--role", default="owner", choices=["owner", "editor", "agent", "viewer"])
+    # The least a key can do, as POST /admin/v1/tenants/{t}/keys does when no role is given.
+    kp.add_argument("--role", default="viewer", choices=["owner", "editor", "agent", "viewer"],
+                    help="a tenant key's role (default: viewer)")
+    kp.add_argument("--name", default="", help="what the key is for, shown in key listings")
     fp = sub.add_parser("flows", help="flow tools").add_subparsers(dest="fcmd", required=True)
     vp = fp.add_parser("validate", help="validate a flow JSON file")
     vp.add_argument("file")

@@ -239,7 +239,7 @@ class Pipeline:
             extra["events_out"].extend(ctx.events)
         deferred = ctx.meta.get("deferred")
         if deferred and saved:
-            self._spawn(self._send_deferred(rt, ch, contact, deferred, ctx.session))
+            self._spawn(self._send_deferred(rt, ch, contact, native_id, deferred))
         return saved
 
     async def _run(self, rt: TenantRuntime, ch: Channel, ctx: Context, msg: InboundMessage | None,
@@ -428,7 +428,7 @@ class Pipeline:
         s = ctx.session
         window = ch.capabilities.window_hours * 3600
         chain = self.host.chain("outbound_message", rt.enabled)
-        resend: Resend | None = None
+        resend, kept = await self._waiting_resend(rt, ctx) if s.resend else (None, False)
         for i, reply in enumerate(replies):
             held = ""
             for plugin, fn, argnames in chain:
@@ -452,6 +452,8 @@ class Pipeline:
             if resend is not None:      # an earlier reply waits for the provider: this one follows it
                 resend.replies.append(reply)
                 resend.keys.append(f"{key}:{i}")
+                if kept:
+                    ctx.record("send.queued", text=reply.text[:200], behind=s.resend)
                 s.msgs += 1
                 continue
             try:
@@ -461,24 +463,42 @@ class Pipeline:
                 ctx.record("send.failed", code="render", detail=str(exc)[:200])
                 continue
             for j, payload in enumerate(payloads):
-                if sink is not None:
-                    if len(sink) < ch.capabilities.inline and not sink.closed:
-                        sink.append(payload)
-                        self._record_send(ctx, reply, j, _INLINE)
-                    else:
-                        # The webhook answers first (WeChat gives us 5 s for the inline reply);
-                        # the rest goes out right after, in order.
-                        ctx.meta.setdefault("deferred", []).append((reply, payload, f"{key}:{i}:{j}", j))
+                if sink is not None and not sink.closed and len(sink) < ch.capabilities.inline:
+                    sink.append(payload)
+                    self._record_send(ctx, reply, j, _INLINE)
+                    continue
+                if sink is not None and (not sink.closed or "deferred" in ctx.meta):
+                    # The webhook answers first; the rest goes out right after, in order. (Past
+                    # its deadline it has answered already: the rest goes out from here.)
+                    ctx.meta.setdefault("deferred", []).append((reply, payload, f"{key}:{i}:{j}", j))
                     continue
                 res = await self._send_one(rt, ch, ctx, reply, payload, f"{key}:{i}:{j}", j)
                 if res.status == "retry":
                     resend = Resend(channel=ch.instance_id, contact=ctx.contact, replies=[reply],
                                     keys=[f"{key}:{i}"], first=j, since=ctx.now)
-                    ctx.meta["resend"] = (resend, res.retry_after)
+                    s.resend = uuid.uuid4().hex
+                    ctx.meta["resend"] = (resend, res.retry_after, s.resend)
                     break
                 if res.status == "stopped":
                     break
             s.msgs += 1
+        if kept:
+            await self.state.update_resend(rt.slug, s.resend, _enc.encode(resend))
+
+    async def _waiting_resend(self, rt: TenantRuntime, ctx: Context) -> tuple[Resend | None, bool]:
+        """The replies of an earlier turn that still wait for the provider, which this turn's
+        replies must follow (a reminder, an agent's reply), read under the conversation's
+        lease. A message from the contact supersedes them instead: they are dropped when due."""
+        s = ctx.session
+        if ctx.meta["reason"] != "message":
+            try:
+                item = _resend_dec.decode(await self.state.get_resend(rt.slug, s.resend) or b"")
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                item = None
+            if item is not None and item.channel == ctx.channel and item.contact == ctx.contact:
+                return item, True
+        s.resend = ""
+        return None, False
 
     async def _send_one(self, rt: TenantRuntime, ch: Channel, ctx: Context, reply: Reply,
                         payload: Any, key: str, j: int) -> SendResult:
@@ -521,31 +541,49 @@ class Pipeline:
             data["retry_after"] = res.retry_after
         ctx.record("message.out" if res.status == "sent" else "send." + res.status, **data)
 
-    async def _send_deferred(self, rt: TenantRuntime, ch: Channel, contact: str,
-                             items: list[tuple[Reply, Any, str, int]], session: Session) -> None:
+    async def _send_deferred(self, rt: TenantRuntime, ch: Channel, contact: str, turn_key: str,
+                             items: list[tuple[Reply, Any, str, int]]) -> None:
+        """Send what did not fit in a webhook's inline answer, once the webhook has answered:
+        as a turn of the conversation, under its lease, so what the provider says (a contact
+        who stopped us, a send to try later) is saved and the next turn's replies follow."""
+        try:
+            lease = await self.state.enter(rt.slug, ch.instance_id, contact, f"deferred:{turn_key}")
+        except Duplicate:
+            return
+        except Busy:
+            lease = None     # the conversation stayed busy: send anyway rather than lose them
+        session = (lease.session if lease is not None else None) or Session()
         ctx = Context(tenant=rt.slug, channel=ch.instance_id, channel_type=ch.type, contact=contact,
                       session=session, http=self.http, settings=rt.settings, tenant_config=rt.snapshot)
         resend: Resend | None = None
         retry_after = 0.0
-        for reply, payload, key, j in items:
-            if resend is not None:       # behind one the provider wants later, in order
-                if reply is not resend.replies[-1]:
-                    resend.replies.append(reply)
-                    resend.keys.append(key.rsplit(":", 1)[0])
-                continue
-            res = await self._send_one(rt, ch, ctx, reply, payload, key, j)
-            if res.status == "stopped":
-                break
-            if res.status == "retry":
-                resend = Resend(channel=ch.instance_id, contact=contact, replies=[reply],
-                                keys=[key.rsplit(":", 1)[0]], first=j, since=ctx.now)
-                retry_after = res.retry_after
-        if resend is not None:
-            try:
-                await self._queue_resend(rt.slug, resend, retry_after)
-            except Exception as exc:
-                ctx.record("send.failed", code="not_kept", detail=str(exc)[:200])
-        await self.state.record(rt.slug, ctx.events)
+        try:
+            for reply, payload, key, j in items:
+                if resend is not None:       # behind one the provider wants later, in order
+                    if reply is not resend.replies[-1]:
+                        resend.replies.append(reply)
+                        resend.keys.append(key.rsplit(":", 1)[0])
+                    continue
+                res = await self._send_one(rt, ch, ctx, reply, payload, key, j)
+                if res.status == "stopped":
+                    break
+                if res.status == "retry":
+                    resend = Resend(channel=ch.instance_id, contact=contact, replies=[reply],
+                                    keys=[key.rsplit(":", 1)[0]], first=j, since=ctx.now)
+                    retry_after = res.retry_after
+            if resend is not None:
+                session.resend = uuid.uuid4().hex
+                try:
+                    await self._queue_resend(rt.slug, resend, retry_after, session.resend)
+                except Exception as exc:
+                    ctx.record("send.failed", code="not_kept", detail=str(exc)[:200])
+        finally:
+            if lease is None:
+                await self.state.record(rt.slug, ctx.events)
+            else:
+                keep = lease.session is None and not session.stopped
+                await asyncio.shield(self.state.leave(lease, None if keep else session, rt.session_ttl,
+                                                      _encodable(ctx.events), keep=keep))
         self._notify(rt, ch, ctx.events)
 
     # --- sends the provider wants later --------------------------------------------------------
@@ -587,13 +625,20 @@ class Pipeline:
         ctx = Context(tenant=rt.slug, channel=ch.instance_id, channel_type=ch.type, contact=item.contact,
                       session=session, http=self.http, settings=rt.settings, tenant_config=rt.snapshot)
         try:
-            held = "contact_stopped" if session.stopped else \
+            # As it stands now: a turn that ran since the claim may have queued replies behind it.
+            try:
+                item = _resend_dec.decode(await self.state.get_resend(tenant, rid) or b"")
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                item = None
+            held = "" if item is None else "contact_stopped" if session.stopped else \
                 "superseded" if session.last_in > item.since else ""
             if held:
                 for reply in item.replies:
                     ctx.record("message.held", reason=held, text=reply.text[:200])
-            if held or not await self._resend_replies(rt, ch, ctx, item, rid):
+            if item is None or held or not await self._resend_replies(rt, ch, ctx, item, rid):
                 await self.state.drop_resend(tenant, rid)
+                if session.resend == rid:
+                    session.resend = ""
         finally:
             keep = lease.session is None and not ctx.session.stopped
             await asyncio.shield(self.state.leave(lease, None if keep else ctx.session, rt.session_ttl,

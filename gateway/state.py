@@ -348,6 +348,17 @@ class State:
             out.append((tenant, rid, await self.redis.hget(resend_key(tenant), rid)))
         return out
 
+    async def get_resend(self, tenant: str, rid: str) -> bytes | None:
+        """A kept send as it stands now (None when sent or dropped)."""
+        return await self.redis.hget(resend_key(tenant), rid)
+
+    async def update_resend(self, tenant: str, rid: str, item: bytes) -> None:
+        """Change a kept send, due when it was (the caller holds its conversation's lease)."""
+        async with self.redis.pipeline(transaction=True) as p:
+            p.hset(resend_key(tenant), rid, item)
+            p.expire(resend_key(tenant), RESEND_KEEP)
+            await p.execute()
+
     async def drop_resend(self, tenant: str, rid: str) -> None:
         async with self.redis.pipeline(transaction=True) as p:
             p.hdel(resend_key(tenant), rid)

@@ -158,6 +158,8 @@ class Session(msgspec.Struct, array_like=True, omit_defaults=True):
     stopped: bool = False     # the contact opted out on this channel
     extra: dict[str, Any] = {}  # engine-specific state (loop counters, split variants)
     outcome: str = ""         # set when the run ended: completed, converted, abandoned
+    resend: str = ""          # id of replies the provider asked to get later, still waiting:
+                              # a later turn's replies queue behind them
 
 
 class Problem(msgspec.Struct):

@@ -2,6 +2,7 @@
 names that are unknown): one line on stderr and a usage exit status, never a traceback."""
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,15 @@ def test_chat_and_keys_refuse_unknown_flows_and_names_not_utf8(tmp_path, redis_u
         out = run(args, tmp_path, redis_url, stdin=b"bonjour\n")
         assert_usage_error(out, *words)
         assert "Bonjour" not in out.stdout        # nothing ran
+
+
+def test_keys_create_gives_a_tenant_key_the_least_role_unless_told(tmp_path, redis_url):
+    """As the admin API does: a key nobody chose a role for can read, not change."""
+    applied(tmp_path, redis_url)
+    plain = run(["keys", "create", "--tenant", "demo"], tmp_path, redis_url)
+    named = run(["keys", "create", "--tenant", "demo", "--role", "editor", "--name", "CMS"],
+                tmp_path, redis_url)
+    assert plain.returncode == 0 and named.returncode == 0, (plain.stderr, named.stderr)
+    with sqlite3.connect(tmp_path / "var" / "causette.db") as db:
+        rows = dict(db.execute("SELECT id, role || '/' || name FROM api_keys WHERE tenant = 'demo'"))
+    assert rows == {plain.stdout.split("_")[1]: "viewer/", named.stdout.split("_")[1]: "editor/CMS"}

@@ -223,3 +223,22 @@ async def test_wechat_quick_turn_still_answers_inline(gateway, provider, token_e
     gw = await gateway(tenants=[t])
     status, text = await post(gw, message("7101", "你好"), query())
     assert passive(text)["Content"] == "Bonjour !"
+
+
+async def test_wechat_unfollow_seen_by_a_later_send_is_saved_on_the_conversation(
+        gateway, provider, token_endpoint):
+    # The second reply of the turn goes out after the passive answer; WeChat refuses it
+    # because the user unfollowed (43004): the conversation must remember that.
+    gw = await gateway(tenants=[tenant(provider)])
+    provider.answer(200, {"errcode": 43004, "errmsg": "require subscribe"})
+    status, text = await post(gw, message("8001", "hi"), query())
+    assert status == 200 and passive(text)["Content"] == "Bonjour !"
+    await gw.pipeline.drain()
+    async with gw.http.get(f"{gw.url}/admin/v1/tenants/wechat-shop/conversations/wechat-main/{USER}",
+                           headers=gw.admin_headers) as r:
+        conv = await r.json()
+    assert r.status == 200 and conv["session"]["stopped"] is True, conv["session"]
+    assert conv["session"]["node"] == "pick"                  # the turn itself was kept
+    await gw.flush_events()
+    optout = [e.data for e in await gw.store.list_events("wechat-shop") if e.type == "consent.optout"]
+    assert optout == [{"source": "provider", "code": "43004"}]

@@ -317,3 +317,29 @@ async def test_an_endless_retry_after_keeps_the_replies_for_the_longest_wait(gat
     assert await post(gw, body(text("wamid.i1", "soldes"))) == 200
     [(member, due)] = await gw.redis.zrange("cst:resends", 0, -1, withscores=True)
     assert 0 < due / 1000 - time.time() <= 1800        # capped at 30 min
+
+
+async def test_an_agent_reply_does_not_overtake_replies_kept_for_later(gateway, demo_tenant, graph):
+    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)])
+    graph.answer(429, {"error": {"code": 130429, "message": "Rate limit hit"}},
+                 headers={"Retry-After": "0.6"}, times=2)
+    assert await post(gw, body(text("wamid.ag1", "soldes"))) == 200
+    conv_url = f"{gw.url}/admin/v1/tenants/demo/conversations/wa/{ANA}"
+    async with gw.http.post(conv_url + "/reply", json={"agent": "julie", "text": "Ici Julie."},
+                            headers=gw.admin_headers) as r:
+        conv = await r.json()
+    assert r.status == 200 and [e["type"] for e in conv["events"]] == ["send.queued"], conv
+    assert conv["session"]["resend"] == conv["events"][0]["data"]["behind"]
+    assert len(graph.requests) == 2                                  # the two refused tries only
+    for _ in range(100):
+        if len(graph.requests) >= 5 and await gw.redis.zcard("cst:resends") == 0:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    later = [shown(r) for r in sent(graph)[2:]]
+    assert len(later) == 3, later
+    assert later[0].startswith("Bonjour") and later[1][0] == "Pour qui cherchez-vous ?"
+    assert later[2] == "Ici Julie."
+    async with gw.http.get(conv_url, headers=gw.admin_headers) as r:
+        assert (await r.json())["session"].get("resend", "") == ""       # nothing waits any more
+    assert not await gw.redis.exists("cst:{demo}:rs")
