@@ -346,11 +346,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     # Arguments arrive with surrogate escapes for bytes that are not UTF-8: names and addresses
     # would then fail deep down, where Redis or SQLite encodes them. File paths may be any bytes.
-    for name in ("tenant", "contact", "flow"):
+    for name in ("tenant", "contact", "flow", "name"):
         value = getattr(args, name, None)
         if isinstance(value, str) and _text(value) != value:
             print(f"causette: {name} {value!r} is not UTF-8", file=sys.stderr)
             return 2
+    if len(getattr(args, "name", "") or "") > 100:     # as the admin API's KeyCreate
+        print("causette: name is longer than 100 characters", file=sys.stderr)
+        return 2
     if args.cmd == "serve":
         try:
             import uvloop  # type: ignore

@@ -63,8 +63,10 @@ def _encodable(events: list[Event]) -> list[Event]:
 
 class _Sink(list):
     """The payloads a webhook answers with (TwiML, WeChat's passive XML). Closed when the
-    webhook had to answer before the turn ended: later payloads go through the API."""
+    webhook answered before the turn ended: later payloads go through the API. With a
+    deadline, `ready` tells the webhook to answer now (the sink is full)."""
     closed = False
+    ready: "asyncio.Future[None] | None" = None
 
 
 class TenantMismatch(ValueError):
@@ -99,14 +101,18 @@ class Pipeline:
         # The provider drops the webhook after a few seconds (WeChat: 5) and its retries get
         # only the dedup answer: past the deadline, answer with what is ready and let the turn
         # send the rest through the provider's API when it ends.
+        # When the sink is full the webhook answers at once and the turn sends the rest itself,
+        # under the conversation's lease, before the contact's next message runs.
+        ready = sink.ready = asyncio.get_running_loop().create_future()
         task = asyncio.ensure_future(self._handle(rt, ch, messages, sink))
+        task.add_done_callback(lambda _: ready.done() or ready.set_result(None))
         try:
-            done, _ = await asyncio.wait((task,), timeout=deadline)
+            await asyncio.wait((ready,), timeout=deadline)
         except asyncio.CancelledError:     # the webhook went away: the turn goes on, tracked
             self._tasks.add(task)
             task.add_done_callback(self._late)
             raise
-        if task in done:
+        if task.done():
             return task.result()
         sink.closed = True
         self._tasks.add(task)
@@ -202,6 +208,16 @@ class Pipeline:
             else:
                 replies, wait = await self._run(rt, ch, ctx, msg, extra)
             await self._deliver(rt, ch, ctx, replies, sink, native_id)
+            resend = ctx.meta.get("resend")
+            if resend is not None:
+                # Kept before the session that names it is saved and the conversation handed
+                # over: the next turn must find it to queue behind it.
+                try:
+                    await self._queue_resend(rt.slug, *resend)
+                except Exception as exc:  # the webhook must still get its 2xx
+                    log.warning("tenant %s: replies to send later not kept: %s", rt.slug, exc)
+                    ctx.record("send.failed", code="not_kept", detail=str(exc)[:200])
+                    ctx.session.resend = ""
         except BaseException:
             # Nothing half-written: release the conversation and forget the message id, so
             # the provider's retry of this webhook runs the turn again from the saved state
@@ -227,19 +243,12 @@ class Pipeline:
             log.warning("tenant %s: lease on %s:%s expired mid-turn; turn dropped", rt.slug,
                         ch.instance_id, contact)
         self.turns += 1
-        resend = ctx.meta.get("resend")
-        if resend is not None and saved:
-            try:
-                await self._queue_resend(rt.slug, *resend)
-            except Exception as exc:    # the turn is saved: its webhook must still get its 2xx
-                log.warning("tenant %s: replies to send later not kept: %s", rt.slug, exc)
-                ctx.record("send.failed", code="not_kept", detail=str(exc)[:200])
         self._notify(rt, ch, ctx.events)
         if extra is not None and "events_out" in extra:
             extra["events_out"].extend(ctx.events)
         deferred = ctx.meta.get("deferred")
         if deferred and saved:
-            self._spawn(self._send_deferred(rt, ch, contact, native_id, deferred))
+            self._spawn(self._send_deferred(rt, ch, contact, native_id, ctx.now, deferred))
         return saved
 
     async def _run(self, rt: TenantRuntime, ch: Channel, ctx: Context, msg: InboundMessage | None,
@@ -428,7 +437,9 @@ class Pipeline:
         s = ctx.session
         window = ch.capabilities.window_hours * 3600
         chain = self.host.chain("outbound_message", rt.enabled)
-        resend, kept = await self._waiting_resend(rt, ctx) if s.resend else (None, False)
+        pending = await self._waiting_resend(rt, ctx) if s.resend else None
+        resend = pending[0] if pending is not None else None
+        queued = 0
         for i, reply in enumerate(replies):
             held = ""
             for plugin, fn, argnames in chain:
@@ -452,8 +463,9 @@ class Pipeline:
             if resend is not None:      # an earlier reply waits for the provider: this one follows it
                 resend.replies.append(reply)
                 resend.keys.append(f"{key}:{i}")
-                if kept:
+                if pending is not None:
                     ctx.record("send.queued", text=reply.text[:200], behind=s.resend)
+                    queued += 1
                 s.msgs += 1
                 continue
             try:
@@ -467,11 +479,15 @@ class Pipeline:
                     sink.append(payload)
                     self._record_send(ctx, reply, j, _INLINE)
                     continue
-                if sink is not None and (not sink.closed or "deferred" in ctx.meta):
-                    # The webhook answers first; the rest goes out right after, in order. (Past
-                    # its deadline it has answered already: the rest goes out from here.)
-                    ctx.meta.setdefault("deferred", []).append((reply, payload, f"{key}:{i}:{j}", j))
-                    continue
+                if sink is not None and not sink.closed:
+                    if sink.ready is None:
+                        # The webhook answers when the turn ends; the rest goes out right after.
+                        ctx.meta.setdefault("deferred", []).append((reply, payload, f"{key}:{i}:{j}", j))
+                        continue
+                    sink.closed = True           # full: the webhook answers now ...
+                    if not sink.ready.done():
+                        sink.ready.set_result(None)
+                    await asyncio.sleep(0)      # ... before the rest goes out, from here
                 res = await self._send_one(rt, ch, ctx, reply, payload, f"{key}:{i}:{j}", j)
                 if res.status == "retry":
                     resend = Resend(channel=ch.instance_id, contact=ctx.contact, replies=[reply],
@@ -482,23 +498,49 @@ class Pipeline:
                 if res.status == "stopped":
                     break
             s.msgs += 1
-        if kept:
-            await self.state.update_resend(rt.slug, s.resend, _enc.encode(resend))
+        if queued and pending is not None:
+            await self._queue_behind(rt, ctx, pending[1], pending[0], queued)
 
-    async def _waiting_resend(self, rt: TenantRuntime, ctx: Context) -> tuple[Resend | None, bool]:
-        """The replies of an earlier turn that still wait for the provider, which this turn's
-        replies must follow (a reminder, an agent's reply), read under the conversation's
-        lease. A message from the contact supersedes them instead: they are dropped when due."""
+    async def _waiting_resend(self, rt: TenantRuntime, ctx: Context) -> tuple[Resend, bytes] | None:
+        """The replies of an earlier turn that still wait for the provider (and their stored
+        form), which this turn's replies must follow (a reminder, an agent's reply), read under
+        the conversation's lease. A message from the contact supersedes them instead: the
+        bot's replies among them are dropped when due."""
         s = ctx.session
         if ctx.meta["reason"] != "message":
+            raw = await self.state.get_resend(rt.slug, s.resend)
             try:
-                item = _resend_dec.decode(await self.state.get_resend(rt.slug, s.resend) or b"")
+                item = _resend_dec.decode(raw) if raw else None
             except (msgspec.DecodeError, msgspec.ValidationError):
                 item = None
-            if item is not None and item.channel == ctx.channel and item.contact == ctx.contact:
-                return item, True
+            if raw and item is not None and item.channel == ctx.channel and item.contact == ctx.contact:
+                return item, raw
         s.resend = ""
-        return None, False
+        return None
+
+    async def _queue_behind(self, rt: TenantRuntime, ctx: Context, seen: bytes, item: Resend,
+                            n: int) -> None:
+        """Store the kept send with this turn's last `n` replies added. Its sender may have
+        outlived its lease and changed it meanwhile: then add them to what it left, or, when
+        it has sent everything, keep them as a send of their own, due now."""
+        rid, replies, keys = ctx.session.resend, item.replies[-n:], item.keys[-n:]
+        then, due = item, None
+        while True:
+            ok, now = await self.state.swap_resend(rt.slug, rid, seen, _enc.encode(then), due)
+            if ok:
+                return
+            try:
+                cur = _resend_dec.decode(now) if now else None
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                cur = None
+            if cur is None:
+                then = Resend(channel=ctx.channel, contact=ctx.contact, replies=replies, keys=keys,
+                              since=ctx.now)
+                due = time.time()
+            else:
+                then, due = msgspec.structs.replace(cur, replies=cur.replies + replies,
+                                                    keys=cur.keys + keys), None
+            seen = now
 
     async def _send_one(self, rt: TenantRuntime, ch: Channel, ctx: Context, reply: Reply,
                         payload: Any, key: str, j: int) -> SendResult:
@@ -542,10 +584,11 @@ class Pipeline:
         ctx.record("message.out" if res.status == "sent" else "send." + res.status, **data)
 
     async def _send_deferred(self, rt: TenantRuntime, ch: Channel, contact: str, turn_key: str,
-                             items: list[tuple[Reply, Any, str, int]]) -> None:
-        """Send what did not fit in a webhook's inline answer, once the webhook has answered:
-        as a turn of the conversation, under its lease, so what the provider says (a contact
-        who stopped us, a send to try later) is saved and the next turn's replies follow."""
+                             since: float, items: list[tuple[Reply, Any, str, int]]) -> None:
+        """Send what did not fit in a webhook's inline answer (more payloads than TwiML's ten),
+        once the webhook has answered: as a turn of the conversation, under its lease, so what
+        the provider says (a contact who stopped us, a send to try later) is saved. A message
+        from the contact that got in first supersedes them (`message.held`)."""
         try:
             lease = await self.state.enter(rt.slug, ch.instance_id, contact, f"deferred:{turn_key}")
         except Duplicate:
@@ -558,6 +601,10 @@ class Pipeline:
         resend: Resend | None = None
         retry_after = 0.0
         try:
+            if session.last_in > since:
+                for reply in dict.fromkeys(r for r, _, _, _ in items):
+                    ctx.record("message.held", reason="superseded", text=reply.text[:200])
+                items = []
             for reply, payload, key, j in items:
                 if resend is not None:       # behind one the provider wants later, in order
                     if reply is not resend.replies[-1]:
@@ -569,40 +616,45 @@ class Pipeline:
                     break
                 if res.status == "retry":
                     resend = Resend(channel=ch.instance_id, contact=contact, replies=[reply],
-                                    keys=[key.rsplit(":", 1)[0]], first=j, since=ctx.now)
+                                    keys=[key.rsplit(":", 1)[0]], first=j, since=since)
                     retry_after = res.retry_after
             if resend is not None:
-                session.resend = uuid.uuid4().hex
+                rid = uuid.uuid4().hex
                 try:
-                    await self._queue_resend(rt.slug, resend, retry_after, session.resend)
+                    await self._queue_resend(rt.slug, resend, retry_after, rid)
+                    # A turn that ran meanwhile (a reminder) may name a send of its own.
+                    session.resend = session.resend or rid
                 except Exception as exc:
                     ctx.record("send.failed", code="not_kept", detail=str(exc)[:200])
         finally:
             if lease is None:
                 await self.state.record(rt.slug, ctx.events)
             else:
-                keep = lease.session is None and not session.stopped
+                keep = lease.session is None and not session.stopped and not session.resend
                 await asyncio.shield(self.state.leave(lease, None if keep else session, rt.session_ttl,
                                                       _encodable(ctx.events), keep=keep))
         self._notify(rt, ch, ctx.events)
 
     # --- sends the provider wants later --------------------------------------------------------
-    async def _queue_resend(self, tenant: str, item: Resend, retry_after: float, rid: str = "") -> None:
+    @staticmethod
+    def _resend_due(item: Resend, retry_after: float) -> float:
         # The provider's wait first; from the second try on, at least a doubling backoff
         # (channels fill in an estimate when the provider gives none, so it never doubled).
         floor = RESEND_BACKOFF * 2 ** (item.attempt - 2) if item.attempt > 1 else 0.0
         wait = retry_after if math.isfinite(retry_after) else RESEND_MAX_WAIT
-        delay = min(max(wait, floor, 0.0), RESEND_MAX_WAIT)
-        await self.state.queue_resend(tenant, rid or uuid.uuid4().hex, _enc.encode(item),
-                                      time.time() + delay)
+        return time.time() + min(max(wait, floor, 0.0), RESEND_MAX_WAIT)
+
+    async def _queue_resend(self, tenant: str, item: Resend, retry_after: float, rid: str) -> None:
+        await self.state.queue_resend(tenant, rid, _enc.encode(item), self._resend_due(item, retry_after))
 
     async def resend(self, tenant: str, rid: str, raw: bytes | None) -> bool:
         """Try again, in order, the replies a provider asked to get later (the timer loop calls
         it when they are due). It runs as a turn of the conversation: under its lease, after
         any turn running, saving what the provider said (a contact who stopped us). The lease's
         dedup mark, `resend:<id>:<attempt>`, makes one process send it even when another
-        claims it again. Replies are dropped, each recorded as `message.held`, when the contact
-        has written since (`superseded`: the conversation moved on) or stopped us."""
+        claims it again. When the contact has written since (`superseded`: the conversation
+        moved on) the bot's replies are dropped, and all of them when the contact stopped us,
+        each recorded as `message.held`; an agent's replies still go."""
         try:
             item = _resend_dec.decode(raw) if raw else None
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -626,22 +678,16 @@ class Pipeline:
                       session=session, http=self.http, settings=rt.settings, tenant_config=rt.snapshot)
         try:
             # As it stands now: a turn that ran since the claim may have queued replies behind it.
+            raw = await self.state.get_resend(tenant, rid)
             try:
-                item = _resend_dec.decode(await self.state.get_resend(tenant, rid) or b"")
+                item = _resend_dec.decode(raw) if raw else None
             except (msgspec.DecodeError, msgspec.ValidationError):
                 item = None
-            held = "" if item is None else "contact_stopped" if session.stopped else \
-                "superseded" if session.last_in > item.since else ""
-            if held:
-                for reply in item.replies:
-                    ctx.record("message.held", reason=held, text=reply.text[:200])
-            if item is None or held or not await self._resend_replies(rt, ch, ctx, item, rid):
-                await self.state.drop_resend(tenant, rid)
-                if session.resend == rid:
-                    session.resend = ""
+            then = None if item is None else await self._resend_replies(rt, ch, ctx, item)
+            await self._settle_resend(rt, ctx, rid, raw, item, then)
         finally:
-            keep = lease.session is None and not ctx.session.stopped
-            await asyncio.shield(self.state.leave(lease, None if keep else ctx.session, rt.session_ttl,
+            keep = lease.session is None and not session.stopped and not session.resend
+            await asyncio.shield(self.state.leave(lease, None if keep else session, rt.session_ttl,
                                                   _encodable(ctx.events), keep=keep))
         self._notify(rt, ch, ctx.events)
         return True
@@ -655,10 +701,20 @@ class Pipeline:
                 log.warning("resend %s/%s failed: %s", tenant, rid, exc)
         self._spawn(run())
 
-    async def _resend_replies(self, rt: TenantRuntime, ch: Channel, ctx: Context, item: Resend,
-                              rid: str) -> bool:
-        """Send the kept replies; True when the provider refused again and they are kept for
-        another try."""
+    async def _resend_replies(self, rt: TenantRuntime, ch: Channel, ctx: Context,
+                              item: Resend) -> tuple[Resend, float] | None:
+        """Send the kept replies that still should go; returns what the provider refused again
+        (kept for another try, with its Retry-After), else None."""
+        s = ctx.session
+        if s.stopped or s.last_in > item.since:
+            why = "contact_stopped" if s.stopped else "superseded"
+            go = [n for n, r in enumerate(item.replies) if r.from_agent and not s.stopped]
+            for n, reply in enumerate(item.replies):
+                if n not in go:
+                    ctx.record("message.held", reason=why, text=reply.text[:200])
+            item = msgspec.structs.replace(
+                item, replies=[item.replies[n] for n in go], keys=[item.keys[n] for n in go],
+                first=item.first if go and go[0] == 0 else 0)
         for n, (reply, key) in enumerate(zip(item.replies, item.keys)):
             try:
                 payloads = ch.render(reply)
@@ -670,18 +726,46 @@ class Pipeline:
                 if res.status == "stopped":
                     for gone in item.replies[n + 1:]:
                         ctx.record("message.held", reason="contact_stopped", text=gone.text[:200])
-                    return False
+                    return None
                 if res.status == "retry":
                     if item.attempt + 1 >= MAX_RESENDS:      # this try was the last allowed
                         for gone in item.replies[n:]:
                             ctx.record("send.failed", code="gave_up", attempts=item.attempt + 1,
                                        text=gone.text[:200])
-                        return False
-                    again = msgspec.structs.replace(item, replies=item.replies[n:], keys=item.keys[n:],
-                                                    first=j, attempt=item.attempt + 1)
-                    await self._queue_resend(rt.slug, again, res.retry_after, rid)
-                    return True
-        return False
+                        return None
+                    return msgspec.structs.replace(item, replies=item.replies[n:], keys=item.keys[n:],
+                                                   first=j, attempt=item.attempt + 1), res.retry_after
+        return None
+
+    async def _settle_resend(self, rt: TenantRuntime, ctx: Context, rid: str, seen: bytes | None,
+                             sent: Resend | None, then: tuple[Resend, float] | None) -> None:
+        """Keep what is left of a kept send after a try (`then`), or drop it. A send that
+        outlived its lease may find replies queued behind it meanwhile: they are kept too."""
+        while True:
+            item = then[0] if then is not None else None
+            due = self._resend_due(*then) if then is not None else None
+            ok, now = await self.state.swap_resend(rt.slug, rid, seen,
+                                                   _enc.encode(item) if item is not None else None, due)
+            if ok:
+                break
+            try:
+                cur = _resend_dec.decode(now) if now else None
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                cur = None
+            if cur is None or sent is None:
+                break            # gone (or unreadable) meanwhile: nothing of ours to keep
+            more = len(cur.replies) - len(sent.replies)
+            if more > 0:
+                extra_r, extra_k = cur.replies[-more:], cur.keys[-more:]
+                if item is not None:
+                    then = (msgspec.structs.replace(item, replies=item.replies + extra_r,
+                                                    keys=item.keys + extra_k), then[1])
+                else:
+                    then = (msgspec.structs.replace(cur, replies=extra_r, keys=extra_k, first=0,
+                                                    attempt=1), 0.0)
+            seen, sent = now, cur
+        if (then is None) and ctx.session.resend == rid:
+            ctx.session.resend = ""
 
     async def _fallback(self, rt: TenantRuntime, ch: Channel, ctx: Context, reply: Reply,
                         key: str, failed: SendResult) -> tuple[SendResult, str]:

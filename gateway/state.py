@@ -352,12 +352,34 @@ class State:
         """A kept send as it stands now (None when sent or dropped)."""
         return await self.redis.hget(resend_key(tenant), rid)
 
-    async def update_resend(self, tenant: str, rid: str, item: bytes) -> None:
-        """Change a kept send, due when it was (the caller holds its conversation's lease)."""
+    async def swap_resend(self, tenant: str, rid: str, seen: bytes | None, then: bytes | None,
+                          due: float | None = None) -> tuple[bool, bytes | None]:
+        """Replace a kept send that is still `seen` (None: absent) with `then`, due at `due`
+        (None: when it was), or drop it when `then` is None. A sender that outlived its lease
+        and a turn queueing replies behind it can meet here: the loser gets (False, the kept
+        send as it is now) to merge and try again; (True, None) when written."""
+        key, member = resend_key(tenant), f"{tenant}{SEP}{rid}"
         async with self.redis.pipeline(transaction=True) as p:
-            p.hset(resend_key(tenant), rid, item)
-            p.expire(resend_key(tenant), RESEND_KEEP)
-            await p.execute()
+            while True:
+                try:
+                    await p.watch(key)
+                    now = await p.hget(key, rid)
+                    if now != seen:
+                        await p.unwatch()
+                        return False, now
+                    p.multi()
+                    if then is None:
+                        p.hdel(key, rid)
+                        p.zrem(RESENDS, member)
+                    else:
+                        p.hset(key, rid, then)
+                        p.expire(key, RESEND_KEEP)
+                        if due is not None:
+                            p.zadd(RESENDS, {member: int(due * 1000)})
+                    await p.execute()
+                    return True, None
+                except aioredis.WatchError:
+                    continue      # another send of the tenant changed the hash: look again
 
     async def drop_resend(self, tenant: str, rid: str) -> None:
         async with self.redis.pipeline(transaction=True) as p:

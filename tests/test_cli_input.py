@@ -107,6 +107,8 @@ def test_chat_and_keys_refuse_unknown_flows_and_names_not_utf8(tmp_path, redis_u
         (["chat", "demo", "--contact", b"caf\xe9"], ["contact", "not UTF-8"]),
         (["chat", "demo", "--flow", b"caf\xe9"], ["flow", "not UTF-8"]),
         (["keys", "create", "--tenant", b"d\xe9mo"], ["tenant", "not UTF-8"]),
+        (["keys", "create", "--tenant", "demo", "--name", b"caf\xe9"], ["name", "not UTF-8"]),
+        (["keys", "create", "--tenant", "demo", "--name", "x" * 101], ["name", "longer than 100"]),
     ]:
         out = run(args, tmp_path, redis_url, stdin=b"bonjour\n")
         assert_usage_error(out, *words)

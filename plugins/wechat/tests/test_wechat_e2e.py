@@ -242,3 +242,46 @@ async def test_wechat_unfollow_seen_by_a_later_send_is_saved_on_the_conversation
     await gw.flush_events()
     optout = [e.data for e in await gw.store.list_events("wechat-shop") if e.type == "consent.optout"]
     assert optout == [{"source": "provider", "code": "43004"}]
+
+
+class Pause(Step):
+    name = "test.pause"
+
+    async def run(self, ctx, args):
+        await asyncio.sleep(0.8)
+        return StepResult()
+
+
+class PauseStep:
+    @hookimpl
+    def register_steps(self):
+        return [Pause()]
+
+
+async def test_wechat_replies_after_the_passive_one_go_before_the_next_turns(gateway, provider, token_endpoint):
+    # The contact answers while the turn still runs: the question the turn sends through
+    # the API must reach the contact before the answer to that answer.
+    from aiohttp import web
+    t = tenant(provider)
+    t["plugins"]["pause"] = {}
+    flow = json.loads(json.dumps(QUIZ))
+    flow["nodes"]["hello"]["next"] = "look"
+    flow["nodes"]["look"] = {"type": "step", "step": "test.pause", "next": "pick"}
+    t["flows"] = [flow]
+    gw = await gateway(tenants=[t], plugins=[("pause", PauseStep())])
+    seen = []
+
+    async def custom_send(request, body):
+        seen.append(json.loads(body)["text"]["content"].split("\n")[0])
+        return web.json_response({"errcode": 0, "errmsg": "ok"})
+    provider.routes["/cgi-bin/message/custom/send"] = custom_send
+
+    async def say(mid, text):
+        _, xml = await post(gw, message(mid, text), query())
+        seen.append(passive(xml)["Content"] if xml != "success" else None)
+
+    first = asyncio.ensure_future(say("9001", "hi"))
+    await asyncio.sleep(0.3)
+    await asyncio.gather(first, say("9002", "1"))
+    await gw.pipeline.drain()
+    assert seen.index("Femme ou homme ?") < seen.index("Merci, c'est noté."), seen

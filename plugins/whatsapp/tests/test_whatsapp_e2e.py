@@ -343,3 +343,72 @@ async def test_an_agent_reply_does_not_overtake_replies_kept_for_later(gateway, 
     async with gw.http.get(conv_url, headers=gw.admin_headers) as r:
         assert (await r.json())["session"].get("resend", "") == ""       # nothing waits any more
     assert not await gw.redis.exists("cst:{demo}:rs")
+
+
+async def agent_reply(gw, text: str) -> dict:
+    url = f"{gw.url}/admin/v1/tenants/demo/conversations/wa/{ANA}/reply"
+    async with gw.http.post(url, json={"agent": "julie", "text": text}, headers=gw.admin_headers) as r:
+        assert r.status == 200
+        return await r.json()
+
+
+async def settled(gw, graph, n: int) -> list:
+    for _ in range(100):
+        if len(graph.requests) >= n and await gw.redis.zcard("cst:resends") == 0:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    return [shown(r) for r in sent(graph)]
+
+
+async def test_a_contact_message_drops_the_bots_kept_replies_but_not_the_agents(gateway, demo_tenant, graph):
+    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)])
+    graph.answer(429, {"error": {"code": 130429, "message": "Rate limit hit"}},
+                 headers={"Retry-After": "0.6"}, times=2)
+    assert await post(gw, body(text("wamid.sa1", "soldes"))) == 200
+    conv = await agent_reply(gw, "Ici Julie.")
+    assert [e["type"] for e in conv["events"]] == ["send.queued"]
+    assert await post(gw, body(text("wamid.sa2", "zut"))) == 200        # the contact writes
+    texts = await settled(gw, graph, 4)
+    assert texts.count("Ici Julie.") == 1 and not any(
+        isinstance(t, str) and t.startswith("Bonjour") for t in texts[2:3]), texts
+    await gw.flush_events()
+    held = [e.data["text"] for e in await gw.store.list_events("demo") if e.type == "message.held"]
+    assert len(held) == 2 and "Ici Julie." not in held                 # the bot's two replies
+
+
+async def test_a_turn_waiting_for_the_lease_finds_the_send_its_turn_kept(gateway, demo_tenant, graph):
+    # Keeping the send is slow here (as another gateway would see the gap): the agent's
+    # reply, waiting for the conversation, must still queue behind it, not overtake it.
+    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)])
+    graph.answer(429, {"error": {"code": 130429, "message": "Rate limit hit"}},
+                 headers={"Retry-After": "0.3"}, times=2)
+    keep = gw.pipeline._queue_resend
+
+    async def slowly(*args):
+        await asyncio.sleep(0.3)
+        await keep(*args)
+    gw.pipeline._queue_resend = slowly
+    turn = asyncio.ensure_future(post(gw, body(text("wamid.gap1", "soldes"))))
+    await asyncio.sleep(0.15)
+    await agent_reply(gw, "Ici Julie.")
+    assert await turn == 200
+    texts = await settled(gw, graph, 5)
+    assert texts[-1] == "Ici Julie." and len(texts) == 5, texts
+
+
+async def test_a_reply_queued_behind_a_send_that_outlived_its_lease_is_kept(gateway, demo_tenant, graph):
+    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)], lock_ttl=0.5)
+    graph.answer(429, {"error": {"code": 130429, "message": "Rate limit hit"}},
+                 headers={"Retry-After": "0.3"}, times=2)
+    graph.answer(200, {"messaging_product": "whatsapp", "messages": [{"id": "wamid.slow"}]}, delay=1.6)
+    assert await post(gw, body(text("wamid.ol1", "soldes"))) == 200
+    for _ in range(100):                  # the kept send is being sent, slowly ...
+        if len(graph.requests) >= 3:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.7)              # ... past its lease: the agent's turn gets in
+    assert [e["type"] for e in (await agent_reply(gw, "Ici Julie."))["events"]] == ["send.queued"]
+    await asyncio.sleep(1.5)
+    texts = await settled(gw, graph, 5)
+    assert texts.count("Ici Julie.") == 1 and texts[-1] == "Ici Julie.", texts
