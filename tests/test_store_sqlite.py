@@ -11,6 +11,10 @@ from gateway.store import Conflict, NotFound, PreconditionFailed, Store, TenantI
 from gateway.store.migrations import MIGRATIONS
 from gateway.types import Event
 
+# Stream ids are Redis' clock in ms: events stamped before their tenant was created are not
+# its own (a deleted tenant's, in flight), so the ids here come after any test's tenants.
+S = "999999999999"
+
 SECRET = "tok-SEKRIT-4f9a1c"
 
 
@@ -125,7 +129,7 @@ async def test_every_read_and_write_is_scoped_by_tenant(store):
     assert (await store.get_flow_version("bravo", "welcome", 1)) is not None
     # deleting a tenant takes its data and only its data
     ev = Event(type="message.in", tenant="bravo", channel="web", contact="v1", ts=1.0)
-    await store.insert_events([("1-0", ev), ("1-1", Event(type="message.in", tenant="acme", channel="web",
+    await store.insert_events([(S + "1-0", ev), (S + "1-1", Event(type="message.in", tenant="acme", channel="web",
                                                           contact="v1", ts=1.0))])
     assert await store.delete_tenant("bravo")
     assert await store.tenant_snapshot("bravo") is None
@@ -180,12 +184,12 @@ async def test_concurrent_draft_writes_with_one_etag_let_exactly_one_win(store):
 
 async def test_events_are_idempotent_and_feed_contacts_and_consent(store):
     await store.create_tenant(TenantInfo(slug="acme", name="Acme"))
-    rows = [("1-0", Event(type="message.in", tenant="acme", channel="wa", contact="+33600000001", ts=10.0,
+    rows = [(S + "1-0", Event(type="message.in", tenant="acme", channel="wa", contact="+33600000001", ts=10.0,
                           data={"text": "soldes", "profile": {"first_name": "Léa"}})),
-            ("1-1", Event(type="message.out", tenant="acme", channel="wa", contact="+33600000001", ts=11.0)),
-            ("1-2", Event(type="consent.optout", tenant="acme", channel="wa", contact="+33600000001", ts=12.0,
+            (S + "1-1", Event(type="message.out", tenant="acme", channel="wa", contact="+33600000001", ts=11.0)),
+            (S + "1-2", Event(type="consent.optout", tenant="acme", channel="wa", contact="+33600000001", ts=12.0,
                           data={"source": "STOP"})),
-            ("1-3", Event(type="message.in", tenant="gone", channel="wa", contact="x", ts=1.0))]
+            (S + "1-3", Event(type="message.in", tenant="gone", channel="wa", contact="x", ts=1.0))]
     assert await store.insert_events(rows + rows[:1]) == 3   # a repeat inside a batch counts once
     assert await store.insert_events(rows) == 0           # a replayed batch adds nothing
     c = await store.get_contact("acme", "wa", "+33600000001")
@@ -193,22 +197,22 @@ async def test_events_are_idempotent_and_feed_contacts_and_consent(store):
     assert c.consent == {"wa": "optout"} and c.last_seen == 12.0
     ledger = await store.consent_ledger("acme", c.id)
     assert [(e.status, e.source) for e in ledger] == [("optout", "STOP")]
-    await store.insert_events([("2-0", Event(type="message.in", tenant="acme", channel="wa",
+    await store.insert_events([(S + "2-0", Event(type="message.in", tenant="acme", channel="wa",
                                              contact="+33600000001", ts=20.0))])
     known = await store.get_contact("acme", "wa", "+33600000001")
     assert known.id == c.id and known.last_seen == 20.0        # a known contact, touched
     # a known contact and a new one in one batch: the new one is created, both are touched
     await store.insert_events([
-        ("3-0", Event(type="message.in", tenant="acme", channel="wa", contact="+33600000001", ts=30.0)),
-        ("4-0", Event(type="message.in", tenant="acme", channel="wa", contact="+33600000002", ts=31.0,
+        (S + "3-0", Event(type="message.in", tenant="acme", channel="wa", contact="+33600000001", ts=30.0)),
+        (S + "4-0", Event(type="message.in", tenant="acme", channel="wa", contact="+33600000002", ts=31.0,
                       data={"profile": {"first_name": "Noé"}}))])
     assert (await store.get_contact("acme", "wa", "+33600000001")).last_seen == 30.0
     new = await store.get_contact("acme", "wa", "+33600000002")
     assert new.attributes == {"first_name": "Noé"} and new.last_seen == 31.0
-    await store.insert_events([("5-0", Event(type="message.in", tenant="acme", channel="wa",
+    await store.insert_events([(S + "5-0", Event(type="message.in", tenant="acme", channel="wa",
                                              contact="+33600000001", ts=29.0))])
     assert (await store.get_contact("acme", "wa", "+33600000001")).last_seen == 30.0   # never back
-    await store.insert_events([(f"6-0/{n}" if n else "6-0", Event(type="message.out", tenant="acme", channel="wa",
+    await store.insert_events([(S + (f"6-0/{n}" if n else "6-0"), Event(type="message.out", tenant="acme", channel="wa",
                                                                     contact="+33600000002", ts=40.0, data={"n": n}))
                                for n in range(12)])
     outs = [e for e in await store.list_events("acme", contact="+33600000002") if e.type == "message.out"]
@@ -224,15 +228,15 @@ async def test_a_known_contacts_message_writes_no_contact_row(store, tmp_path):
     await store.create_tenant(TenantInfo(slug="acme", name="Acme"))
     await store.create_tenant(TenantInfo(slug="zeta", name="Zeta"))
     first = Event(type="message.in", tenant="acme", channel="wa", contact="+33600000001", ts=10.0)
-    await store.insert_events([("1-0", first)])
+    await store.insert_events([(S + "1-0", first)])
     db = sqlite3.connect(tmp_path / "c.db")
     stored = db.execute("SELECT id, last_seen FROM contacts WHERE tenant = 'acme'").fetchall()
     assert [r[1] for r in stored] == [10.0]
     await store.insert_events([
-        ("2-0", Event(type="message.in", tenant="acme", channel="wa", contact="+33600000001", ts=20.0)),
-        ("2-0/1", Event(type="message.out", tenant="acme", channel="wa", contact="+33600000001", ts=25.0)),
+        (S + "2-0", Event(type="message.in", tenant="acme", channel="wa", contact="+33600000001", ts=20.0)),
+        (S + "2-0/1", Event(type="message.out", tenant="acme", channel="wa", contact="+33600000001", ts=25.0)),
         # the same address at another tenant is another contact, and doesn't move acme's
-        ("3-0", Event(type="message.in", tenant="zeta", channel="wa", contact="+33600000001", ts=40.0))])
+        (S + "3-0", Event(type="message.in", tenant="zeta", channel="wa", contact="+33600000001", ts=40.0))])
     assert db.execute("SELECT id, last_seen FROM contacts WHERE tenant = 'acme'").fetchall() == stored
     c = await store.get_contact("acme", "wa", "+33600000001")
     assert c.id == stored[0][0] and c.last_seen == 20.0        # a message out is not "seen"

@@ -69,3 +69,25 @@ async def test_the_second_purge_spares_a_tenant_created_again_meanwhile(gateway,
     assert (await post(gw, "acme", {"id": "n1", "sender": "c9", "text": "salut"}))[0] == 200
     await asyncio.sleep(2.0)       # past the lease (0.5 s) and the second purge
     assert "cst:{acme}:c:wire:c9:s" in await keys(gw, "acme")
+
+
+async def test_events_in_flight_from_a_deleted_tenant_never_reach_one_created_again(gateway, provider):
+    # A flusher read the old tenant's events just before the deletion and writes them after
+    # the slug was created again: Redis stamped them before the new tenant existed.
+    from gateway.types import Event
+    gw = await gateway(tenants=[tenant("acme", provider)], plugins=[("wire", WirePlugin())],
+                       flush_interval=60)
+    seconds, micros = await gw.redis.time()          # Redis' clock, as XADD stamps entries
+    old_sid = f"{seconds * 1000 + micros // 1000}-0"
+    async with gw.http.delete(f"{gw.url}/admin/v1/tenants/acme", headers=gw.admin_headers) as r:
+        assert r.status == 204
+    await asyncio.sleep(2.1)      # past the margin for Redis' clock against the store's
+    async with gw.http.put(f"{gw.url}/admin/v1/tenants/acme", json=tenant("acme", provider),
+                           headers=gw.admin_headers) as r:
+        assert r.status == 201
+    stale = Event(type="message.in", tenant="acme", channel="wire", contact="old", ts=1.0)
+    seconds, micros = await gw.redis.time()
+    fresh = Event(type="message.in", tenant="acme", channel="wire", contact="new", ts=1.0)
+    fresh_sid = f"{seconds * 1000 + micros // 1000}-0"
+    assert await gw.store.insert_events([(old_sid, stale), (fresh_sid, fresh)]) == 1
+    assert [e.contact for e in await gw.store.list_events("acme")] == ["new"]

@@ -36,6 +36,7 @@ from .records import (ChannelRecord, ConsentEntry, Contact, FlowRecord, KeyInfo,
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()
 KEY_PREFIX = "cst"
+EVENT_CLOCK_MARGIN = 2.0   # seconds Redis' clock may lag the store's when stamping events
 
 
 class StoreError(Exception):
@@ -670,12 +671,16 @@ class Store:
             return 0
         async with self._tx(events=True) as db:
             slugs = sorted({ev.tenant for _, ev in rows})
-            known: set[str] = set()
+            born: dict[str, float] = {}
             for chunk in _chunks(slugs):
-                known.update(r[0] for r in await db.execute_fetchall(
-                    f"SELECT slug FROM tenants WHERE slug IN ({','.join('?' * len(chunk))})", chunk))
-            # Events of a tenant deleted while they were in flight are dropped.
-            rows = [(sid, ev) for sid, ev in rows if ev.tenant in known]
+                born.update(await db.execute_fetchall(
+                    f"SELECT slug, created_at FROM tenants WHERE slug IN ({','.join('?' * len(chunk))})",
+                    chunk))
+            # Events of a tenant deleted while they were in flight are dropped, also when a
+            # tenant of the same slug was created meanwhile: Redis stamped them (the stream id,
+            # in ms of its clock) before that tenant was born.
+            rows = [(sid, ev) for sid, ev in rows if ev.tenant in born and
+                    int(sid.partition("-")[0]) >= (born[ev.tenant] - EVENT_CLOCK_MARGIN) * 1000]
             # The key (tenant, stream_id) makes a redelivered batch a no-op; `changes` says how
             # many rows were new.
             if not rows:
