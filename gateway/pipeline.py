@@ -61,6 +61,29 @@ def _encodable(events: list[Event]) -> list[Event]:
     return out
 
 
+def _decode_resend(raw: bytes | None) -> Resend | None:
+    try:
+        return _resend_dec.decode(raw) if raw else None
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def _stamp(item: Resend) -> bytes:
+    """A kept send as stored, with a version of its own (`Resend.v`)."""
+    return _enc.encode(msgspec.structs.replace(item, v=uuid.uuid4().hex[:16]))
+
+
+def _superseded(item: Resend, why: str) -> tuple[Resend, list[tuple[str, Reply]]]:
+    """What of a kept send still goes once the contact wrote (`superseded`: an agent's
+    replies) or stopped us (`contact_stopped`: nothing), and what is dropped."""
+    go = [n for n, r in enumerate(item.replies) if r.from_agent and why == "superseded"]
+    dropped = [(why, r) for n, r in enumerate(item.replies) if n not in go]
+    left = msgspec.structs.replace(item, replies=[item.replies[n] for n in go],
+                                   keys=[item.keys[n] for n in go],
+                                   first=item.first if go and go[0] == 0 else 0)
+    return left, dropped
+
+
 class _Sink(list):
     """The payloads a webhook answers with (TwiML, WeChat's passive XML). Closed when the
     webhook answered before the turn ended: later payloads go through the API. With a
@@ -202,6 +225,7 @@ class Pipeline:
                       session=session, http=self.http, settings=rt.settings, tenant_config=rt.snapshot,
                       run_step=self._step_runner(rt))
         ctx.meta["reason"] = reason
+        ctx.meta["_lease"] = lease
         try:
             if reason == "agent":
                 replies, wait = self._agent_action(rt, ctx, extra or {}), 0.0
@@ -503,20 +527,29 @@ class Pipeline:
 
     async def _waiting_resend(self, rt: TenantRuntime, ctx: Context) -> tuple[Resend, bytes] | None:
         """The replies of an earlier turn that still wait for the provider (and their stored
-        form), which this turn's replies must follow (a reminder, an agent's reply), read under
-        the conversation's lease. A message from the contact supersedes them instead: the
-        bot's replies among them are dropped when due."""
+        form), which this turn's replies must follow, read under the conversation's lease. A
+        message from the contact supersedes the bot's replies among them (dropped now,
+        recorded `message.held`), not an agent's."""
         s = ctx.session
-        if ctx.meta["reason"] != "message":
-            raw = await self.state.get_resend(rt.slug, s.resend)
-            try:
-                item = _resend_dec.decode(raw) if raw else None
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                item = None
-            if raw and item is not None and item.channel == ctx.channel and item.contact == ctx.contact:
+        raw = await self.state.get_resend(rt.slug, s.resend)
+        while True:
+            item = _decode_resend(raw)
+            if item is None or item.channel != ctx.channel or item.contact != ctx.contact:
+                s.resend = ""
+                return None
+            if ctx.meta["reason"] != "message":
                 return item, raw
-        s.resend = ""
-        return None
+            left, dropped = _superseded(item, "superseded")
+            then = msgspec.structs.replace(left, since=ctx.now) if left.replies else None
+            stored = _stamp(then) if then is not None else None
+            ok, raw = await self.state.swap_resend(rt.slug, s.resend, raw, stored)
+            if ok:
+                for why, reply in dropped:
+                    ctx.record("message.held", reason=why, text=reply.text[:200])
+                if then is None or stored is None:
+                    s.resend = ""
+                    return None
+                return then, stored
 
     async def _queue_behind(self, rt: TenantRuntime, ctx: Context, seen: bytes, item: Resend,
                             n: int) -> None:
@@ -526,13 +559,10 @@ class Pipeline:
         rid, replies, keys = ctx.session.resend, item.replies[-n:], item.keys[-n:]
         then, due = item, None
         while True:
-            ok, now = await self.state.swap_resend(rt.slug, rid, seen, _enc.encode(then), due)
+            ok, now = await self.state.swap_resend(rt.slug, rid, seen, _stamp(then), due)
             if ok:
                 return
-            try:
-                cur = _resend_dec.decode(now) if now else None
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                cur = None
+            cur = _decode_resend(now)
             if cur is None:
                 then = Resend(channel=ctx.channel, contact=ctx.contact, replies=replies, keys=keys,
                               since=ctx.now)
@@ -547,7 +577,7 @@ class Pipeline:
         """Send one rendered payload and record the outcome, which it returns (`stopped`: the
         contact stopped us; `retry`: the provider wants it later)."""
         try:
-            res = await ch.send(ctx.contact, payload, key=key)
+            res = await self._holding(ctx, ch.send(ctx.contact, payload, key=key))
         except Exception as exc:   # a channel bug must not lose the turn
             log.warning("tenant %s: %s send raised %s", rt.slug, ch.type, type(exc).__name__)
             res = SendResult(status="failed", code="exception", detail=type(exc).__name__)
@@ -562,6 +592,31 @@ class Pipeline:
             ctx.session.stopped = True
             ctx.record("consent.optout", source="provider", code=res.code)
         return res
+
+    async def _holding(self, ctx: Context, aw: Any) -> Any:
+        """Await a send, keeping the conversation's lease while it takes long (a provider slow
+        to answer, retried): a turn that outlived its lease would be dropped unsaved."""
+        lease = ctx.meta.get("_lease")
+        if lease is None:
+            return await aw
+        every = self.state.lock_ttl_ms / 3000
+        task = asyncio.ensure_future(aw)
+        try:
+            while True:
+                wait = every - (time.monotonic() - lease.held)
+                if wait > 0:
+                    done, _ = await asyncio.wait((task,), timeout=wait)
+                    if done:
+                        return task.result()
+                    continue
+                try:
+                    await self.state.renew(lease)
+                except Exception as exc:     # Redis unreachable: the send goes on regardless
+                    log.warning("tenant %s: lease not renewed: %s", ctx.tenant, exc)
+                    lease.held = time.monotonic()
+        except BaseException:
+            task.cancel()
+            raise
 
     @staticmethod
     def _record_send(ctx: Context, reply: Reply, j: int, res: SendResult) -> None:
@@ -595,9 +650,14 @@ class Pipeline:
             return
         except Busy:
             lease = None     # the conversation stayed busy: send anyway rather than lose them
+        except Exception as exc:
+            log.warning("tenant %s: replies after the inline answer sent without the lease: %s",
+                        rt.slug, exc)
+            lease = None
         session = (lease.session if lease is not None else None) or Session()
         ctx = Context(tenant=rt.slug, channel=ch.instance_id, channel_type=ch.type, contact=contact,
                       session=session, http=self.http, settings=rt.settings, tenant_config=rt.snapshot)
+        ctx.meta["_lease"] = lease
         resend: Resend | None = None
         retry_after = 0.0
         try:
@@ -645,20 +705,17 @@ class Pipeline:
         return time.time() + min(max(wait, floor, 0.0), RESEND_MAX_WAIT)
 
     async def _queue_resend(self, tenant: str, item: Resend, retry_after: float, rid: str) -> None:
-        await self.state.queue_resend(tenant, rid, _enc.encode(item), self._resend_due(item, retry_after))
+        await self.state.queue_resend(tenant, rid, _stamp(item), self._resend_due(item, retry_after))
 
     async def resend(self, tenant: str, rid: str, raw: bytes | None) -> bool:
         """Try again, in order, the replies a provider asked to get later (the timer loop calls
         it when they are due). It runs as a turn of the conversation: under its lease, after
         any turn running, saving what the provider said (a contact who stopped us). The lease's
-        dedup mark, `resend:<id>:<attempt>`, makes one process send it even when another
-        claims it again. When the contact has written since (`superseded`: the conversation
+        dedup mark, `resend:<id>:<version>`, makes one process send a version of it even when
+        another claims it again. When the contact has written since (`superseded`: the conversation
         moved on) the bot's replies are dropped, and all of them when the contact stopped us,
         each recorded as `message.held`; an agent's replies still go."""
-        try:
-            item = _resend_dec.decode(raw) if raw else None
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            item = None
+        item = _decode_resend(raw)
         rt = await self.registry.get(tenant) if item is not None else None
         ch = rt.channels.get(item.channel) if rt is not None and item is not None else None
         if item is None or rt is None or ch is None:
@@ -668,7 +725,8 @@ class Pipeline:
             await self.state.drop_resend(tenant, rid)
             return False
         try:
-            lease = await self.state.enter(tenant, item.channel, item.contact, f"resend:{rid}:{item.attempt}")
+            lease = await self.state.enter(tenant, item.channel, item.contact,
+                                           f"resend:{rid}:{item.v or item.attempt}")
         except Duplicate:
             return False         # sent (or being sent) by another process
         except Busy:
@@ -676,13 +734,11 @@ class Pipeline:
         session = lease.session or Session()
         ctx = Context(tenant=rt.slug, channel=ch.instance_id, channel_type=ch.type, contact=item.contact,
                       session=session, http=self.http, settings=rt.settings, tenant_config=rt.snapshot)
+        ctx.meta["_lease"] = lease
         try:
             # As it stands now: a turn that ran since the claim may have queued replies behind it.
             raw = await self.state.get_resend(tenant, rid)
-            try:
-                item = _resend_dec.decode(raw) if raw else None
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                item = None
+            item = _decode_resend(raw)
             then = None if item is None else await self._resend_replies(rt, ch, ctx, item)
             await self._settle_resend(rt, ctx, rid, raw, item, then)
         finally:
@@ -707,14 +763,9 @@ class Pipeline:
         (kept for another try, with its Retry-After), else None."""
         s = ctx.session
         if s.stopped or s.last_in > item.since:
-            why = "contact_stopped" if s.stopped else "superseded"
-            go = [n for n, r in enumerate(item.replies) if r.from_agent and not s.stopped]
-            for n, reply in enumerate(item.replies):
-                if n not in go:
-                    ctx.record("message.held", reason=why, text=reply.text[:200])
-            item = msgspec.structs.replace(
-                item, replies=[item.replies[n] for n in go], keys=[item.keys[n] for n in go],
-                first=item.first if go and go[0] == 0 else 0)
+            item, dropped = _superseded(item, "contact_stopped" if s.stopped else "superseded")
+            for why, reply in dropped:
+                ctx.record("message.held", reason=why, text=reply.text[:200])
         for n, (reply, key) in enumerate(zip(item.replies, item.keys)):
             try:
                 payloads = ch.render(reply)
@@ -745,13 +796,10 @@ class Pipeline:
             item = then[0] if then is not None else None
             due = self._resend_due(*then) if then is not None else None
             ok, now = await self.state.swap_resend(rt.slug, rid, seen,
-                                                   _enc.encode(item) if item is not None else None, due)
+                                                   _stamp(item) if item is not None else None, due)
             if ok:
                 break
-            try:
-                cur = _resend_dec.decode(now) if now else None
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                cur = None
+            cur = _decode_resend(now)
             if cur is None or sent is None:
                 break            # gone (or unreadable) meanwhile: nothing of ours to keep
             more = len(cur.replies) - len(sent.replies)

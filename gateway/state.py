@@ -97,13 +97,14 @@ class Busy(Exception):
 
 class Lease:
     """A turn's hold on one conversation, from `State.enter` to `State.leave`."""
-    __slots__ = ("tenant", "channel", "contact", "dedup", "token", "session", "base")
+    __slots__ = ("tenant", "channel", "contact", "dedup", "token", "session", "base", "held")
 
     def __init__(self, tenant: str, channel: str, contact: str, dedup: str, token: str,
                  session: Session | None):
         self.tenant, self.channel, self.contact = tenant, channel, contact
         self.dedup, self.token, self.session = dedup, token, session
         self.base = conv_key(tenant, channel, contact)
+        self.held = time.monotonic()       # when the lock was last set (`State.renew`)
 
 
 def _lean_for(redis: aioredis.Redis) -> "LeanRedis | None":
@@ -133,6 +134,8 @@ class State:
         self._enter = scripts.register_script((_LUA / "enter.lua").read_text())
         self._leave = scripts.register_script((_LUA / "leave.lua").read_text())
         self._claim = redis.register_script((_LUA / "claim_timers.lua").read_text())
+        self._renew = redis.register_script((_LUA / "renew.lua").read_text())
+        self._swap = redis.register_script((_LUA / "swap_resend.lua").read_text())
         self._later: set[asyncio.Task] = set()
 
     async def aclose(self) -> None:
@@ -181,6 +184,13 @@ class State:
         async with self.redis.pipeline(transaction=True) as p:
             p.lrem(keys[1], 1, token).delete(dk)
             await p.execute()
+
+    async def renew(self, lease: Lease) -> bool:
+        """Keep a long turn's hold on its conversation for another lock lifetime; False when
+        it had already run out."""
+        lease.held = time.monotonic()
+        return bool(await self._renew((lease.base + ":l", lease.dedup, lease.base + ":q"),
+                                      (lease.token, self.lock_ttl_ms)))
 
     async def leave(self, lease: Lease, session: Session | None, ttl: int,
                     events: list[Event], timer_due: float | None = None,
@@ -355,31 +365,13 @@ class State:
     async def swap_resend(self, tenant: str, rid: str, seen: bytes | None, then: bytes | None,
                           due: float | None = None) -> tuple[bool, bytes | None]:
         """Replace a kept send that is still `seen` (None: absent) with `then`, due at `due`
-        (None: when it was), or drop it when `then` is None. A sender that outlived its lease
-        and a turn queueing replies behind it can meet here: the loser gets (False, the kept
-        send as it is now) to merge and try again; (True, None) when written."""
-        key, member = resend_key(tenant), f"{tenant}{SEP}{rid}"
-        async with self.redis.pipeline(transaction=True) as p:
-            while True:
-                try:
-                    await p.watch(key)
-                    now = await p.hget(key, rid)
-                    if now != seen:
-                        await p.unwatch()
-                        return False, now
-                    p.multi()
-                    if then is None:
-                        p.hdel(key, rid)
-                        p.zrem(RESENDS, member)
-                    else:
-                        p.hset(key, rid, then)
-                        p.expire(key, RESEND_KEEP)
-                        if due is not None:
-                            p.zadd(RESENDS, {member: int(due * 1000)})
-                    await p.execute()
-                    return True, None
-                except aioredis.WatchError:
-                    continue      # another send of the tenant changed the hash: look again
+        (None: when it was), or drop it when `then` is None, atomically (`swap_resend.lua`).
+        A sender that outlived its lease and a turn queueing replies behind it can meet here:
+        the loser gets (False, the kept send as it is now) to merge and try again."""
+        res = await self._swap((resend_key(tenant), RESENDS),
+                               (rid, seen or b"", then or b"", "" if due is None else int(due * 1000),
+                                f"{tenant}{SEP}{rid}", RESEND_KEEP))
+        return (True, None) if res[0] == 1 else (False, res[1] if len(res) > 1 else None)
 
     async def drop_resend(self, tenant: str, rid: str) -> None:
         async with self.redis.pipeline(transaction=True) as p:

@@ -121,6 +121,8 @@ class Resend(msgspec.Struct, omit_defaults=True):
     first: int = 0            # the payload of replies[0] to start from (earlier ones went out)
     attempt: int = 1          # sends tried so far, the turn's own included
     since: float = 0.0        # when the turn ran: a newer message from the contact supersedes it
+    v: str = ""               # new at every write: a sender's dedup mark names the version it
+                              # claimed, so a version is never sent twice nor a new one refused
 
 
 class Event(msgspec.Struct, omit_defaults=True):

@@ -92,6 +92,32 @@ async def test_leave_after_lost_lease_writes_nothing(state):
     assert await state.read_events(["t1"], 100) == {"t1": []}
 
 
+async def test_a_renewed_lease_outlasts_its_lock_lifetime_and_keeps_the_message_running(state):
+    lease = await state.enter("t1", "web", "c1", "m1")
+    for _ in range(3):                                   # 3 s of a 2 s lock, renewed each second
+        await asyncio.sleep(1.0)
+        assert await state.renew(lease)
+    assert await state.redis.get("cst:{t1}:d:web:m1") == b"p"           # a retry is still refused
+    with pytest.raises(Duplicate):
+        await state.enter("t1", "web", "c1", "m1")
+    assert await state.leave(lease, Session(node="x"), 60, [])
+    await state.redis.delete(conv_key("t1", "web", "c1") + ":l")
+    assert not await state.renew(lease)                  # gone: nothing to renew
+
+
+async def test_a_kept_send_changes_only_from_what_its_writer_saw(state):
+    ok, now = await state.swap_resend("t1", "r1", None, b"v1", due=time.time() + 60)
+    assert ok and now is None
+    assert await state.swap_resend("t1", "r1", None, b"v2") == (False, b"v1")     # not absent
+    assert await state.swap_resend("t1", "r1", b"v0", None) == (False, b"v1")     # not what it is
+    assert await state.swap_resend("t1", "r1", b"v1", b"v2") == (True, None)      # due kept
+    [(member, due)] = await state.redis.zrange("cst:resends", 0, -1, withscores=True)
+    assert member == b"t1\x1fr1" and due / 1000 > time.time() + 50
+    assert await state.swap_resend("t1", "r1", b"v2", None) == (True, None)
+    assert not await state.redis.exists("cst:{t1}:rs") and not await state.redis.zcard("cst:resends")
+    assert await state.swap_resend("t1", "r1", b"v2", b"v3") == (False, None)     # gone
+
+
 async def test_busy_gives_up_and_forgets_the_message_for_the_retry(state):
     st = State(state.redis, lock_ttl=30.0, lock_wait=0.2)
     await st.enter("t1", "web", "c1", "m1")

@@ -285,3 +285,18 @@ async def test_wechat_replies_after_the_passive_one_go_before_the_next_turns(gat
     await asyncio.gather(first, say("9002", "1"))
     await gw.pipeline.drain()
     assert seen.index("Femme ou homme ?") < seen.index("Merci, c'est noté."), seen
+
+
+async def test_wechat_a_slow_customer_service_api_does_not_lose_the_turn(gateway, provider, token_endpoint):
+    # The send after the passive reply takes longer than the conversation's lock lifetime
+    # (0.5 s here for the 30 s default; WeChat's 3 tries of 10 s): the turn keeps its lease.
+    gw = await gateway(tenants=[tenant(provider)], lock_ttl=0.5)
+    provider.answer(200, {"errcode": 0, "errmsg": "ok"}, delay=0.8)
+    status, text = await post(gw, message("5001", "hi"), query())
+    assert passive(text)["Content"] == "Bonjour !"
+    await gw.pipeline.drain()
+    assert len(provider.requests) == 1
+    async with gw.http.get(f"{gw.url}/admin/v1/tenants/wechat-shop/conversations/wechat-main/{USER}",
+                           headers=gw.admin_headers) as r:
+        conv = await r.json()
+    assert r.status == 200 and conv["session"]["node"] == "pick", conv

@@ -397,7 +397,9 @@ async def test_a_turn_waiting_for_the_lease_finds_the_send_its_turn_kept(gateway
     assert texts[-1] == "Ici Julie." and len(texts) == 5, texts
 
 
-async def test_a_reply_queued_behind_a_send_that_outlived_its_lease_is_kept(gateway, demo_tenant, graph):
+async def test_a_slow_kept_send_keeps_its_conversation_and_the_agent_follows_it(gateway, demo_tenant, graph):
+    # The provider takes 1.6 s to accept the kept send, past three lock lifetimes: the sender
+    # keeps the conversation meanwhile, so the agent's reply waits, then goes after it.
     gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)], lock_ttl=0.5)
     graph.answer(429, {"error": {"code": 130429, "message": "Rate limit hit"}},
                  headers={"Retry-After": "0.3"}, times=2)
@@ -407,8 +409,25 @@ async def test_a_reply_queued_behind_a_send_that_outlived_its_lease_is_kept(gate
         if len(graph.requests) >= 3:
             break
         await asyncio.sleep(0.02)
-    await asyncio.sleep(0.7)              # ... past its lease: the agent's turn gets in
-    assert [e["type"] for e in (await agent_reply(gw, "Ici Julie."))["events"]] == ["send.queued"]
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(0.7)              # ... longer than a lock lifetime
+    assert [e["type"] for e in (await agent_reply(gw, "Ici Julie."))["events"]] == ["message.out"]
     texts = await settled(gw, graph, 5)
-    assert texts.count("Ici Julie.") == 1 and texts[-1] == "Ici Julie.", texts
+    assert len(texts) == 5 and texts[-1] == "Ici Julie.", texts
+    assert texts[2].startswith("Bonjour") and texts[3][0] == "Pour qui cherchez-vous ?"
+
+
+async def test_an_agents_kept_reply_is_not_overtaken_by_the_next_once_the_contact_writes(
+        gateway, demo_tenant, graph):
+    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)])
+    assert await post(gw, body(text("wamid.h1", "soldes"))) == 200
+    async with gw.http.post(f"{gw.url}/admin/v1/tenants/demo/conversations/wa/{ANA}/takeover",
+                            json={"agent": "julie"}, headers=gw.admin_headers) as r:
+        assert r.status == 200
+    graph.answer(429, {"error": {"code": 130429, "message": "Rate limit hit"}},
+                 headers={"Retry-After": "0.6"}, times=2)
+    assert (await agent_reply(gw, "Premier message."))["session"]["resend"]
+    assert await post(gw, body(text("wamid.h2", "allo ?"))) == 200    # the bot stays silent
+    assert [e["type"] for e in (await agent_reply(gw, "Second message."))["events"]] == ["send.queued"]
+    texts = await settled(gw, graph, 5)
+    assert [t for t in texts if isinstance(t, str) and t.endswith("message.")] == \
+        ["Premier message.", "Premier message.", "Premier message.", "Second message."], texts
