@@ -195,6 +195,15 @@ async def webhook(request: web.Request) -> web.StreamResponse:
         # ArithmeticError: numbers a provider never sends but a forged body can (10**400 as a
         # timestamp overflows float()); the channel's "unreadable" answer, not a 500.
         return web.Response(status=ch.bad_request_status, text=f"unreadable payload: {exc}"[:300])
+    except Exception as exc:
+        # A bug in the channel's plugin, not a bad body: counted against the plugin, and not
+        # answered 2xx, so the provider delivers it again (after a fix) and nothing is lost.
+        host = request.app[PLUGINS]
+        plugin = host.channel_plugin(ch.type)
+        host.failures[(tenant, plugin)] += 1
+        log.warning("tenant %s: plugin %s failed to parse a %s webhook: %s: %s", tenant, plugin,
+                    ch.type, type(exc).__name__, exc)
+        return web.Response(status=503, headers={"Retry-After": "30"}, text="temporarily unavailable")
     try:
         inline = await request.app[PIPELINE].handle(rt, ch, messages)
     except TenantMismatch as exc:

@@ -173,11 +173,13 @@ def check_flow(host: "PluginHost", definition: Any, path: str = "$",
                channels: "Mapping[str, Capabilities]" = {}, flow_id: str | None = None,
                flows: "Collection[str] | None" = None,
                definitions: "Mapping[str, Any] | None" = None,
-               others: "Iterable[tuple[str, dict[str, Any]]] | None" = None) -> list[Problem]:
+               others: "Iterable[tuple[str, dict[str, Any]]] | None" = None,
+               enabled: "Collection[str] | None" = None) -> list[Problem]:
     """Every problem of one flow (errors and warnings), paths under `path`. `flows`: the
     tenant's flow ids a `goto` may name (engines that take it check them); `definitions`:
     their published definitions by id (cycles of gotos between flows); `others`: the
-    tenant's other flows, whose triggers this one must not take (warnings)."""
+    tenant's other flows, whose triggers this one must not take (warnings); `enabled`: the
+    tenant's plugins (a step of another plugin is an error)."""
     problems: list[Problem] = []
     if isinstance(definition, dict):
         fid = definition.get("id")
@@ -187,7 +189,7 @@ def check_flow(host: "PluginHost", definition: Any, path: str = "$",
         elif flow_id is not None and fid != flow_id:
             problems.append(Problem(path="$.id", code="flow.id_mismatch",
                                     message=f"the definition's id {fid!r} differs from the flow {flow_id!r}"))
-    problems += validate_flow(host, definition, channels, flows, definitions)
+    problems += validate_flow(host, definition, channels, flows, definitions, enabled)
     if others is not None and isinstance(definition, dict) and isinstance(definition.get("id"), str):
         for p in trigger_conflicts(definition["id"], definition, others):
             problems.append(Problem(path=p.path, code=p.code, message=p.message, severity="warning"))
@@ -317,7 +319,7 @@ async def plan_tenant(store: "Store", host: "PluginHost", cfg: TenantConfig,
     for i, definition in enumerate(cfg.flows):
         path = f"$.flows[{i}]"
         probs = check_flow(host, definition, path, caps, flows=set(known), definitions=known,
-                           others=list(ordered))
+                           others=list(ordered), enabled=enabled)
         if isinstance(definition, dict) and isinstance(definition.get("id"), str):
             ordered.append((definition["id"], definition))
         problems += probs

@@ -80,6 +80,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import aiohttp
 import msgspec
 import pytest
+import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
@@ -285,6 +286,8 @@ def _choices(n: int, title_len: int = 8) -> list[Choice]:
 class ChannelConformance:
     """Subclass as `TestXxxConformance` and set `case` (or override the `channel_case` fixture)."""
     case: ClassVar[Any] = None
+    # Its coroutine tests are marked and its async fixtures are pytest-asyncio's, so the kit
+    # runs under any asyncio_mode (a plugin's own repository rarely sets "auto").
 
     @pytest.fixture
     def channel_case(self) -> Any:
@@ -292,7 +295,7 @@ class ChannelConformance:
             pytest.fail(f"{type(self).__name__}: set `case` to a ChannelCase")
         return self.case
 
-    @pytest.fixture
+    @pytest_asyncio.fixture
     async def fake(self, channel_case: Any):
         ok = _opt(channel_case, "ok_answer", None)
         async with FakeProvider(default=ok) as fake:
@@ -301,7 +304,7 @@ class ChannelConformance:
                 prepare(fake)
             yield fake
 
-    @pytest.fixture
+    @pytest_asyncio.fixture
     async def channel(self, channel_case: Any, fake: FakeProvider):
         raw = channel_case.settings(fake.url)
         cls = channel_case.channel
@@ -392,6 +395,7 @@ class ChannelConformance:
         other = channel.parse(channel_case.webhook(text, native_id="cf-text-2"))
         assert [x.native_id for x in other if x.kind == "text"] != [m.native_id]
 
+    @pytest.mark.asyncio
     async def test_handshake(self, channel_case: Any, channel: Channel):
         make = _opt(channel_case, "handshake", None)
         if make is None:
@@ -496,6 +500,7 @@ class ChannelConformance:
                     f"card {card} has {len(buttons)} buttons; capabilities allow {caps.card_buttons}"
 
     # --- send ------------------------------------------------------------------------------
+    @pytest.mark.asyncio
     async def test_send_ok(self, channel_case: Any, channel: Channel, fake: FakeProvider):
         payload = channel.render(Reply(text="Bonjour !"))[0]
         res = await channel.send(channel_case.contact, payload, key="cf-send-1")
@@ -510,6 +515,7 @@ class ChannelConformance:
         self._no_secret_in(channel, res)
 
     @pytest.mark.parametrize("status", [500, 429])
+    @pytest.mark.asyncio
     async def test_send_provider_error(self, channel_case: Any, channel: Channel,
                                        fake: FakeProvider, status: int):
         err = _opt(channel_case, "error_answer", None)

@@ -33,6 +33,7 @@ REGISTRATION_HOOKS = ("register_channels", "register_flow_engines", "register_st
 CHAIN_HOOKS = ("inbound_message", "outbound_message", "conversation_event",
                "handoff_requested", "handoff_released")
 FAILED = object()   # what a failed or skipped plugin call returns to the runner
+_vars_enc = msgspec.msgpack.Encoder()   # as the session is stored
 
 
 class PluginError(RuntimeError):
@@ -202,6 +203,10 @@ class PluginHost:
         """The plugin that registered a channel type, engine or step."""
         return self._owner[(kind, name)]
 
+    def channel_plugin(self, channel_type: str) -> str:
+        """The plugin a channel type comes from (the type itself when it came from no plugin)."""
+        return self._owner.get(("channel", channel_type), channel_type)
+
     @property
     def plugins(self) -> list[PluginInfo]:
         out = []
@@ -225,9 +230,13 @@ class PluginHost:
         return impls
 
     async def invoke(self, tenant: str, plugin: str, fn: Any, argnames: tuple[str, ...],
-                     kwargs: dict[str, Any], what: str, timeout: float | None = None) -> Any:
-        """Call one plugin function for one tenant, isolated: FAILED on error, timeout or open breaker."""
+                     kwargs: dict[str, Any], what: str, timeout: float | None = None,
+                     why: list[str] | None = None) -> Any:
+        """Call one plugin function for one tenant, isolated: FAILED on error, timeout or open
+        breaker (what went wrong appended to `why`, when given)."""
         if not self.breaker.allows(tenant, plugin):
+            if why is not None:
+                why.append("switched off for a while after repeated failures")
             return FAILED
         try:
             res = fn(**{a: kwargs[a] for a in argnames})
@@ -249,6 +258,8 @@ class PluginHost:
             self.failures[(tenant, plugin)] += 1
             kind = "timed out" if isinstance(exc, TimeoutError) else f"raised {type(exc).__name__}: {exc}"
             log.warning("plugin %s %s for tenant %s in %s", plugin, kind, tenant, what)
+            if why is not None:
+                why.append(kind[:300])
             if self.breaker.failed(tenant, plugin):
                 log.error("plugin %s switched off for tenant %s for %.0fs after repeated failures",
                           plugin, tenant, self.breaker.cooldown)
@@ -285,10 +296,17 @@ class PluginHost:
         except msgspec.ValidationError as exc:
             return StepResult(ok=False, error=f"invalid arguments for {name}: {exc}")
         fn = step.dry_run if ctx.dry_run and not live else step.run
+        why: list[str] = []
         res = await self.invoke(ctx.tenant, plugin, fn, ("ctx", "args"), {"ctx": ctx, "args": decoded},
-                                f"step {name}")
+                                f"step {name}", why=why)
         if res is FAILED:
-            return StepResult(ok=False, error=f"step {name} failed")
+            return StepResult(ok=False, error=f"step {name} {why[0] if why else 'failed'}")
         if not isinstance(res, StepResult):
             return StepResult(ok=False, error=f"step {name} returned {type(res).__name__}")
+        try:
+            # What a step returns lives on in the session (msgpack): an integer beyond 64 bits
+            # or an object found only at save time would leave the conversation unsaved.
+            _vars_enc.encode(res.vars)
+        except (OverflowError, TypeError, ValueError) as exc:
+            return StepResult(ok=False, error=f"step {name} returned variables that cannot be kept: {exc}")
         return res

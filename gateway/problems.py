@@ -16,6 +16,8 @@ from .types import Problem
 TYPE_BASE = "urn:causette:problem:"
 CONTENT_TYPE = "application/problem+json"
 
+_SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FIELD = re.compile(r"field `(.+)`$")
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.S)
 
 
@@ -82,6 +84,11 @@ def _default_code(status: int) -> str:
     return _CODES.get(status, f"http-{status}")
 
 
+def key_path(base: str, key: str) -> str:
+    """`$.vars` + `name` -> `$.vars.name`; a key that is not a name goes in brackets."""
+    return f"{base}.{key}" if _SAFE_KEY.match(key) else f"{base}[{msgspec.json.encode(key).decode()}]"
+
+
 def join_path(prefix: str, path: str) -> str:
     """`$.channels[0]` + `$.settings.token` -> `$.channels[0].settings.token`."""
     if not path or path == "$":
@@ -99,10 +106,13 @@ def from_validation_error(exc: msgspec.ValidationError | str, prefix: str = "$",
     assert m is not None
     msg = m.group("msg").strip()
     path = join_path(prefix, m.group("path") or "$")
+    field = _FIELD.search(msg)
     if msg.startswith("Object missing required field"):
         code = "required"
     elif msg.startswith("Object contains unknown field"):
         code = "unknown_field"
+    if code in ("required", "unknown_field") and field:
+        path = key_path(path, field.group(1))     # the field's own path, as flows give it
     elif msg.startswith("Expected") and ", got `" in msg:
         code = "type"
     elif msg.startswith("Expected"):

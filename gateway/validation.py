@@ -16,11 +16,13 @@ if TYPE_CHECKING:
 def validate_flow(host: "PluginHost", flow: Any,
                   channels: "Mapping[str, Capabilities]" = {},
                   flows: "Collection[str] | None" = None,
-                  definitions: "Mapping[str, Any] | None" = None) -> list[Problem]:
+                  definitions: "Mapping[str, Any] | None" = None,
+                  enabled: "Collection[str] | None" = None) -> list[Problem]:
     """Every problem of one flow definition, errors and warnings, with JSON paths.
     `flows` (the tenant's flow ids) lets the engine check `goto` and `active.flow` targets,
-    `definitions` (their published definitions by id) gotos that loop between flows; each
-    is given to engines whose `validate` takes that keyword."""
+    `definitions` (their published definitions by id) gotos that loop between flows,
+    `enabled` (the tenant's plugins) steps of plugins it has not enabled; each is given to
+    engines whose `validate` takes that keyword (`enabled` as `disabled`: step -> plugin)."""
     if not isinstance(flow, dict):
         return [Problem(path="$", code="flow.not_object", message="a flow is a JSON object")]
     name = flow.get("engine", "tree")
@@ -35,7 +37,13 @@ def validate_flow(host: "PluginHost", flow: Any,
         extra["flows"] = set(flows)
     if definitions is not None and "definitions" in takes:
         extra["definitions"] = definitions
-    return list(engine.validate(flow, steps=host.steps, channels=channels, **extra))
+    steps = host.steps
+    if enabled is not None:
+        owner = {name: host.owner("step", name) for name in host.steps}
+        steps = {name: step for name, step in host.steps.items() if owner[name] in enabled}
+        if "disabled" in takes:
+            extra["disabled"] = {name: owner[name] for name in host.steps if name not in steps}
+    return list(engine.validate(flow, steps=steps, channels=channels, **extra))
 
 
 def validate_flow_file(host: "PluginHost", path: str | Path,

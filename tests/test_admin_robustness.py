@@ -233,3 +233,16 @@ async def test_writes_racing_the_tenants_deletion_are_404_not_500(api):
             assert s < 500 and p is not None, (s, p)       # PATCH/GET answered 200 `null`
             assert s < 400 or (s == 404 and ct == PROBLEM), (s, p)
         assert await api.store.get_tenant("acme") is None
+
+
+async def test_validating_a_flow_names_a_step_of_a_plugin_the_tenant_has_not_enabled(api):
+    draft = flow("lookup")
+    draft["nodes"]["ask"] = {"type": "step", "step": "http.request", "next": "done",
+                             "with": {"url": "http://127.0.0.1:9/x"}}
+    status, _, doc = await api.call("POST", "/tenants/acme/flows/validate", draft)
+    assert status == 200 and doc["valid"], doc                  # http is enabled for acme
+    assert (await api.call("DELETE", "/tenants/acme/plugins/http"))[0] == 204
+    status, _, doc = await api.call("POST", "/tenants/acme/flows/validate", draft)
+    assert status == 200 and not doc["valid"]
+    assert [(p["path"], p["code"]) for p in doc["problems"] if p["severity"] == "error"] == \
+        [("$.nodes.ask.step", "step.plugin_disabled")]

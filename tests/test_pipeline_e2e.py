@@ -3,6 +3,7 @@ import asyncio
 import json
 
 
+from gateway.appkeys import PLUGINS
 from gateway.hookspecs import hookimpl
 from gateway.state import conv_key
 from gateway.types import Reply
@@ -271,3 +272,33 @@ async def test_a_turn_that_fails_before_its_replies_leaves_the_stored_session_un
     # The provider's retry of the same message runs from the stored state, at once.
     status, _ = await asyncio.wait_for(post(gw, "acme", {"id": "q2", "sender": "c1", "payload": "w"}), 5)
     assert status == 200 and provider.texts("c1")[-1] == "Merci, c'est noté."
+
+
+class BuggyParsePlugin:
+    """A third party's channel whose parser has a bug some bodies reach."""
+    from tests.support.wire import WireChannel as _Base
+
+    class Channel(_Base):
+        type = "buggywire"
+
+        def parse(self, hook):
+            messages = super().parse(hook)
+            if any(m.text == "BOOM" for m in messages):
+                return messages[5].text             # IndexError: the bug
+            return messages
+
+    @hookimpl
+    def register_channels(self):
+        return [self.Channel]
+
+
+async def test_a_channel_plugins_parse_bug_asks_for_a_retry_and_is_counted(gateway, provider):
+    t = tenant("acme", provider, plugins={"tree": {}, "buggy": {}})
+    t["channels"][0]["type"] = "buggywire"
+    gw = await gateway(tenants=[t], plugins=[("buggy", BuggyParsePlugin())])
+    status, text = await post(gw, "acme", {"id": "b1", "sender": "+33600000009", "text": "BOOM"})
+    assert (status, text) == (503, "temporarily unavailable")         # redelivered, not lost
+    assert gw.app[PLUGINS].failures[("acme", "buggy")] == 1
+    assert provider.sent == [] and not await gw.redis.exists("cst:{acme}:d:wire:b1")
+    assert (await post(gw, "acme", {"id": "b2", "sender": "+33600000009", "text": "salut"}))[0] == 200
+    assert provider.texts() == ["Bonjour !", "Femme ou homme ?"]

@@ -172,6 +172,46 @@ async def test_steps_dry_run_and_enabled_check():
     assert h.plugins[0].registers == {"step": ["test.echo"]}
 
 
+class Unkeepable(Step):
+    """Misbehaves in the ways a step author can: returns a value the session cannot hold,
+    raises, hangs."""
+    name = "test.unkeepable"
+
+    async def run(self, ctx, args):
+        how = ctx.session.vars.get("how")
+        if how == "huge":
+            return StepResult(vars={"points": 2 ** 70})
+        if how == "raise":
+            raise RuntimeError("CRM down")
+        await asyncio.sleep(5)
+
+
+class Bad:
+    @hookimpl
+    def register_steps(self):
+        return [Unkeepable()]
+
+
+async def test_a_failed_step_says_why():
+    h = host(("bad", Bad()), breaker=Breaker(threshold=3, window=60, cooldown=60))
+    on = frozenset({"bad"})
+    why = {}
+    for how in ("huge", "raise", "hang"):
+        c = ctx()
+        c.session.vars["how"] = how
+        res = await h.run_step(c, "test.unkeepable", {}, on)
+        assert not res.ok
+        why[how] = res.error
+    assert why["huge"].startswith("step test.unkeepable returned variables that cannot be kept")
+    assert why["raise"] == "step test.unkeepable raised RuntimeError: CRM down"
+    assert why["hang"] == "step test.unkeepable timed out"
+    c = ctx()
+    c.session.vars["how"] = "raise"
+    await h.run_step(c, "test.unkeepable", {}, on)        # the third failure opens the breaker
+    off = await h.run_step(c, "test.unkeepable", {}, on)
+    assert off.error == "step test.unkeepable switched off for a while after repeated failures"
+
+
 def test_two_plugins_registering_one_name_is_an_error():
     with pytest.raises(PluginError):
         host(("a", Steps()), ("b", Steps()))

@@ -105,7 +105,7 @@ async def test_a_channels_plugin_that_needs_settings_must_be_enabled_explicitly(
     d["plugins"] = {"needy": {}}
     with pytest.raises(ProblemError) as exc:
         await apply_tenant(store, h, cfg(d))
-    assert [(p.path, p.code) for p in exc.value.errors] == [("$.plugins.needy", "required")]
+    assert [(p.path, p.code) for p in exc.value.errors] == [("$.plugins.needy.account", "required")]
     d["plugins"] = {"needy": {"account": "a1"}}
     assert (await apply_tenant(store, h, cfg(d))).channels == ["p"]
 
@@ -258,3 +258,15 @@ async def test_a_byte_that_is_not_utf8_is_named_by_its_offset_in_the_file(store,
     with pytest.raises(ProblemError) as exc:
         await apply_path(store, host, tmp_path / "x.json")
     assert exc.value.detail == f"x.json: JSON is UTF-8; byte {raw.index(0xff)} is not"
+
+
+async def test_a_step_of_a_plugin_the_tenant_has_not_enabled_is_an_error_before_anything_runs(store, host):
+    d = demo()
+    del d["plugins"]["http"]                     # the demo's flow calls http.request
+    with pytest.raises(ProblemError) as exc:
+        await apply_tenant(store, host, cfg(d))
+    errors = [p for p in exc.value.errors if p.severity == "error"]
+    assert {p.code for p in errors} == {"step.plugin_disabled"}, errors
+    assert all(p.path.startswith("$.flows[") and p.path.endswith(".step") for p in errors)
+    assert "plugin 'http'" in errors[0].message
+    assert await store.get_tenant("demo") is None             # nothing written

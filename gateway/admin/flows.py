@@ -27,8 +27,8 @@ def _ids(request: web.Request) -> tuple[str, str]:
 
 
 async def _context(request: web.Request, flow_id: str) -> dict[str, Any]:
-    """What flow validation needs to know about the tenant: channel limits, flow ids, and the
-    other flows' published definitions (trigger conflicts)."""
+    """What flow validation needs to know about the tenant: channel limits, flow ids, the
+    other flows' published definitions (trigger conflicts), and its plugins (steps)."""
     slug, st = request.match_info["tenant"], store(request)
     caps = channel_caps(host(request), await st.list_channels(slug))
     ids = {f.id for f in await st.list_flows(slug)} | {flow_id}
@@ -38,7 +38,8 @@ async def _context(request: web.Request, flow_id: str) -> dict[str, Any]:
     # cycles of gotos between flows included.
     definitions: dict[str, Any] = dict.fromkeys(ids)
     definitions.update(others)
-    return {"channels": caps, "flows": ids, "definitions": definitions, "others": others}
+    return {"channels": caps, "flows": ids, "definitions": definitions, "others": others,
+            "enabled": set(snap.plugins) if snap else set()}
 
 
 async def _check(request: web.Request, flow_id: str, definition: Any) -> list[Problem]:

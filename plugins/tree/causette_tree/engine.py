@@ -21,13 +21,16 @@ class TreeEngine(FlowEngine):
     def validate(self, flow: Mapping[str, Any], *, steps: Mapping[str, Step],
                  channels: "Mapping[str, Capabilities]" = {},
                  flows: "Collection[str] | None" = None,
-                 definitions: "Mapping[str, Any] | None" = None) -> list[Problem]:
+                 definitions: "Mapping[str, Any] | None" = None,
+                 disabled: "Mapping[str, str]" = {}) -> list[Problem]:
         """Every problem at once. `flows`, when given, is the set of the tenant's flow ids
         that a `goto` may name (unknown ones are errors); None skips that check.
         `definitions` maps those ids to their published definitions (None for a flow never
-        published): gotos that come back to this flow in the same turn are reported."""
+        published): gotos that come back to this flow in the same turn are reported.
+        `disabled`: steps of installed plugins the tenant has not enabled, with their plugin."""
         from .validate import validate
-        return validate(flow, steps=steps, channels=channels, flows=flows, definitions=definitions)
+        return validate(flow, steps=steps, channels=channels, flows=flows, definitions=definitions,
+                        disabled=disabled)
 
     def schema(self) -> dict[str, Any]:
         return model.schema()

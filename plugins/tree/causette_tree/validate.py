@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping
 
 import msgspec
 
+from gateway.problems import key_path
 from gateway.types import Problem
 
 from . import model
@@ -24,14 +25,10 @@ if TYPE_CHECKING:
     from gateway.channels import Capabilities
     from gateway.flows import Step
 
-_SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(.+)`$")
 # Nodes after which the run stops until the contact (or an agent) does something.
 _USER_WAIT = ("choice", "input", "handoff")
 
-
-def key_path(base: str, key: str) -> str:
-    return f"{base}.{key}" if _SAFE_KEY.match(key) else f"{base}[{msgspec.json.encode(key).decode()}]"
 
 
 class Report:
@@ -62,10 +59,12 @@ def _msgspec_problem(r: Report, base: str, exc: msgspec.ValidationError, code: s
 def validate(flow: Any, *, steps: Mapping[str, "Step"] = {},
              channels: "Mapping[str, Capabilities]" = {},
              flows: "Collection[str] | None" = None,
-             definitions: "Mapping[str, Any] | None" = None) -> list[Problem]:
+             definitions: "Mapping[str, Any] | None" = None,
+             disabled: "Mapping[str, str]" = {}) -> list[Problem]:
     """`flows`: the tenant's flow ids; `definitions`: their published definitions by id
     (None for a flow never published), which lets gotos that come back to this flow be
-    checked (a mapping given as `flows` counts as both)."""
+    checked (a mapping given as `flows` counts as both); `disabled`: steps installed but of
+    plugins the tenant has not enabled, with their plugin."""
     if definitions is None and isinstance(flows, Mapping):
         definitions = flows
     r = Report()
@@ -123,6 +122,7 @@ def validate(flow: Any, *, steps: Mapping[str, "Step"] = {},
     _integers(r, flow, "$")
     locale = head.locale if head else str(flow.get("locale") or "fr")
     v = _Checker(r, specs, raw_nodes, steps, flows, locale)
+    v.disabled = disabled
     if isinstance(start, str) and start in specs:
         v.own = (str(flow.get("id") or ""), start)
     v.check_nodes()
@@ -194,6 +194,7 @@ class _Checker:
         self.texts: list[tuple[str, Any]] = []      # (path, Text) shown to the contact
         self.known = set(raw)
         self.own: tuple[str, str] | None = None     # (this flow's id, its start node)
+        self.disabled: Mapping[str, str] = {}       # step -> its plugin, not enabled here
 
     # --- helpers ------------------------------------------------------------------------
     def link(self, src: str, dst: str, path: str) -> None:
@@ -360,7 +361,11 @@ class _Checker:
     def _step(self, nid: str, n: model.StepNode, p: str) -> None:
         self.strings(n.with_, p + ".with")
         step = self.steps.get(n.step)
-        if step is None:
+        if step is None and n.step in self.disabled:
+            self.r.error(p + ".step", "step.plugin_disabled",
+                         f"step {n.step!r} comes from plugin {self.disabled[n.step]!r}, which this "
+                         f"tenant has not enabled: add it to the tenant's plugins")
+        elif step is None:
             known = ", ".join(sorted(self.steps)) or "none installed"
             self.r.error(p + ".step", "step.unknown", f"no installed step is called {n.step!r} (steps: {known})")
         else:
