@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator, Callable
 import aiohttp
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 from aiohttp import WSCloseCode, web
 
 from . import __version__, hugepages
@@ -196,11 +197,13 @@ async def webhook(request: web.Request) -> web.StreamResponse:
         # timestamp overflows float()); the channel's "unreadable" answer, not a 500.
         return web.Response(status=ch.bad_request_status, text=f"unreadable payload: {exc}"[:300])
     except Exception as exc:
-        # A bug in the channel's plugin, not a bad body: counted against the plugin, and not
-        # answered 2xx, so the provider delivers it again (after a fix) and nothing is lost.
+        # A bug in the channel's plugin, not a bad body (or Redis away, for a channel that
+        # parses with it): not answered 2xx, so the provider delivers it again (after a fix)
+        # and nothing is lost; a bug counts against the plugin.
         host = request.app[PLUGINS]
         plugin = host.channel_plugin(ch.type)
-        host.failures[(tenant, plugin)] += 1
+        if not isinstance(exc, (RedisError, OSError)):
+            host.failures[(tenant, plugin)] += 1
         log.warning("tenant %s: plugin %s failed to parse a %s webhook: %s: %s", tenant, plugin,
                     ch.type, type(exc).__name__, exc)
         return web.Response(status=503, headers={"Retry-After": "30"}, text="temporarily unavailable")

@@ -802,15 +802,20 @@ class Pipeline:
             cur = _decode_resend(now)
             if cur is None or sent is None:
                 break            # gone (or unreadable) meanwhile: nothing of ours to keep
-            more = len(cur.replies) - len(sent.replies)
-            if more > 0:
-                extra_r, extra_k = cur.replies[-more:], cur.keys[-more:]
-                if item is not None:
-                    then = (msgspec.structs.replace(item, replies=item.replies + extra_r,
-                                                    keys=item.keys + extra_k), then[1])
-                else:
-                    then = (msgspec.structs.replace(cur, replies=extra_r, keys=extra_k, first=0,
-                                                    attempt=1), 0.0)
+            # Merged by key (unique per reply): a turn may have queued replies behind it, and
+            # the contact's message may have dropped the bot's replies from the front.
+            seen_keys, alive = set(sent.keys), set(cur.keys)
+            added = [(r, k) for r, k in zip(cur.replies, cur.keys) if k not in seen_keys]
+            ours = [(r, k) for r, k in zip(item.replies, item.keys) if k in alive] if item else []
+            both = ours + added
+            if not both:
+                then = None
+            else:
+                base = item if item is not None else msgspec.structs.replace(cur, attempt=1)
+                first = item.first if item is not None and ours and ours[0][1] == item.keys[0] else 0
+                then = (msgspec.structs.replace(base, replies=[r for r, _ in both],
+                                                keys=[k for _, k in both], first=first),
+                        then[1] if then is not None and item is not None else 0.0)
             seen, sent = now, cur
         if (then is None) and ctx.session.resend == rid:
             ctx.session.resend = ""

@@ -307,6 +307,6 @@ class PluginHost:
             # What a step returns lives on in the session (msgpack): an integer beyond 64 bits
             # or an object found only at save time would leave the conversation unsaved.
             _vars_enc.encode(res.vars)
-        except (OverflowError, TypeError, ValueError) as exc:
+        except (OverflowError, TypeError, ValueError, RecursionError) as exc:
             return StepResult(ok=False, error=f"step {name} returned variables that cannot be kept: {exc}")
         return res

@@ -258,8 +258,8 @@ class Run:
             else:
                 for k, v in res.vars.items():
                     self.save(k, v)
-        if not res.ok:
-            return spec.on_error or spec.next
+        # A named outcome wins, failed or not: http.request fails a 404 or a timeout and
+        # names it, and a flow routes `"404"` apart from its general `on_error`.
         if res.branch and spec.branches:
             b = res.branch
             target = spec.branches.get(b)
@@ -267,6 +267,8 @@ class Run:
                 target = spec.branches.get(b[0] + "xx")
             if target is not None:
                 return target
+        if not res.ok:
+            return spec.on_error or spec.next
         return spec.next
 
     def split(self, node: CNode) -> str:

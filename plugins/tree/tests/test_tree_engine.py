@@ -182,6 +182,8 @@ def step_flow(**step):
     ({"branch": "404"}, "not found"),
     ({"branch": "promo"}, "promo"),
     ({"branch": "other"}, "ok"),
+    ({"ok": False, "branch": "404"}, "not found"),       # http.request: a 404 fails, named
+    ({"ok": False, "branch": "timeout"}, "failed"),      # no such branch: on_error
 ])
 async def test_step_results_route(conversation, echo_step, with_, text):
     c = conversation(step_flow(**{"with": with_}), steps={"test.echo": echo_step})
