@@ -20,6 +20,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 import msgspec
 import pytest
+import pytest_asyncio
 import redis.asyncio as aioredis
 from aiohttp import web
 
@@ -109,7 +110,7 @@ def demo_tenant() -> dict[str, Any]:
     return copy.deepcopy(json.loads((ROOT / "tenants" / "demo.json").read_text()))
 
 
-@pytest.fixture
+@pytest_asyncio.fixture      # works under pytest-asyncio's strict mode too
 async def gateway(redis_url: str, tmp_path: Path) -> AsyncIterator[Any]:
     client = aioredis.from_url(redis_url)
     await client.flushdb()

@@ -5,6 +5,7 @@ directly and must raise. Lives here because the kit needs a real channel to brea
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -109,7 +110,9 @@ def build(cls, fake, http) -> tuple[Any, WhatsAppChannel]:
 async def test_kit_fails_a_broken_channel(cls, check, fake, http):
     case, ch = build(cls, fake, http)
     with pytest.raises(AssertionError):
-        getattr(KIT, check)(case, ch)
+        res = getattr(KIT, check)(case, ch)
+        if inspect.isawaitable(res):
+            await res
 
 
 @pytest.mark.parametrize("cls,status", [(RaisesOnErrors, 500), (SentOn429, 429)])
@@ -127,7 +130,7 @@ async def test_kit_fails_a_secret_in_a_send_result(fake, http):
 
 async def test_kit_passes_the_real_channel(fake, http):
     case, ch = build(WhatsAppChannel, fake, http)
-    KIT.test_parse_signed_text(case, ch)
+    await KIT.test_parse_signed_text(case, ch)
     KIT.test_render_too_many_choices(case, ch)
     await KIT.test_send_ok(case, ch, fake)
 
