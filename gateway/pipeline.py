@@ -690,9 +690,7 @@ class Pipeline:
             if lease is None:
                 await self.state.record(rt.slug, ctx.events)
             else:
-                keep = lease.session is None and not session.stopped and not session.resend
-                await asyncio.shield(self.state.leave(lease, None if keep else session, rt.session_ttl,
-                                                      _encodable(ctx.events), keep=keep))
+                await asyncio.shield(self._leave_after_sends(rt, lease, ctx))
         self._notify(rt, ch, ctx.events)
 
     # --- sends the provider wants later --------------------------------------------------------
@@ -742,11 +740,17 @@ class Pipeline:
             then = None if item is None else await self._resend_replies(rt, ch, ctx, item)
             await self._settle_resend(rt, ctx, rid, raw, item, then)
         finally:
-            keep = lease.session is None and not session.stopped and not session.resend
-            await asyncio.shield(self.state.leave(lease, None if keep else session, rt.session_ttl,
-                                                  _encodable(ctx.events), keep=keep))
+            await asyncio.shield(self._leave_after_sends(rt, lease, ctx))
         self._notify(rt, ch, ctx.events)
         return True
+
+    async def _leave_after_sends(self, rt: TenantRuntime, lease: Any, ctx: Context) -> None:
+        """Leave a turn that only sent (kept or deferred replies): save what the provider said
+        (a contact who stopped us, a send kept for later), and create no session that was not
+        there."""
+        s = ctx.session
+        keep = lease.session is None and not s.stopped and not s.resend
+        await self.state.leave(lease, None if keep else s, rt.session_ttl, _encodable(ctx.events), keep=keep)
 
     def spawn_resend(self, tenant: str, rid: str, raw: bytes | None) -> None:
         """`resend` in a task tracked by the pipeline (drained at shutdown), failures logged."""
