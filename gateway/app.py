@@ -201,7 +201,7 @@ async def webhook(request: web.Request) -> web.StreamResponse:
         # parses with it): not answered 2xx, so the provider delivers it again (after a fix)
         # and nothing is lost; a bug counts against the plugin.
         host = request.app[PLUGINS]
-        plugin = host.channel_plugin(ch.type)
+        plugin = host.owner("channel", ch.type)
         if not isinstance(exc, (RedisError, OSError)):
             host.failures[(tenant, plugin)] += 1
         log.warning("tenant %s: plugin %s failed to parse a %s webhook: %s: %s", tenant, plugin,

@@ -122,10 +122,9 @@ class Pipeline:
         if not deadline:
             return await self._handle(rt, ch, messages, sink)
         # The provider drops the webhook after a few seconds (WeChat: 5) and its retries get
-        # only the dedup answer: past the deadline, answer with what is ready and let the turn
-        # send the rest through the provider's API when it ends.
-        # When the sink is full the webhook answers at once and the turn sends the rest itself,
-        # under the conversation's lease, before the contact's next message runs.
+        # only the dedup answer: the webhook answers with what is ready when the deadline
+        # passes or the sink is full, whichever comes first, and the turn sends the rest
+        # through the provider's API itself, under the conversation's lease.
         ready = sink.ready = asyncio.get_running_loop().create_future()
         task = asyncio.ensure_future(self._handle(rt, ch, messages, sink))
         task.add_done_callback(lambda _: ready.done() or ready.set_result(None))
@@ -546,7 +545,7 @@ class Pipeline:
             if ok:
                 for why, reply in dropped:
                     ctx.record("message.held", reason=why, text=reply.text[:200])
-                if then is None or stored is None:
+                if stored is None:          # nothing of it still goes
                     s.resend = ""
                     return None
                 return then, stored
@@ -819,7 +818,7 @@ class Pipeline:
                 first = item.first if item is not None and ours and ours[0][1] == item.keys[0] else 0
                 then = (msgspec.structs.replace(base, replies=[r for r, _ in both],
                                                 keys=[k for _, k in both], first=first),
-                        then[1] if then is not None and item is not None else 0.0)
+                        then[1] if then is not None else 0.0)
             seen, sent = now, cur
         if (then is None) and ctx.session.resend == rid:
             ctx.session.resend = ""

@@ -203,10 +203,6 @@ class PluginHost:
         """The plugin that registered a channel type, engine or step."""
         return self._owner[(kind, name)]
 
-    def channel_plugin(self, channel_type: str) -> str:
-        """The plugin a channel type comes from (the type itself when it came from no plugin)."""
-        return self._owner.get(("channel", channel_type), channel_type)
-
     @property
     def plugins(self) -> list[PluginInfo]:
         out = []
