@@ -483,6 +483,8 @@ class Pipeline:
             if held:
                 ctx.record("message.held", reason=held, text=reply.text[:200])
                 continue
+            if "lease_lost" in ctx.meta:       # see _holding: nothing more of this turn goes
+                break
             if resend is not None:      # an earlier reply waits for the provider: this one follows it
                 resend.replies.append(reply)
                 resend.keys.append(f"{key}:{i}")
@@ -518,7 +520,7 @@ class Pipeline:
                     s.resend = uuid.uuid4().hex
                     ctx.meta["resend"] = (resend, res.retry_after, s.resend)
                     break
-                if res.status == "stopped":
+                if res.status == "stopped" or "lease_lost" in ctx.meta:
                     break
             s.msgs += 1
         if queued and pending is not None:
@@ -609,10 +611,20 @@ class Pipeline:
                         return task.result()
                     continue
                 try:
-                    await self.state.renew(lease)
+                    kept = await self.state.renew(lease)
                 except Exception as exc:     # Redis unreachable: the send goes on regardless
                     log.warning("tenant %s: lease not renewed: %s", ctx.tenant, exc)
                     lease.held = time.monotonic()
+                    continue
+                if not kept:
+                    # The lock ran out before this renewal (the process stalled) and another
+                    # turn may hold the conversation now: this one will not be saved (`leave`
+                    # refuses it), so its replies still to go stay unsent rather than go out
+                    # of order with that turn's; this send is already with the provider.
+                    log.warning("tenant %s: lease on %s:%s lost during a send; the turn's "
+                                "remaining replies are dropped", ctx.tenant, ctx.channel, ctx.contact)
+                    ctx.meta["lease_lost"] = True
+                    return await task
         except BaseException:
             task.cancel()
             raise
@@ -671,7 +683,7 @@ class Pipeline:
                         resend.keys.append(key.rsplit(":", 1)[0])
                     continue
                 res = await self._send_one(rt, ch, ctx, reply, payload, key, j)
-                if res.status == "stopped":
+                if res.status == "stopped" or "lease_lost" in ctx.meta:
                     break
                 if res.status == "retry":
                     resend = Resend(channel=ch.instance_id, contact=contact, replies=[reply],
@@ -832,7 +844,7 @@ class Pipeline:
             return failed, ""
         try:
             for j, payload in enumerate(other.render(reply)):
-                res = await other.send(ctx.contact, payload, key=f"{key}:{j}")
+                res = await self._holding(ctx, other.send(ctx.contact, payload, key=f"{key}:{j}"))
                 if res.status != "sent":
                     return res, ""
         except Exception as exc:

@@ -431,3 +431,23 @@ async def test_an_agents_kept_reply_is_not_overtaken_by_the_next_once_the_contac
     texts = await settled(gw, graph, 5)
     assert [t for t in texts if isinstance(t, str) and t.endswith("message.")] == \
         ["Premier message.", "Premier message.", "Premier message.", "Second message."], texts
+
+
+async def test_a_turn_that_loses_its_lease_mid_send_sends_nothing_more(gateway, demo_tenant, graph):
+    # The first reply's send takes 1.2 s; meanwhile the lock is taken from the turn (as when
+    # this process stalled past its lock lifetime and another one went ahead): the turn's
+    # next reply must not go out, and the turn is not saved.
+    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)], lock_ttl=0.5)
+    graph.answer(200, {"messaging_product": "whatsapp", "messages": [{"id": "wamid.slow"}]}, delay=1.2)
+    turn = asyncio.ensure_future(post(gw, body(text("wamid.lost1", "soldes"))))
+    for _ in range(100):
+        if graph.requests:
+            break
+        await asyncio.sleep(0.02)
+    [lock] = [k async for k in gw.redis.scan_iter("cst:{demo}:c:wa:*:l")]
+    await gw.redis.set(lock, "another-process", px=5000)
+    assert await turn == 200
+    await asyncio.sleep(0.5)
+    assert [shown(r) for r in sent(graph)] == [shown(sent(graph)[0])]    # the first one only
+    assert shown(sent(graph)[0]).startswith("Bonjour")
+    assert await gw.redis.get(lock.replace(b":l", b":s")) is None      # nothing saved
