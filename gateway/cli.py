@@ -354,6 +354,13 @@ def main(argv: list[str] | None = None) -> int:
     if len(getattr(args, "name", "") or "") > 100:     # as the admin API's KeyCreate
         print("causette: name is longer than 100 characters", file=sys.stderr)
         return 2
+    if args.cmd in ("serve", "worker", "tenants", "keys", "chat"):
+        from .settings import Settings, SettingsError
+        try:
+            Settings.from_env()
+        except SettingsError as exc:
+            print(f"causette: {exc}", file=sys.stderr)
+            return 2
     if args.cmd == "serve":
         try:
             import uvloop  # type: ignore

@@ -1,11 +1,22 @@
 """Process settings, from the environment (12-factor); every one has a working default."""
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import msgspec
+
+
+class SettingsError(ValueError):
+    """An environment variable that doesn't read as its setting (the message names it)."""
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+_POSITIVE = {"port", "max_body", "plugin_timeout", "lock_ttl", "lock_wait", "dedup_ttl",
+             "events_maxlen", "flush_interval", "timer_interval"}
 
 
 class Settings(msgspec.Struct, kw_only=True):
@@ -30,18 +41,32 @@ class Settings(msgspec.Struct, kw_only=True):
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
+        """Settings from the environment (`ENV` names the variables); a value that doesn't
+        read as its setting's type raises SettingsError naming the variable."""
         env = os.environ
-        s = cls(
-            host=env.get("CAUSETTE_HOST", "127.0.0.1"),
-            port=int(env.get("CAUSETTE_PORT", env.get("PORT", "8080"))),
-            data_dir=env.get("CAUSETTE_DATA", "var"),
-            redis_url=env.get("REDIS_URL", ""),
-            database=env.get("CAUSETTE_DATABASE", ""),
-            secret=env.get("CAUSETTE_SECRET", ""),
-            public_url=env.get("CAUSETTE_PUBLIC_URL", "").rstrip("/"),
-            events_nice=int(env.get("CAUSETTE_EVENTS_NICE", "19")),
-            hugepages=env.get("CAUSETTE_HUGEPAGES", "1").lower() not in ("0", "false", "no", "off"),
-        )
+        types = {f.name: f.type for f in msgspec.structs.fields(cls)}
+        fields: dict[str, Any] = {}
+        for name, variables in ENV.items():
+            var = next((v for v in variables if env.get(v, "") != ""), None)
+            if var is None:
+                continue
+            raw = env[var].strip()
+            want = types[name]
+            if want is bool:
+                if raw.lower() not in _TRUE + _FALSE:
+                    raise SettingsError(f"{var}={raw!r}: expected one of 1, 0, true, false, yes, no, on, off")
+                fields[name] = raw.lower() in _TRUE
+                continue
+            try:
+                value = want(raw)
+            except ValueError:
+                raise SettingsError(f"{var}={raw!r}: expected {'an integer' if want is int else 'a number'}") from None
+            if name in _POSITIVE and not (value > 0 and math.isfinite(value)):   # nan, inf
+                raise SettingsError(f"{var}={raw!r}: expected a finite number above 0")
+            fields[name] = value
+        if "public_url" in fields:
+            fields["public_url"] = fields["public_url"].rstrip("/")
+        s = cls(**fields)
         for k, v in overrides.items():
             setattr(s, k, v)
         return s
@@ -61,3 +86,25 @@ class Settings(msgspec.Struct, kw_only=True):
             path.chmod(0o600)
         self.secret = path.read_text().strip()
         return self.secret.encode()
+
+
+# setting -> the environment variables that set it, the first one set wins (README.md lists them)
+ENV: dict[str, tuple[str, ...]] = {
+    "host": ("CAUSETTE_HOST",),
+    "port": ("CAUSETTE_PORT", "PORT"),
+    "data_dir": ("CAUSETTE_DATA",),
+    "redis_url": ("REDIS_URL",),
+    "database": ("CAUSETTE_DATABASE",),
+    "secret": ("CAUSETTE_SECRET",),
+    "public_url": ("CAUSETTE_PUBLIC_URL",),
+    "max_body": ("CAUSETTE_MAX_BODY",),
+    "plugin_timeout": ("CAUSETTE_PLUGIN_TIMEOUT",),
+    "lock_ttl": ("CAUSETTE_LOCK_TTL",),
+    "lock_wait": ("CAUSETTE_LOCK_WAIT",),
+    "dedup_ttl": ("CAUSETTE_DEDUP_TTL",),
+    "events_maxlen": ("CAUSETTE_EVENTS_MAXLEN",),
+    "flush_interval": ("CAUSETTE_FLUSH_INTERVAL",),
+    "timer_interval": ("CAUSETTE_TIMER_INTERVAL",),
+    "events_nice": ("CAUSETTE_EVENTS_NICE",),
+    "hugepages": ("CAUSETTE_HUGEPAGES",),
+}
