@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from aiohttp import WSCloseCode, web
 
-from . import __version__, hugepages
+from . import __version__, hugepages, routes
 from .appkeys import HTTP, PIPELINE, PLUGINS, REGISTRY, SETTINGS, STATE, STORE, WEBSOCKETS
 from .background import event_loop, timer_loop
 from .channels import ParseError, Webhook
@@ -233,6 +233,7 @@ def _guard(plugin: str, handler: Any) -> Any:
             return web.Response(status=503, headers={"Retry-After": "30"}, text="temporarily unavailable")
         if rt is None or plugin not in rt.enabled:
             return _problem(404, "Not Found", "no such tenant or plugin")
+        routes.bind(request, rt.slug, (rt.settings or {}).get(plugin), rt.snapshot)
         return await handler(request)
     return guarded
 

@@ -43,3 +43,28 @@ async def test_a_store_failure_while_loading_the_tenant_is_503_not_500(gateway):
     await gw.store.close()                 # the store unavailable: every read of it fails
     async with gw.http.get(f"{gw.url}/t/acme/plugins/status/status") as r:
         assert r.status == 503 and r.headers["Retry-After"] == "30"
+
+
+async def test_a_route_reads_its_tenant_and_its_own_settings(gateway, demo_tenant):
+    # The first-party catalogue reads its per-tenant settings through route_tenant: a tenant
+    # that lists other products gets those, and the demo its own.
+    import copy
+    other = copy.deepcopy(demo_tenant)
+    other["slug"] = "boutique"
+    other["plugins"]["catalogue"] = {"currency": "CHF", "products": [
+        {"sku": "B1", "name": "Pull", "category": "women", "price": 80.0}]}
+    gw = await gateway(tenants=[demo_tenant, other])
+    async with gw.http.get(f"{gw.url}/t/boutique/catalogue.json?category=women") as r:
+        body = await r.json()
+    assert r.status == 200 and body["currency"] == "CHF" and [p["sku"] for p in body["products"]] == ["B1"]
+    async with gw.http.get(f"{gw.url}/t/demo/catalogue.json?category=women") as r:
+        body = await r.json()
+    assert r.status == 200 and "B1" not in [p["sku"] for p in body["products"]] and body["count"] > 0
+
+
+def test_route_tenant_outside_a_plugin_route_says_so():
+    import pytest
+    from aiohttp.test_utils import make_mocked_request
+    from gateway.routes import route_tenant
+    with pytest.raises(LookupError, match="register_routes"):
+        route_tenant(make_mocked_request("GET", "/"))

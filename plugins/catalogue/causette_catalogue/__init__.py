@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
-from gateway.appkeys import REGISTRY
+from gateway.routes import route_tenant
 from gateway.hookspecs import hookimpl
 
 BUDGETS = {"low": (0, 50), "mid": (50, 150), "high": (150, float("inf"))}
@@ -42,9 +42,8 @@ def search(products: list[Product], category: str = "", budget: str = "", limit:
 
 
 async def catalogue(request: web.Request) -> web.Response:
-    rt = await request.config_dict[REGISTRY].get(request.match_info["tenant"])
-    settings = rt.settings.get("catalogue") if rt else None
-    if settings is None:
+    settings = route_tenant(request).settings
+    if not isinstance(settings, Settings):     # stored settings that no longer decode
         settings = Settings()
     try:
         limit = int(request.query.get("limit", "5"))
