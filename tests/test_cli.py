@@ -123,3 +123,30 @@ async def test_apply_reaches_a_running_gateway_new_conversations_take_the_new_ve
             break
         await asyncio.sleep(0.05)
     assert (await gw.app[REGISTRY].flow(rt, "soldes-hiver")).version == 2
+
+
+async def test_a_chat_conversation_can_be_read_through_the_admin_api_not_acted_on(
+        gateway, tmp_path, redis_url):
+    import asyncio
+    d = json.loads((ROOT / "tenants" / "demo.json").read_text())
+    gw = await gateway(tenants=[d], secret="test-secret")
+    env = dict(os.environ, CAUSETTE_DATA=str(tmp_path / "var"), REDIS_URL=redis_url,
+               CAUSETTE_DATABASE=gw.settings.db_path, CAUSETTE_SECRET="test-secret")
+    out = await asyncio.to_thread(subprocess.run, CLI + ["chat", "demo", "--contact", "cli-read"],
+                                  input="bonjour\n", capture_output=True, text=True, env=env,
+                                  cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and "Les soldes d'hiver" in out.stdout, out.stderr
+    url = f"{gw.url}/admin/v1/tenants/demo/conversations/console/cli-read"
+    for _ in range(100):      # the chat's own process wrote its events to the store
+        async with gw.http.get(url, headers=gw.admin_headers) as r:
+            conv = await r.json()
+        if any(e["type"] == "message.in" for e in conv["events"]):
+            break
+        await asyncio.sleep(0.05)
+    assert r.status == 200 and conv["session"]["flow"] == "soldes-hiver", conv
+    assert [e["data"]["text"] for e in conv["events"] if e["type"] == "message.in"] == ["bonjour"]
+    async with gw.http.post(url + "/takeover", json={"agent": "julie"}, headers=gw.admin_headers) as r:
+        assert r.status == 409 and "causette chat" in (await r.json())["detail"]
+    async with gw.http.get(f"{gw.url}/admin/v1/tenants/demo/conversations/nowhere/cli-read",
+                           headers=gw.admin_headers) as r:
+        assert r.status == 404

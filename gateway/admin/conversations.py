@@ -12,6 +12,7 @@ import msgspec
 from aiohttp import web
 
 from ..appkeys import PIPELINE, REGISTRY, STATE
+from ..console import ConsoleChannel
 from ..problems import ProblemError, not_found
 from ..types import Problem
 from .http import json_response, principal, read_json, store
@@ -35,6 +36,9 @@ async def _channel(request: web.Request) -> tuple[Any, Any]:
     tenant, channel, _ = _ids(request)
     rt = await registry.get(tenant)
     ch = rt.channels.get(channel) if rt else None
+    if ch is None and rt is not None and channel == ConsoleChannel.type:
+        raise ProblemError(409, "Conflict", "a conversation of `causette chat` belongs to its "
+                           "terminal: it can be read here, not taken over or answered")
     if ch is None:
         raise not_found("channel")
     return rt, ch
@@ -53,7 +57,15 @@ async def _out(request: web.Request, events: list | None = None) -> Conversation
 
 
 async def get_conversation(request: web.Request) -> web.Response:
-    await _channel(request)
+    tenant, channel, _ = _ids(request)
+    if channel == ConsoleChannel.type:
+        # `causette chat` talks to the tenant's bot on a channel of its own, configured
+        # nowhere: its conversations can be read, not acted on (the terminal holds them).
+        registry, _, _ = _services(request)
+        if await registry.get(tenant) is None:
+            raise not_found("channel")
+    else:
+        await _channel(request)
     return json_response(await _out(request))
 
 
