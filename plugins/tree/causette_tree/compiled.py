@@ -367,17 +367,24 @@ def _grows(tpl: Any) -> bool:
 # --- nodes ---------------------------------------------------------------------------------
 class CNode:
     """A node ready to run. `spec` is the decoded Struct; the rest is precomputed."""
-    # What a turn reads first, so that it shares the object's first cache line or two.
-    __slots__ = ("type", "spec", "text", "fixed_choices", "ids", "targets", "timeout", "id",
-                 "media", "options", "titles", "descriptions", "retry_text", "reminder",
-                 "seconds", "regex", "branches", "sets", "args", "cum_weights", "static_choices",
-                 "lookup")
+    # What a turn reads first, so that it shares the object's first cache line or two; with
+    # thousands of tenants, every other object of its own a turn reads (the Struct, the
+    # LText) is one more trip to memory (docs/benchmarks.md, item 15).
+    __slots__ = ("type", "said", "route", "next", "fixed_choices", "save_as", "timeout", "media",
+                 "spec", "text", "id", "outcome", "options", "titles", "descriptions",
+                 "retry_text", "reminder", "seconds", "regex", "branches", "sets", "args",
+                 "cum_weights", "static_choices", "lookup")
 
     def __init__(self, nid: str, spec: model.Node, loc: str):
         self.id = nid
         self.type: str = spec.__struct_config__.tag  # type: ignore[assignment]
         self.spec: Any = spec
         self.text = ltext(getattr(spec, "text", None), loc)
+        # The text when it reads the same for every contact (most): a turn reads no LText.
+        self.said: str | None = self.text.fixed if self.text is not None else None
+        self.next: str = getattr(spec, "next", "") or ""
+        self.save_as: str = getattr(spec, "save_as", "") or ""
+        self.outcome: str = getattr(spec, "outcome", "") or ""
         self.options: list[Option] = []
         self.titles: list[LText] = []
         self.descriptions: list[LText | None] = []
@@ -390,15 +397,15 @@ class CNode:
         self.lookup: Lookup | None = None       # foreach: the list it reads
         self.args: Any = None
         self.cum_weights: list[float] = []
-        self.media: list[tuple[str, str, LText | None]] = []
+        self.media: tuple[tuple[str, str, LText | None], ...] = ()
         # (id, title, description) per locale, filled as locales are met, for choices whose
         # texts hold no lookup (most): a turn then renders none of them.
         self.static_choices: dict[str, list[tuple[str, str, str]]] | None = None
         # Choices that read the same for every contact (the usual case), flat:
         # (id, title, description, id, title, ...); a choice node's ids and where each goes.
         self.fixed_choices: tuple[str, ...] | None = None
-        self.ids: tuple[str, ...] = ()
-        self.targets: tuple[str, ...] = ()
+        # A choice node's ids, then where each goes: (id0, id1, ..., next0, next1, ...).
+        self.route: tuple[str, ...] = ()
         s: Any = spec
         if isinstance(spec, model.ChoiceNode):
             for c in spec.choices:
@@ -406,8 +413,7 @@ class CNode:
                 self.titles.append(t)
                 self.descriptions.append(ltext(c.description, loc))
                 self.options.append(Option(c.id, t.all_texts(), c.synonyms))
-            self.ids = tuple(c.id for c in spec.choices)
-            self.targets = tuple(c.next or spec.next for c in spec.choices)
+            self.route = (*(c.id for c in spec.choices), *(c.next or spec.next for c in spec.choices))
             texts = self.titles + [d for d in self.descriptions if d is not None]
             if all(lt.fixed is not None for lt in texts):
                 self.fixed_choices = tuple(x for c, t, d in zip(spec.choices, self.titles, self.descriptions)
@@ -439,7 +445,7 @@ class CNode:
         if isinstance(spec, model.Foreach):
             self.lookup = Lookup(spec.list)
         if isinstance(spec, model.Message):
-            self.media = [(m.kind, m.url, ltext(m.caption, loc)) for m in spec.media]
+            self.media = tuple((m.kind, m.url, ltext(m.caption, loc)) for m in spec.media)
 
 
 class Compiled:

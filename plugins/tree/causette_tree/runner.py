@@ -77,20 +77,21 @@ class Run:
 
     # --- answers ---------------------------------------------------------------------------
     async def on_choice(self, node: CNode, msg: InboundMessage) -> Turn:
-        p = msg.payload
-        if p and p in node.ids:           # a button press: no matching, no Option objects read
-            i, how = node.ids.index(p), "payload"
-        else:
+        p, route = msg.payload, node.route
+        n = len(route) >> 1
+        try:                     # a button press: no matching, no Option objects read
+            i, how = route.index(p, 0, n), "payload"
+        except ValueError:
             m = match(msg.text, node.options, p)
             if m is None:
                 return await self.retry(node, msg)
             i, how = m.index, m.how
-        cid = node.ids[i]
-        if node.spec.save_as:
-            self.save(node.spec.save_as, cid)
+        cid = route[i]
+        if node.save_as:
+            self.save(node.save_as, cid)
         self.ctx.record("answer", choice=cid, how=how)
         self.answered()
-        return await self.run(node.targets[i])
+        return await self.run(route[n + i])
 
     async def on_input(self, node: CNode, msg: InboundMessage) -> Turn:
         spec = node.spec
@@ -165,8 +166,8 @@ class Run:
             self.path.append(nid)
             t, spec = node.type, node.spec
             if t == "message":
-                self.say(node.text, media=node.media)
-                nid = spec.next
+                self.say_node(node)
+                nid = node.next
             elif t in ("choice", "input"):
                 s.retries = 0
                 s.extra.pop("rem", None)
@@ -186,7 +187,7 @@ class Run:
                                    f"characters or {MAX_DEPTH} levels")
                         return self.finish("abandoned")
                     self.save(name, value)
-                nid = spec.next
+                nid = node.next
             elif t == "step":
                 nid = await self.step(node)
                 continue
@@ -203,8 +204,8 @@ class Run:
                 s.extra["due"] = ctx.now + node.seconds
                 return Turn(replies=self.replies, wait=node.seconds)
             elif t == "end":
-                self.say(node.text)
-                return self.finish(spec.outcome)
+                self.say_node(node)
+                return self.finish(node.outcome)
             elif t == "handoff":
                 self.say(node.text)
                 if not spec.next:
@@ -227,8 +228,10 @@ class Run:
     def ask(self, node: CNode) -> Turn:
         if node.type == "wait":
             return Turn(wait=max(float(self.s.extra.get("due", 0)) - self.ctx.now, 1.0))
-        self.replies.append(Reply(text=self.render(node.text) if node.text else "",
-                                  choices=self.choices(node)))
+        text = node.said
+        if text is None:
+            text = self.render(node.text) if node.text else ""
+        self.replies.append(Reply(text=text, choices=self.choices(node)))
         return Turn(replies=self.replies, wait=node.timeout)
 
     def choices(self, node: CNode) -> list[Choice]:
@@ -315,7 +318,14 @@ class Run:
             return fixed
         return text.pick(self.locale).render(self.s.vars, self.s.contact)
 
-    def say(self, text: LText | None, media: list | None = None) -> None:
+    def say_node(self, node: CNode) -> None:
+        """A message or end node's text and media."""
+        if node.said is not None and not node.media:
+            self.replies.append(Reply(text=node.said))
+        else:
+            self.say(node.text, node.media)
+
+    def say(self, text: LText | None, media: tuple | list | None = None) -> None:
         items = [Media(kind=k, url=self.value_str(u), caption=self.render(c) if c else "")
                  for k, u, c in (media or ())]
         if text is None and not items:
