@@ -99,6 +99,14 @@ def test_flows_validate_lints_against_channel_types(tmp_path, redis_url):
     assert bad.returncode == 1 and "pigeon" in bad.stdout
 
 
+async def demo_gateway(gateway, tmp_path, redis_url, demo=None):
+    """A gateway with the demo tenant, and the environment for a CLI on its store and Redis."""
+    demo = demo or json.loads((ROOT / "tenants" / "demo.json").read_text())
+    gw = await gateway(tenants=[demo], secret="test-secret")
+    return gw, dict(os.environ, CAUSETTE_DATA=str(tmp_path / "var"), REDIS_URL=redis_url,
+                    CAUSETTE_DATABASE=gw.settings.db_path, CAUSETTE_SECRET="test-secret")
+
+
 async def test_apply_reaches_a_running_gateway_new_conversations_take_the_new_version(
         gateway, tmp_path, redis_url):
     # `tenants apply` writes the store, then tells running gateways (Redis pub/sub) to drop
@@ -106,9 +114,7 @@ async def test_apply_reaches_a_running_gateway_new_conversations_take_the_new_ve
     import asyncio
     from gateway.appkeys import REGISTRY
     d = json.loads((ROOT / "tenants" / "demo.json").read_text())
-    gw = await gateway(tenants=[d], secret="test-secret")
-    env = dict(os.environ, CAUSETTE_DATA=str(tmp_path / "var"), REDIS_URL=redis_url,
-               CAUSETTE_DATABASE=gw.settings.db_path, CAUSETTE_SECRET="test-secret")
+    gw, env = await demo_gateway(gateway, tmp_path, redis_url, d)
     rt = await gw.app[REGISTRY].get("demo")
     assert (await gw.app[REGISTRY].flow(rt, "soldes-hiver")).version == 1
     d["flows"][0]["name"] = "Soldes d'hiver (v2)"
@@ -128,10 +134,7 @@ async def test_apply_reaches_a_running_gateway_new_conversations_take_the_new_ve
 async def test_a_chat_conversation_can_be_read_through_the_admin_api_not_acted_on(
         gateway, tmp_path, redis_url):
     import asyncio
-    d = json.loads((ROOT / "tenants" / "demo.json").read_text())
-    gw = await gateway(tenants=[d], secret="test-secret")
-    env = dict(os.environ, CAUSETTE_DATA=str(tmp_path / "var"), REDIS_URL=redis_url,
-               CAUSETTE_DATABASE=gw.settings.db_path, CAUSETTE_SECRET="test-secret")
+    gw, env = await demo_gateway(gateway, tmp_path, redis_url)
     out = await asyncio.to_thread(subprocess.run, CLI + ["chat", "demo", "--contact", "cli-read"],
                                   input="bonjour\n", capture_output=True, text=True, env=env,
                                   cwd=ROOT, timeout=120)
