@@ -27,7 +27,7 @@ from .store.records import PlannedChannel, PlannedFlow, PlannedPlugin, TenantInf
 from .store.sqlite import Conflict, definition_hash
 from .types import Problem
 from .triggers import trigger_conflicts
-from .validation import validate_flow
+from .validation import settings_problems, validate_flow
 
 if TYPE_CHECKING:
     from .channels import Capabilities
@@ -131,10 +131,9 @@ def check_plugin(host: "PluginHost", name: str, raw: Any, path: str,
             return None, [Problem(path=path, code="plugin.no_settings",
                                   message=f"plugin {name!r} takes no settings")]
         return PlannedPlugin(name=name, settings={}), []
-    try:
-        msgspec.convert({**plain, **secret}, st, str_keys=True)
-    except msgspec.ValidationError as exc:
-        return None, [from_validation_error(exc, path)]
+    problems = settings_problems({**plain, **secret}, st, path, str_keys=True)
+    if problems:
+        return None, problems
     moved = moved_secrets(st, getattr(st, "endpoints", ()), raw, {**plain, **secret}, stored, fields, path)
     if moved:
         return None, moved
@@ -157,13 +156,10 @@ def check_channel(host: "PluginHost", cfg: ChannelConfig, path: str, stored: Map
                                     message=f"channel type {cfg.type!r} comes from plugin {owner!r}, "
                                             f"which this tenant has not enabled (add it to `plugins`)"))
     plain, secret = split_secrets(cfg.settings, cls.secrets, stored)
-    try:
-        msgspec.convert({**plain, **secret}, cls.Settings, str_keys=True)
-    except msgspec.ValidationError as exc:
-        problems.append(from_validation_error(exc, f"{path}.settings"))
-    else:
-        problems += moved_secrets(cls.Settings, cls.endpoints, cfg.settings, {**plain, **secret},
-                                  stored, cls.secrets, f"{path}.settings")
+    settings = {**plain, **secret}
+    problems += (settings_problems(settings, cls.Settings, f"{path}.settings", str_keys=True)
+                 or moved_secrets(cls.Settings, cls.endpoints, cfg.settings, settings,
+                                  stored, cls.secrets, f"{path}.settings"))
     if problems:
         return None, problems
     return PlannedChannel(id=cfg.id, type=cfg.type, settings=plain, secrets=secret, enabled=cfg.enabled), []

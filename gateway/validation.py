@@ -1,4 +1,5 @@
-"""Flow validation shared by the admin API, `tenants apply` and `causette flows validate`."""
+"""Validation shared by the admin API, `tenants apply` and `causette flows validate`: flows
+(by their engine) and settings (by a plugin's or channel's `Settings` Struct)."""
 from __future__ import annotations
 
 import inspect
@@ -6,6 +7,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection, Mapping
 
+import msgspec
+
+from .problems import from_validation_error, join_path
 from .types import Problem
 
 if TYPE_CHECKING:
@@ -79,3 +83,49 @@ def validate_flow_file(host: "PluginHost", path: str | Path,
                                 f"{', '.join(sorted(host.channels))})") for t in unknown]
     caps = {t: host.channels[t].capabilities for t in channel_types or ()}
     return validate_flow(host, flow, caps)
+
+
+def settings_problems(value: Any, struct: type[msgspec.Struct], prefix: str = "$",
+                      **options: Any) -> list[Problem]:
+    """Every problem of `value` as `struct` (a settings Struct), paths under `prefix`; [] when
+    `msgspec.convert(value, struct, **options)` takes it. msgspec stops at its first error, so
+    on failure each field is checked alone: unknown fields (when the Struct forbids them),
+    missing required ones, and each given value converted with the same `options` against
+    its field's type. A value that holds a Struct gives that Struct's first problem only.
+    Whatever this cannot explain (a `__post_init__` refusal, a tagged or array-like Struct,
+    a field-by-field result that misses msgspec's own error) is msgspec's first error."""
+    try:
+        msgspec.convert(value, struct, **options)
+        return []
+    except msgspec.ValidationError as exc:
+        first = from_validation_error(exc, prefix)
+    try:
+        found = _field_problems(value, struct, prefix, options)
+    except Exception:        # the fallback is the first error, as msgspec gives it
+        found = []
+    return found if first in found else [first]
+
+
+def _field_problems(value: Any, struct: type[msgspec.Struct], prefix: str,
+                    options: dict[str, Any]) -> list[Problem]:
+    """The problems of `value` field by field, in the order of its keys, then the missing
+    required fields in the Struct's order (msgspec's order, so its first error comes first)."""
+    config = struct.__struct_config__
+    if not isinstance(value, dict) or config.tag is not None or config.array_like:
+        return []
+    fields = {f.encode_name: f for f in msgspec.structs.fields(struct)}
+    out = []
+    for key, v in value.items():
+        field = fields.get(key)
+        if field is None:
+            if config.forbid_unknown_fields:
+                out.append(from_validation_error(f"Object contains unknown field `{key}`", prefix))
+            continue
+        try:
+            msgspec.convert(v, field.type, **options)
+        except msgspec.ValidationError as exc:   # msgspec's own path form: `$.<encode name>`
+            out.append(from_validation_error(exc, join_path(prefix, f"$.{key}")))
+    for key, field in fields.items():
+        if field.required and key not in value:
+            out.append(from_validation_error(f"Object missing required field `{key}`", prefix))
+    return out
