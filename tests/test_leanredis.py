@@ -99,12 +99,14 @@ async def test_reconnects_after_the_server_drops_the_connection(lean, redis_url,
 
 
 async def test_selects_the_database_of_the_url(redis_url, prefix):
-    base = redis_url.rsplit("/", 1)[0]
-    client = LeanRedis.from_url(base + "/3")
+    from urllib.parse import urlsplit
+    # REDIS_URL may name a database or not (redis://host:6379): database 3 of that server
+    db3 = urlsplit(redis_url)._replace(path="/3").geturl()
+    client = LeanRedis.from_url(db3)
     try:
         await client.set(prefix + "db", "three")
         assert await client.execute("CLIENT", "INFO") is not None
-        other = aioredis.from_url(base + "/3")
+        other = aioredis.from_url(db3)
         try:
             assert await other.get(prefix + "db") == b"three"
             await other.delete(prefix + "db")
