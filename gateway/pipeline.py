@@ -464,6 +464,8 @@ class Pipeline:
         resend = pending[0] if pending is not None else None
         queued = 0
         for i, reply in enumerate(replies):
+            if "lease_lost" in ctx.meta:       # see _holding: nothing more of this turn goes
+                break
             held = ""
             for plugin, fn, argnames in chain:
                 res = await self.host.invoke(rt.slug, plugin, fn, argnames,
@@ -483,8 +485,6 @@ class Pipeline:
             if held:
                 ctx.record("message.held", reason=held, text=reply.text[:200])
                 continue
-            if "lease_lost" in ctx.meta:       # see _holding: nothing more of this turn goes
-                break
             if resend is not None:      # an earlier reply waits for the provider: this one follows it
                 resend.replies.append(reply)
                 resend.keys.append(f"{key}:{i}")
@@ -514,13 +514,15 @@ class Pipeline:
                         sink.ready.set_result(None)
                     await asyncio.sleep(0)      # ... before the rest goes out, from here
                 res = await self._send_one(rt, ch, ctx, reply, payload, f"{key}:{i}:{j}", j)
+                if "lease_lost" in ctx.meta:    # not kept for later either: the turn is not saved
+                    break
                 if res.status == "retry":
                     resend = Resend(channel=ch.instance_id, contact=ctx.contact, replies=[reply],
                                     keys=[f"{key}:{i}"], first=j, since=ctx.now)
                     s.resend = uuid.uuid4().hex
                     ctx.meta["resend"] = (resend, res.retry_after, s.resend)
                     break
-                if res.status == "stopped" or "lease_lost" in ctx.meta:
+                if res.status == "stopped":
                     break
             s.msgs += 1
         if queued and pending is not None:
@@ -582,7 +584,7 @@ class Pipeline:
         except Exception as exc:   # a channel bug must not lose the turn
             log.warning("tenant %s: %s send raised %s", rt.slug, ch.type, type(exc).__name__)
             res = SendResult(status="failed", code="exception", detail=type(exc).__name__)
-        if res.status == "failed" and res.code in ch.fallback_codes:
+        if res.status == "failed" and res.code in ch.fallback_codes and "lease_lost" not in ctx.meta:
             res, via = await self._fallback(rt, ch, ctx, reply, key + ":fb", res)
             if via:
                 ctx.record("message.out", status="sent", channel=via,
@@ -598,7 +600,7 @@ class Pipeline:
         """Await a send, keeping the conversation's lease while it takes long (a provider slow
         to answer, retried): a turn that outlived its lease would be dropped unsaved."""
         lease = ctx.meta.get("_lease")
-        if lease is None:
+        if lease is None or "lease_lost" in ctx.meta:
             return await aw
         every = self.state.lock_ttl_ms / 3000
         task = asyncio.ensure_future(aw)
@@ -618,9 +620,9 @@ class Pipeline:
                     continue
                 if not kept:
                     # The lock ran out before this renewal (the process stalled) and another
-                    # turn may hold the conversation now: this one will not be saved (`leave`
-                    # refuses it), so its replies still to go stay unsent rather than go out
-                    # of order with that turn's; this send is already with the provider.
+                    # turn took the conversation: this one will not be saved (`leave` refuses
+                    # it), so its replies still to go stay unsent rather than go out of order
+                    # with that turn's; this send is already with the provider.
                     log.warning("tenant %s: lease on %s:%s lost during a send; the turn's "
                                 "remaining replies are dropped", ctx.tenant, ctx.channel, ctx.contact)
                     ctx.meta["lease_lost"] = True
@@ -801,6 +803,14 @@ class Pipeline:
                         return None
                     return msgspec.structs.replace(item, replies=item.replies[n:], keys=item.keys[n:],
                                                    first=j, attempt=item.attempt + 1), res.retry_after
+                if "lease_lost" in ctx.meta:
+                    # Another process may claim this send now: what is left is kept, for it
+                    # or a later try, rather than sent alongside it.
+                    rest = (n, j + 1) if j + 1 < len(payloads) else (n + 1, 0)
+                    if rest[0] >= len(item.replies):
+                        return None
+                    return msgspec.structs.replace(item, replies=item.replies[rest[0]:],
+                                                   keys=item.keys[rest[0]:], first=rest[1]), 0.0
         return None
 
     async def _settle_resend(self, rt: TenantRuntime, ctx: Context, rid: str, seen: bytes | None,
@@ -844,6 +854,8 @@ class Pipeline:
             return failed, ""
         try:
             for j, payload in enumerate(other.render(reply)):
+                if "lease_lost" in ctx.meta:
+                    return failed, ""
                 res = await self._holding(ctx, other.send(ctx.contact, payload, key=f"{key}:{j}"))
                 if res.status != "sent":
                     return res, ""

@@ -187,7 +187,7 @@ class State:
 
     async def renew(self, lease: Lease) -> bool:
         """Keep a long turn's hold on its conversation for another lock lifetime; False when
-        it had already run out."""
+        it ran out and another message has the conversation or waits for it (renew.lua)."""
         lease.held = time.monotonic()
         return bool(await self._renew((lease.base + ":l", lease.dedup, lease.base + ":q"),
                                       (lease.token, self.lock_ttl_ms)))

@@ -265,3 +265,21 @@ async def test_a_burst_spread_over_many_tenants_is_claimed_in_wide_rounds(state,
     assert read == claimed == 40 and not more
     assert sum([await store.count_events(s) for s in slugs]) == 150
     assert await state.redis.scard("cst:evq") == 0
+
+
+async def test_a_lock_that_ran_out_is_taken_back_only_when_nothing_waits_for_it(state):
+    lock = conv_key("t1", "web", "c1") + ":l"
+    lease = await state.enter("t1", "web", "c1", "m1")
+    await state.redis.delete(lock, "cst:{t1}:d:web:m1")    # ran out, running mark too: a stall
+    assert await state.renew(lease)                      # nobody came meanwhile: ours again
+    assert await state.redis.get(lock) == lease.token.encode()
+    with pytest.raises(Duplicate):                        # a retry of m1 is refused again
+        await state.enter("t1", "web", "c1", "m1")
+    await state.redis.delete(lock)
+    waiter = asyncio.create_task(state.enter("t1", "web", "c1", "m2"))
+    await asyncio.sleep(0.05)                             # m2 queued behind us, polling
+    assert not await state.renew(lease)                  # it goes ahead, not us
+    assert not await state.leave(lease, Session(node="late"), 60, [])
+    second = await waiter
+    assert await state.leave(second, Session(node="m2"), 60, [])
+    assert (await state.load_session("t1", "web", "c1")).node == "m2"

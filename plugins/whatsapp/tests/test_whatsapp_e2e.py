@@ -451,3 +451,22 @@ async def test_a_turn_that_loses_its_lease_mid_send_sends_nothing_more(gateway, 
     assert [shown(r) for r in sent(graph)] == [shown(sent(graph)[0])]    # the first one only
     assert shown(sent(graph)[0]).startswith("Bonjour")
     assert await gw.redis.get(lock.replace(b":l", b":s")) is None      # nothing saved
+
+
+async def test_a_turn_that_loses_its_lease_keeps_nothing_for_later(gateway, demo_tenant, graph):
+    # The same, the slow send being refused (429): a turn that is not saved keeps no send
+    # for later either, or its reply would come after the next turn's.
+    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)], lock_ttl=0.5)
+    graph.answer(429, {"error": {"code": 130429, "message": "Rate limit hit"}},
+                 headers={"Retry-After": "0.2"}, delay=0.6, times=2)
+    turn = asyncio.ensure_future(post(gw, body(text("wamid.lost2", "soldes"))))
+    for _ in range(100):
+        if graph.requests:
+            break
+        await asyncio.sleep(0.02)
+    [lock] = [k async for k in gw.redis.scan_iter("cst:{demo}:c:wa:*:l")]
+    await gw.redis.set(lock, "another-process", px=5000)
+    assert await turn == 200
+    assert await gw.redis.zcard("cst:resends") == 0
+    await asyncio.sleep(0.8)
+    assert len(graph.requests) == 2                      # the two refused tries, nothing after
