@@ -83,7 +83,7 @@ async def _worker(args: argparse.Namespace) -> None:
     s = _settings(args)
     s.redis_url = _running_redis(s)
     s.background = True
-    if "CAUSETTE_EVENTS_NICE" not in os.environ:
+    if not os.environ.get("CAUSETTE_EVENTS_NICE", "").strip():     # unset, as Settings reads it
         s.events_nice = 0      # writing events is this process's job: no reason to yield it
     runner = web.AppRunner(create_app(s))
     await runner.setup()
@@ -302,8 +302,12 @@ def _text(s: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("CAUSETTE_LOG", "WARNING"),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    level = os.environ.get("CAUSETTE_LOG", "").strip().upper() or "WARNING"
+    if not isinstance(logging.getLevelName(level), int):
+        print(f"causette: CAUSETTE_LOG={level!r}: expected one of DEBUG, INFO, WARNING, ERROR, "
+              "CRITICAL", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     ap = argparse.ArgumentParser(prog="causette", description="Causette conversational gateway")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sp = sub.add_parser("serve", help="run the gateway")

@@ -1,7 +1,6 @@
 """Process settings, from the environment (12-factor); every one has a working default."""
 from __future__ import annotations
 
-import math
 import os
 import secrets
 from pathlib import Path
@@ -14,9 +13,15 @@ class SettingsError(ValueError):
     """An environment variable that doesn't read as its setting (the message names it)."""
 
 
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-_POSITIVE = {"port", "max_body", "plugin_timeout", "lock_ttl", "lock_wait", "dedup_ttl",
-             "events_maxlen", "flush_interval", "timer_interval"}
+_TRUE, _FALSE = ("1", "true", "yes", "y", "on"), ("0", "false", "no", "n", "off")
+_DAY = 86400
+# What each number may be: Redis takes lifetimes in whole ms below 2**63, a port is 16 bits.
+_RANGES: dict[str, tuple[float, float]] = {
+    "port": (1, 65535), "max_body": (1, 2**31), "plugin_timeout": (0.001, _DAY),
+    "lock_ttl": (0.01, _DAY), "lock_wait": (0.001, _DAY), "dedup_ttl": (1, 10 * 366 * _DAY),
+    "events_maxlen": (1, 2**31), "flush_interval": (0.001, 3600), "timer_interval": (0.001, 3600),
+    "events_nice": (-20, 19),
+}
 
 
 class Settings(msgspec.Struct, kw_only=True):
@@ -42,27 +47,35 @@ class Settings(msgspec.Struct, kw_only=True):
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
         """Settings from the environment (`ENV` names the variables); a value that doesn't
-        read as its setting's type raises SettingsError naming the variable."""
+        read as its setting raises SettingsError naming the variable. Texts are taken as set,
+        empty included (a secret keeps its exact bytes: it derives the key of stored
+        secrets); a number or switch set to blanks counts as unset."""
         env = os.environ
         types = {f.name: f.type for f in msgspec.structs.fields(cls)}
         fields: dict[str, Any] = {}
         for name, variables in ENV.items():
-            var = next((v for v in variables if env.get(v, "") != ""), None)
+            want = types[name]
+            if want is str:
+                var = next((v for v in variables if v in env), None)
+                if var is not None:
+                    fields[name] = env[var]
+                continue
+            var = next((v for v in variables if env.get(v, "").strip()), None)
             if var is None:
                 continue
             raw = env[var].strip()
-            want = types[name]
             if want is bool:
                 if raw.lower() not in _TRUE + _FALSE:
-                    raise SettingsError(f"{var}={raw!r}: expected one of 1, 0, true, false, yes, no, on, off")
+                    raise SettingsError(f"{var}={raw!r}: expected one of {', '.join(_TRUE + _FALSE)}")
                 fields[name] = raw.lower() in _TRUE
                 continue
             try:
                 value = want(raw)
             except ValueError:
                 raise SettingsError(f"{var}={raw!r}: expected {'an integer' if want is int else 'a number'}") from None
-            if name in _POSITIVE and not (value > 0 and math.isfinite(value)):   # nan, inf
-                raise SettingsError(f"{var}={raw!r}: expected a finite number above 0")
+            lo, hi = _RANGES[name]
+            if not lo <= value <= hi:         # nan, inf too
+                raise SettingsError(f"{var}={raw!r}: expected a number from {lo:g} to {hi:g}")
             fields[name] = value
         if "public_url" in fields:
             fields["public_url"] = fields["public_url"].rstrip("/")
