@@ -11,13 +11,16 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
+
 class RouteTenant(NamedTuple):
     slug: str
-    # The tenant's settings of this plugin: its `Settings` Struct with defaults filled in,
-    # `{}` for a plugin without one, None when the stored settings no longer decode.
+    # The tenant's settings of this plugin: its `Settings` Struct with defaults filled in;
+    # for a plugin without one, what the tenant gave as they are (a dict, `{}` when nothing);
+    # None when the stored settings no longer decode.
     settings: Any
     # The tenant's configuration as loaded (`TenantSnapshot`: name, locale, timezone,
-    # channels, flows), the same object as `ctx.tenant_config`. Read only.
+    # channels, flows), the same object as `ctx.tenant_config`. Read only; it holds the
+    # channels' secrets decrypted: never answer it as it is.
     config: Any
 
 

@@ -402,7 +402,7 @@ class CNode:
         # texts hold no lookup (most): a turn then renders none of them.
         self.static_choices: dict[str, list[tuple[str, str, str]]] | None = None
         # Choices that read the same for every contact (the usual case), flat:
-        # (id, title, description, id, title, ...); a choice node's ids and where each goes.
+        # (id, title, description, id, title, ...).
         self.fixed_choices: tuple[str, ...] | None = None
         # A choice node's ids, then where each goes: (id0, id1, ..., next0, next1, ...).
         self.route: tuple[str, ...] = ()

@@ -78,7 +78,7 @@ class Run:
     # --- answers ---------------------------------------------------------------------------
     async def on_choice(self, node: CNode, msg: InboundMessage) -> Turn:
         p, route = msg.payload, node.route
-        n = len(route) >> 1
+        n = len(route) // 2
         try:                     # a button press: no matching, no Option objects read
             i, how = route.index(p, 0, n), "payload"
         except ValueError:
