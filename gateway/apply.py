@@ -311,13 +311,14 @@ async def plan_tenant(store: "Store", host: "PluginHost", cfg: TenantConfig,
         known.update((f.id, f.definition) for f in (snap.flows if snap else ()))
     known.update((d["id"], d) for d in cfg.flows if isinstance(d, dict) and isinstance(d.get("id"), str))
     flows, fids = [], set()
-    ordered: list[tuple[str, dict[str, Any]]] = []
+    # The flows that will run once this file is applied (the file's, and the published ones
+    # it leaves as they are): each flow is warned of every trigger it shares with them,
+    # whatever the order of the file.
+    live = [(other, d) for other, d in known.items() if isinstance(d, dict)]
     for i, definition in enumerate(cfg.flows):
         path = f"$.flows[{i}]"
         probs = check_flow(host, definition, path, caps, flows=set(known), definitions=known,
-                           others=list(ordered), enabled=enabled)
-        if isinstance(definition, dict) and isinstance(definition.get("id"), str):
-            ordered.append((definition["id"], definition))
+                           others=live, enabled=enabled)
         problems += probs
         fid = definition.get("id") if isinstance(definition, dict) else None
         if isinstance(fid, str) and fid in fids:
