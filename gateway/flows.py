@@ -62,7 +62,7 @@ class Step:
     `Args` validates the node's `with` object (after template substitution at run time,
     and as written at publish time). `Settings` is the tenant's settings of the plugin.
     """
-    name: ClassVar[str] = ""
+    name: ClassVar[str] = ""      # required: what flows call it by, e.g. "crm.lookup"
     Args: ClassVar[type[msgspec.Struct]] = NoArgs
     description: ClassVar[str] = ""
 

@@ -95,6 +95,35 @@ def _selected(name: str) -> bool:
     return name not in blocked
 
 
+def _what_is_wrong(hook: str, obj: Any) -> str:
+    """Why a registration hook's item cannot be registered ("" when it can)."""
+    if hook == "register_channels":
+        base, attr, want_class = Channel, "type", True
+    elif hook == "register_flow_engines":
+        base, attr, want_class = FlowEngine, "name", False
+    elif hook == "register_steps":
+        base, attr, want_class = Step, "name", False
+    else:
+        return ""
+    what = f"{base.__module__}.{base.__name__}"
+    if want_class:
+        if isinstance(obj, base):
+            return f"an instance, not the class: return {type(obj).__name__}"
+        if not (isinstance(obj, type) and issubclass(obj, base)):
+            return f"not a subclass of {what}"
+    else:
+        if isinstance(obj, type) and issubclass(obj, base):
+            return f"a class, not an instance: return {obj.__name__}()"
+        if not isinstance(obj, base):
+            return f"not an instance of {what}"
+    value = getattr(obj, attr)
+    if not isinstance(value, str):
+        return f"its `{attr}` must be a string, not {type(value).__name__}"
+    if not value:
+        return f"its `{attr}` is empty: set the class attribute `{attr} = \"...\"`"
+    return ""
+
+
 class _Resume:
     """Awaits the rest of a coroutine whose first stretch already ran (it yielded `pending`
     to the event loop), in the awaiting task, as a Task would drive it."""
@@ -146,7 +175,21 @@ class PluginHost:
                 self.pm.register(module, name=ep.name)
                 dist = ep.dist
                 self._dists[ep.name] = (dist.name, dist.version) if dist else (ep.name, "?")
+        given: dict[str, Any] = {}
         for name, obj in extra:
+            if name in given:
+                if given[name] is obj:
+                    continue
+                raise PluginError(f"two extra plugins named {name!r}: {given[name]!r} and {obj!r}")
+            given[name] = obj
+            installed = self.pm.get_plugin(name)
+            if installed is obj:
+                continue        # the installed plugin itself, as its own tests pass it
+            if installed is not None:
+                # An extra plugin takes the place of the installed one of that name: a
+                # plugin's tests may pass a working copy or a stand-in.
+                self.pm.unregister(installed, name=name)
+                self._dists.pop(name, None)
             self.pm.register(obj, name=name)
             self._dists.setdefault(name, (name, "local"))
         self.pm.check_pending()
@@ -177,17 +220,14 @@ class PluginHost:
                 self.settings_types[name] = None
 
     def _register(self, hook: str, plugin: str, obj: Any) -> None:
+        wrong = _what_is_wrong(hook, obj)
+        if wrong:
+            raise PluginError(f"{plugin}: {hook} returned {obj!r}: {wrong}")
         if hook == "register_channels":
-            if not (isinstance(obj, type) and issubclass(obj, Channel) and obj.type):
-                raise PluginError(f"{plugin}: register_channels returned {obj!r}, not a Channel class with a type")
             kind, key, table = "channel", obj.type, self.channels
         elif hook == "register_flow_engines":
-            if not (isinstance(obj, FlowEngine) and obj.name):
-                raise PluginError(f"{plugin}: register_flow_engines returned {obj!r}")
             kind, key, table = "engine", obj.name, self.engines
         elif hook == "register_steps":
-            if not (isinstance(obj, Step) and obj.name):
-                raise PluginError(f"{plugin}: register_steps returned {obj!r}")
             kind, key, table = "step", obj.name, self.steps
         else:
             self.routes.append((plugin, obj))

@@ -224,3 +224,24 @@ def test_unknown_hook_name_is_refused():
             return None
     with pytest.raises(Exception):
         host(("typo", Typo()))
+
+
+class Nameless(Step):
+    async def run(self, ctx, args):
+        return StepResult()
+
+
+@pytest.mark.parametrize("returned, says", [
+    (Nameless(), "its `name` is empty: set the class attribute `name = \"...\"`"),
+    (Nameless, "a class, not an instance: return Nameless()"),
+    ("test.echo", "not an instance of gateway.flows.Step"),
+])
+def test_an_invalid_step_registration_says_what_is_wrong(returned, says):
+    class Broken:
+        @hookimpl
+        def register_steps(self):
+            return [returned]
+    with pytest.raises(PluginError) as err:
+        host(("broken", Broken()))
+    assert str(err.value).startswith("broken: register_steps returned ")
+    assert str(err.value).endswith(says)
