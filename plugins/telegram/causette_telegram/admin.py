@@ -26,7 +26,13 @@ async def _post(http: aiohttp.ClientSession, api_base: str, token: str, method: 
                 body: dict[str, Any]) -> dict[str, Any]:
     async with http.post(f"{api_base.rstrip('/')}/bot{token}/{method}", json=body,
                          timeout=aiohttp.ClientTimeout(total=15)) as resp:
-        return await resp.json(content_type=None)
+        try:
+            out = await resp.json(content_type=None)
+        except ValueError:
+            out = None
+        if not isinstance(out, dict):
+            raise ValueError(f"HTTP {resp.status} with an answer that is not a JSON object")
+        return out
 
 
 async def set_webhook(http: aiohttp.ClientSession, token: str, url: str, secret_token: str, *,
@@ -67,7 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         print("set TELEGRAM_BOT_TOKEN", file=sys.stderr)
         return 2
-    out = asyncio.run(_main(args, token))
+    try:
+        out = asyncio.run(_main(args, token))
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        # One line, not a traceback; the token is part of the URL and stays out of it.
+        why = str(exc).replace(token, "<token>") or type(exc).__name__
+        if isinstance(exc, aiohttp.InvalidURL):
+            why = f"invalid URL {why}"
+        print(f"causette-telegram: {args.command} failed ({args.api_base}): {why}", file=sys.stderr)
+        return 1
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0 if out.get("ok") else 1
 
