@@ -144,7 +144,9 @@ class WebhookChannel(Channel):
         try:
             decoded = _decoder.decode(hook.body)
         except msgspec.ValidationError as exc:
-            raise ParseError(str(exc)) from exc
+            why = str(exc)
+            # msgspec names the path of nested errors only: a top-level one is at `$`.
+            raise ParseError(why if " - at `$" in why else f"{why} - at `$`") from exc
         except msgspec.DecodeError as exc:
             raise ParseError(f"not JSON: {exc}") from exc
         items = decoded if isinstance(decoded, list) else [decoded]
@@ -201,8 +203,12 @@ class WebhookChannel(Channel):
 
     async def send(self, contact: str, payload: Any, *, key: str) -> SendResult:
         if not self.callback:
+            # Reached for whatever the open webhook request cannot carry: a human agent's
+            # reply, a timer's or a campaign's, replies past the inline limit.
             return SendResult(status="failed", code="no_callback",
-                              detail="more replies than fit inline and no callback_url")
+                              detail="no callback_url and no open webhook request to answer inline: "
+                                     "agent replies, timers and replies past the inline limit "
+                                     "need a callback_url")
         body = _encoder.encode(Outbound(to=contact, key=key, reply=payload))
         headers = {"Content-Type": "application/json", "Idempotency-Key": key,
                    self.settings.signature_header: sign(self.settings.secret, body)}

@@ -103,3 +103,17 @@ async def test_secrets_are_write_only(gateway, secret_field):
         text = await r.text()
     assert r.status == 200
     assert SECRET not in text and "old-secret-value" not in text
+
+
+async def test_an_agent_reply_on_an_inline_instance_needs_a_callback_url(gateway):
+    gw = await gateway(tenants=[brand()])
+    status, _ = await post(gw, {"id": "m1", "from": "c1", "text": "bonjour"})
+    assert status == 200
+    async with gw.http.post(gw.url + "/admin/v1/tenants/acme/conversations/app/c1/reply",
+                            json={"agent": "julie", "text": "Bonjour, ici Julie."},
+                            headers=gw.admin_headers) as r:
+        assert r.status == 200
+        conv = await r.json()
+    [event] = conv["events"]
+    assert (event["type"], event["data"]["code"]) == ("send.failed", "no_callback")
+    assert event["data"]["detail"].startswith("no callback_url and no open webhook request")

@@ -136,3 +136,22 @@ def test_inline_capability_follows_the_callback_setting():
     assert channel().capabilities.inline == 10
     assert channel(callback_url="http://127.0.0.1:9/cb").capabilities.inline == 0
     assert WebhookChannel.capabilities.inline == 10
+
+
+PATHS = [
+    ("missing from", {"id": "1", "text": "x"}, "Object missing required field `from` - at `$`"),
+    ("missing id", {"from": "u1"}, "Object missing required field `id` - at `$`"),
+    ("a string", "hello", "Expected `object | array`, got `str` - at `$`"),
+    ("wrong type", {"id": 5, "from": "u1"}, "Expected `str`, got `int` - at `$.id`"),
+    ("nested", {"id": "1", "from": "u1", "media": [{"url": 3}]},
+     "Expected `str`, got `int` - at `$.media[0].url`"),
+    ("in a list", [{"id": "1", "from": "u1"}, {"id": "2"}],
+     "Object missing required field `from` - at `$[1]`"),
+]
+
+
+@pytest.mark.parametrize("label,body,message", PATHS, ids=[p[0] for p in PATHS])
+def test_parse_errors_name_the_json_path(label, body, message):
+    with pytest.raises(ParseError) as err:
+        channel().parse(hook(body))
+    assert str(err.value) == message
