@@ -13,6 +13,7 @@ to keep the stored value; that way tenant files need not hold credentials.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from .config import ChannelConfig, TenantConfig
+from .envsubst import expand
 from .problems import ProblemError, decode_json, errors_only, from_validation_error, invalid, join_path
 from .store.records import PlannedChannel, PlannedFlow, PlannedPlugin, TenantInfo, TenantPlan
 from .store.sqlite import Conflict, definition_hash
@@ -387,7 +389,15 @@ async def apply_path(store: "Store", host: "PluginHost", path: str | Path, *,
         except OSError as exc:
             raise ProblemError(400, "Cannot read", f"{f}: {exc.strerror}") from None
         try:
-            configs.append((f.name, decode_tenant(raw, f.name)))
+            if b"${" in raw:     # values from the environment (gateway.envsubst)
+                parsed, unset = expand(decode_json(raw, where=f.name, title="Invalid tenant definition"),
+                                       os.environ, f"{f.name}:$")
+                if unset:
+                    problems += unset
+                    continue
+                configs.append((f.name, decode_tenant(parsed, f.name)))
+            else:
+                configs.append((f.name, decode_tenant(raw, f.name)))
         except ProblemError as exc:
             if exc.status == 400:
                 raise

@@ -10,7 +10,6 @@ that uses `gateway`, so give tests a Redis you don't mind emptying.
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import tempfile
@@ -27,6 +26,7 @@ from aiohttp import web
 from .appkeys import PIPELINE, PLUGINS, REGISTRY, STORE
 from .app import REDIS, create_app
 from .config import TenantConfig
+from .envsubst import expand
 from .redis_server import EmbeddedRedis
 from .settings import Settings
 
@@ -104,10 +104,18 @@ def redis_url() -> Any:
         server.stop()
 
 
+def load_demo() -> dict[str, Any]:
+    """tenants/demo.json as `tenants apply` reads it with no variable set: its `${VAR:-x}`
+    references at their defaults (gateway.envsubst)."""
+    demo, unset = expand(json.loads((ROOT / "tenants" / "demo.json").read_text()), {})
+    assert not unset, unset
+    return demo
+
+
 @pytest.fixture
 def demo_tenant() -> dict[str, Any]:
-    """tenants/demo.json as a dict (a fresh copy per test)."""
-    return copy.deepcopy(json.loads((ROOT / "tenants" / "demo.json").read_text()))
+    """tenants/demo.json as a dict (a fresh copy per test), as `load_demo` gives it."""
+    return load_demo()
 
 
 @pytest_asyncio.fixture      # works under pytest-asyncio's strict mode too
@@ -121,7 +129,8 @@ async def gateway(redis_url: str, tmp_path: Path) -> AsyncIterator[Any]:
     async def start(tenants: list[dict[str, Any]] = (), plugins: list[tuple[str, Any]] = (),
                     **overrides: Any) -> GatewayHandle:
         """Start a gateway; `plugins` adds in-process plugins (name, module or object) to
-        the installed ones, as a third party's would be."""
+        the installed ones, as a third party's would be. One given under an installed
+        plugin's name takes its place (a plugin's own tests may pass the installed module)."""
         opts: dict[str, Any] = dict(plugin_timeout=5.0, host="127.0.0.1", port=0, data_dir=str(tmp_path / "var"),
                                     redis_url=redis_url, database=db, secret="test-secret",
                                     flush_interval=0.05, timer_interval=0.05, lock_wait=10.0,

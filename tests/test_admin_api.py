@@ -1,7 +1,6 @@
 """The admin API over real HTTP: auth and roles, tenants, keys, plugins, channels (secrets
 write-only), problem+json everywhere, body limits, and the generated OpenAPI document."""
 import json
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -11,8 +10,8 @@ from gateway.admin import ROUTES, mount_admin
 from gateway.appkeys import PLUGINS, STORE
 from gateway.plugins import PluginHost
 from gateway.store import Store
+from gateway.testing import load_demo
 
-ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "EAAG-admin-secret-31"
 PROBLEM = "application/problem+json"
 
@@ -51,7 +50,7 @@ async def admin(tmp_path, host):
 
 
 def demo() -> dict:
-    return json.loads((ROOT / "tenants" / "demo.json").read_text())
+    return load_demo()
 
 
 async def test_no_key_or_a_bad_key_is_401_problem(admin):

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from gateway.testing import load_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "gateway.cli"]
@@ -44,7 +45,7 @@ def test_apply_then_scripted_chat_through_the_pipeline(tmp_path, redis_url):
 
 
 def test_apply_refuses_an_invalid_tenant_and_writes_nothing(tmp_path, redis_url):
-    bad = json.loads((ROOT / "tenants" / "demo.json").read_text())
+    bad = load_demo()
     bad["flows"][0]["nodes"]["hello"]["next"] = "nowhere"
     bad["plugins"]["http"]["timeout"] = "soon"
     f = tmp_path / "bad.json"
@@ -57,7 +58,7 @@ def test_apply_refuses_an_invalid_tenant_and_writes_nothing(tmp_path, redis_url)
 
 
 def test_flows_validate_reports_problems_with_paths_and_exit_status(tmp_path, redis_url):
-    flow = json.loads((ROOT / "tenants" / "demo.json").read_text())["flows"][0]
+    flow = load_demo()["flows"][0]
     good = tmp_path / "good.json"
     good.write_text(json.dumps(flow))
     ok = run(["flows", "validate", str(good)], tmp_path, redis_url)
@@ -76,7 +77,7 @@ def test_flows_validate_reports_problems_with_paths_and_exit_status(tmp_path, re
 
 
 def test_flows_graph_writes_mermaid_and_svg(tmp_path, redis_url):
-    flow = json.loads((ROOT / "tenants" / "demo.json").read_text())["flows"][0]
+    flow = load_demo()["flows"][0]
     f = tmp_path / "soldes.json"
     f.write_text(json.dumps(flow))
     out = run(["flows", "graph", str(f)], tmp_path, redis_url)
@@ -87,7 +88,7 @@ def test_flows_graph_writes_mermaid_and_svg(tmp_path, redis_url):
 
 
 def test_flows_validate_lints_against_channel_types(tmp_path, redis_url):
-    flow = json.loads((ROOT / "tenants" / "demo.json").read_text())["flows"][0]
+    flow = load_demo()["flows"][0]
     f = tmp_path / "soldes.json"
     f.write_text(json.dumps(flow))
     out = run(["flows", "validate", "--json", "--channel", "twilio", str(f)], tmp_path, redis_url)
@@ -101,7 +102,7 @@ def test_flows_validate_lints_against_channel_types(tmp_path, redis_url):
 
 async def demo_gateway(gateway, tmp_path, redis_url, demo=None):
     """A gateway with the demo tenant, and the environment for a CLI on its store and Redis."""
-    demo = demo or json.loads((ROOT / "tenants" / "demo.json").read_text())
+    demo = demo or load_demo()
     gw = await gateway(tenants=[demo], secret="test-secret")
     return gw, dict(os.environ, CAUSETTE_DATA=str(tmp_path / "var"), REDIS_URL=redis_url,
                     CAUSETTE_DATABASE=gw.settings.db_path, CAUSETTE_SECRET="test-secret")
@@ -113,7 +114,7 @@ async def test_apply_reaches_a_running_gateway_new_conversations_take_the_new_ve
     # their cached copy: a conversation that starts afterwards runs the new version.
     import asyncio
     from gateway.appkeys import REGISTRY
-    d = json.loads((ROOT / "tenants" / "demo.json").read_text())
+    d = load_demo()
     gw, env = await demo_gateway(gateway, tmp_path, redis_url, d)
     rt = await gw.app[REGISTRY].get("demo")
     assert (await gw.app[REGISTRY].flow(rt, "soldes-hiver")).version == 1

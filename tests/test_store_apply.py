@@ -1,7 +1,6 @@
 """`tenants apply`: validate everything first, write one transaction, publish only changes."""
 import copy
 import json
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -13,8 +12,8 @@ from gateway.config import TenantConfig
 from gateway.plugins import PluginHost
 from gateway.problems import ProblemError
 from gateway.store import Store
+from gateway.testing import load_demo
 
-ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "EAAG-apply-secret-77"
 
 
@@ -31,7 +30,7 @@ async def store(tmp_path):
 
 
 def demo() -> dict:
-    return json.loads((ROOT / "tenants" / "demo.json").read_text())
+    return load_demo()
 
 
 def cfg(d: dict) -> TenantConfig:

@@ -1,16 +1,15 @@
 """The demo brand's seasonal-sale flow (tenants/demo.json), in French and in English, with
 the real http.request step calling a catalogue served on 127.0.0.1."""
 import copy
-import json
-from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from causette_http import HttpRequest, Settings
+from gateway.testing import load_demo
 
-FLOW = json.loads((Path(__file__).parents[3] / "tenants" / "demo.json").read_text())["flows"][0]
+FLOW = load_demo()["flows"][0]
 PRODUCTS = {
     "women": [{"name": "Manteau laine", "price": 89, "was": 149}, {"name": "Pull col roulé", "price": 29, "was": 49},
               {"name": "Bottines", "price": 59, "was": 99}, {"name": "Écharpe", "price": 15, "was": 25}],

@@ -2,14 +2,13 @@
 flow (found by fuzzing): each is now refused when published, or handled by the engine."""
 
 import copy
-import json
-from pathlib import Path
 
 import msgspec
 import pytest
 
 from causette_tree import TreeEngine
 from causette_tree.template import Template
+from gateway.testing import load_demo
 
 
 def flow(nodes, **kw):
@@ -152,7 +151,7 @@ def test_a_type_that_is_not_a_string_is_an_unknown_type(kind):
     TreeEngine().graph(f)
 
 
-DEMO = json.loads((Path(__file__).parents[3] / "tenants" / "demo.json").read_text())["flows"][0]
+DEMO = load_demo()["flows"][0]
 
 
 def _places(value, at=()):

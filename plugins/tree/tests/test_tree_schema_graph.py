@@ -1,14 +1,14 @@
 """The JSON Schema comes from the same Structs that decode flows; pictures of flows."""
 import json
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import msgspec
 
 from causette_tree import TreeEngine, model
 from gateway.hookspecs import hookimpl  # noqa: F401  (the plugin's own import path)
+from gateway.testing import load_demo
 
-EXAMPLE = json.loads((Path(__file__).parents[3] / "tenants" / "demo.json").read_text())["flows"][0]
+EXAMPLE = load_demo()["flows"][0]
 
 
 def test_plugin_registers_the_engine():

@@ -1,7 +1,5 @@
 """Validation answers every problem at once, each with a JSON path, a code and a sentence."""
 import copy
-import json
-from pathlib import Path
 
 import pytest
 
@@ -11,8 +9,9 @@ from gateway.channels import Capabilities
 from gateway.flows import Step
 
 from .conftest import EchoStep
+from gateway.testing import load_demo
 
-EXAMPLE = json.loads((Path(__file__).parents[3] / "tenants" / "demo.json").read_text())["flows"][0]
+EXAMPLE = load_demo()["flows"][0]
 STEPS: dict[str, Step] = {"http.request": HttpRequest(), "test.echo": EchoStep()}
 WHATSAPP = Capabilities(text_length=4096, buttons=3, button_title=20, list_rows=10, list_title=24)
 MESSENGER = Capabilities(text_length=2000, buttons=13, button_title=20)

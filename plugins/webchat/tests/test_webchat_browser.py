@@ -24,8 +24,8 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
 def _tenant(demo_tenant_path: Path) -> tuple[dict, str]:
     """The demo brand when it has a webchat channel, else the tests' own shop."""
     if demo_tenant_path.exists():
-        import json
-        demo = json.loads(demo_tenant_path.read_text())
+        from gateway.testing import load_demo
+        demo = load_demo()
         web = [c["id"] for c in demo.get("channels", []) if c.get("type") == "webchat"]
         if web and "webchat" in demo.get("plugins", {}):
             return demo, web[0]
