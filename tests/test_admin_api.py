@@ -8,6 +8,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.admin import ROUTES, mount_admin
 from gateway.appkeys import PLUGINS, STORE
+from gateway.channels import Capabilities
 from gateway.plugins import PluginHost
 from gateway.store import Store
 from gateway.testing import load_demo
@@ -163,6 +164,9 @@ async def test_channel_secrets_are_write_only(admin, tmp_path):
     assert s == 201 and ch["settings"] == {"phone_number_id": "106", "access_token": "***set***"}
     assert ch["webhook"] == "/t/acme/channels/wa" and ch["plugin"] == "whatsapp"
     assert ch["capabilities"]["buttons"] == 3
+    # every limit, the defaults too: a client need not know the gateway's defaults
+    assert ch["capabilities"]["button_title"] == 20 and ch["capabilities"]["typing"] is False
+    assert set(ch["capabilities"]) == set(Capabilities.__struct_fields__)
     assert (await admin.call("GET", "/tenants/acme/plugins/whatsapp"))[2]["enabled"]
     assert (await admin.call("POST", "/tenants/acme/channels", json=wa))[0] == 409
     for path in ("/tenants/acme/channels", "/tenants/acme/channels/wa"):

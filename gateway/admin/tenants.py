@@ -230,7 +230,8 @@ def _channel_out(request: web.Request, rec: Any) -> ChannelOut:
     return ChannelOut(id=rec.id, type=rec.type, settings=_masked(rec.settings, rec.secrets_set),
                       enabled=rec.enabled, webhook=f"/t/{_slug(request)}/channels/{rec.id}",
                       plugin=h.owner("channel", rec.type) if cls else "",
-                      capabilities=msgspec.to_builtins(cls.capabilities) if cls else {},
+                      # every field, defaults included: a client reads limits, not msgspec's omissions
+                      capabilities=msgspec.structs.asdict(cls.capabilities) if cls else {},
                       created_at=rec.created_at, updated_at=rec.updated_at)
 
 
