@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
 from gateway.testing import load_demo
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -56,6 +56,50 @@ def _msgspec_problem(r: Report, base: str, exc: msgspec.ValidationError, code: s
     r.error(base + sub, code, text)
 
 
+_SEGMENT = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+MAX_UNKNOWN = 50     # unknown fields reported in one node before giving up on it
+
+
+def _node_spec(r: Report, path: str, raw: dict[str, Any]) -> Any:
+    """The node decoded, or None. msgspec stops at its first error: an unknown field (a
+    typo, `nxet`) is reported, left out, and the node decoded again, so its other problems
+    and the flow's checks of it (its `next`, its texts) come in the same answer."""
+    for _ in range(MAX_UNKNOWN):
+        try:
+            return msgspec.convert(raw, model.AnyNode)
+        except msgspec.ValidationError as exc:
+            _msgspec_problem(r, path, exc, "node.invalid")
+            text = str(exc)
+            where, _, sub = text.partition(" - at `$")
+            m = _UNKNOWN_FIELD.match(where)
+            if m is None:
+                return None
+            raw = _without(raw, sub.rstrip("`"), m.group(1))
+            if raw is None:
+                return None
+    return None
+
+
+def _without(value: Any, sub: str, key: str) -> Any:
+    """A copy of `value` without `key` in the object at `sub` (`.choices[1]`), or None."""
+    if not sub:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        return {k: v for k, v in value.items() if k != key}
+    m = _SEGMENT.match(sub)
+    if m is None:
+        return None
+    name, index = m.groups()
+    rest = sub[m.end():]
+    if name is not None and isinstance(value, dict) and name in value:
+        inner = _without(value[name], rest, key)
+        return None if inner is None else {**value, name: inner}
+    if index is not None and isinstance(value, list) and int(index) < len(value):
+        inner = _without(value[int(index)], rest, key)
+        return None if inner is None else [*value[:int(index)], inner, *value[int(index) + 1:]]
+    return None
+
+
 def validate(flow: Any, *, steps: Mapping[str, "Step"] = {},
              channels: "Mapping[str, Capabilities]" = {},
              flows: "Collection[str] | None" = None,
@@ -114,10 +158,9 @@ def validate(flow: Any, *, steps: Mapping[str, "Step"] = {},
             r.error(path + ".validate", "input.unknown_validator",
                     f"unknown validator {raw.get('validate')!r} (validators: {', '.join(model.VALIDATORS)})")
             raw = {**raw, "validate": "text"}
-        try:
-            specs[nid] = msgspec.convert(raw, model.AnyNode)
-        except msgspec.ValidationError as exc:
-            _msgspec_problem(r, path, exc, "node.invalid")
+        spec = _node_spec(r, path, raw)
+        if spec is not None:
+            specs[nid] = spec
 
     _integers(r, flow, "$")
     locale = head.locale if head else str(flow.get("locale") or "fr")

@@ -7,9 +7,9 @@ from causette_http import HttpRequest
 from causette_tree import TreeEngine
 from gateway.channels import Capabilities
 from gateway.flows import Step
+from gateway.testing import load_demo
 
 from .conftest import EchoStep
-from gateway.testing import load_demo
 
 EXAMPLE = load_demo()["flows"][0]
 STEPS: dict[str, Step] = {"http.request": HttpRequest(), "test.echo": EchoStep()}
@@ -278,3 +278,18 @@ def test_channel_window_lint():
 
 def test_not_an_object():
     assert codes(validate([1, 2])) == [("$", "flow.not_object")]
+
+
+def test_unknown_fields_do_not_hide_the_nodes_other_problems():
+    # A typo'd field in one choice used to stop the node's decoding: its other choice's
+    # unknown target only showed once the typo was fixed.
+    flow = {"format": 1, "id": "f", "start": "ask", "nodes": {
+        "ask": {"type": "choice", "text": "Oui ?", "colour": "red", "choices": [
+            {"id": "a", "title": "A", "nxet": "end"},
+            {"id": "b", "title": "B", "next": "nowhere"}]},
+        "end": {"type": "end", "outcome": "completed"}}}
+    got = {(p.path, p.code) for p in validate(flow)}
+    assert ("$.nodes.ask.colour", "field.unknown") in got
+    assert ("$.nodes.ask.choices[0].nxet", "field.unknown") in got
+    assert any(path.startswith("$.nodes.ask.choices[1].next") and code == "next.unknown"
+               for path, code in got), got
