@@ -309,7 +309,12 @@ class Pipeline:
                 if self.host.chain("inbound_message", rt.enabled) else None
             if answer is not None:
                 return ([answer] if isinstance(answer, Reply) else list(answer)), 0.0
-            if s.human or msg.kind in ("optout", "optin") or s.stopped:
+            if s.human or msg.kind == "optout" or s.stopped:
+                return [], 0.0
+            if msg.kind == "optin" and not (msg.referral and rt.referrals
+                                            and msg.referral.ref in rt.referrals):
+                # Consent alone (SMS START) starts nothing; a follow that carries a flow's
+                # ref (WeChat's subscribe from a QR code with a scene) starts that flow.
                 return [], 0.0
         elif s.human and ctx.meta["reason"] == "timer":
             return [], 0.0      # a human holds the conversation: no reminders from the bot
