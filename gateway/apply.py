@@ -389,15 +389,14 @@ async def apply_path(store: "Store", host: "PluginHost", path: str | Path, *,
         except OSError as exc:
             raise ProblemError(400, "Cannot read", f"{f}: {exc.strerror}") from None
         try:
-            if b"${" in raw:     # values from the environment (gateway.envsubst)
-                parsed, unset = expand(decode_json(raw, where=f.name, title="Invalid tenant definition"),
-                                       os.environ, f"{f.name}:$")
-                if unset:
-                    problems += unset
-                    continue
-                configs.append((f.name, decode_tenant(parsed, f.name)))
-            else:
-                configs.append((f.name, decode_tenant(raw, f.name)))
+            # Values from the environment (gateway.envsubst), in the decoded strings: a `$`
+            # written as \u0024 reads the same as one written plainly.
+            parsed, unset = expand(decode_json(raw, where=f.name, title="Invalid tenant definition"),
+                                   os.environ, f"{f.name}:$")
+            if unset:
+                problems += unset
+                continue
+            configs.append((f.name, decode_tenant(parsed, f.name)))
         except ProblemError as exc:
             if exc.status == 400:
                 raise

@@ -61,3 +61,15 @@ def test_apply_takes_values_from_its_environment_and_writes_nothing_when_one_is_
         env=dict(os.environ, CAUSETTE_DATA=str(tmp_path / "var"), REDIS_URL=redis_url))
     assert check.returncode == 0, check.stderr
     assert json.loads(check.stdout) == [["api.acme.test:8443"], "s3cret-from-env"]
+
+
+def test_nested_defaults_and_dollar_templates():
+    assert expand("${CAUSETTE_PORT:-${PORT:-8080}}", {})[0] == "8080"
+    assert expand("${CAUSETTE_PORT:-${PORT:-8080}}", {"PORT": "9000"})[0] == "9000"
+    assert expand("${CAUSETTE_PORT:-${PORT:-8080}}", {"CAUSETTE_PORT": "7000", "PORT": "9"})[0] == "7000"
+    # a price before a template, and other `${` that no name follows, are text
+    assert expand("Total: ${{total}}, ${ x}, ${1}", {}) == ("Total: ${{total}}, ${ x}, ${1}", [])
+    # a default that is used must have what it names
+    assert [p.code for p in expand("${A:-${B}}", {})[1]] == ["env.unset"]
+    assert expand("${A:-${B}}", {"A": "a"}) == ("a", [])
+    assert [p.code for p in expand("${A:-never closed", {})[1]] == ["env.syntax"]
