@@ -28,12 +28,15 @@ if TYPE_CHECKING:
 _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(.+)`$")
 # Nodes after which the run stops until the contact (or an agent) does something.
 _USER_WAIT = ("choice", "input", "handoff")
-
+MAX_REDECODES = 200
 
 
 class Report:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        # Nodes decoded again without an unknown field (_node_spec), for the whole flow: a
+        # flow of thousands of nodes full of them would otherwise cost seconds of the loop.
+        self.redecodes = MAX_REDECODES
 
     def error(self, path: str, code: str, message: str) -> None:
         self.problems.append(Problem(path=path, code=code, message=message))
@@ -57,27 +60,25 @@ def _msgspec_problem(r: Report, base: str, exc: msgspec.ValidationError, code: s
 
 
 _SEGMENT = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
-MAX_UNKNOWN = 50     # unknown fields reported in one node before giving up on it
 
 
 def _node_spec(r: Report, path: str, raw: dict[str, Any]) -> Any:
     """The node decoded, or None. msgspec stops at its first error: an unknown field (a
     typo, `nxet`) is reported, left out, and the node decoded again, so its other problems
     and the flow's checks of it (its `next`, its texts) come in the same answer."""
-    for _ in range(MAX_UNKNOWN):
+    while True:
         try:
             return msgspec.convert(raw, model.AnyNode)
         except msgspec.ValidationError as exc:
             _msgspec_problem(r, path, exc, "node.invalid")
-            text = str(exc)
-            where, _, sub = text.partition(" - at `$")
+            where, _, sub = str(exc).partition(" - at `$")
             m = _UNKNOWN_FIELD.match(where)
-            if m is None:
+            if m is None or r.redecodes <= 0:
                 return None
+            r.redecodes -= 1
             raw = _without(raw, sub.rstrip("`"), m.group(1))
             if raw is None:
                 return None
-    return None
 
 
 def _without(value: Any, sub: str, key: str) -> Any:

@@ -293,3 +293,15 @@ def test_unknown_fields_do_not_hide_the_nodes_other_problems():
     assert ("$.nodes.ask.choices[0].nxet", "field.unknown") in got
     assert any(path.startswith("$.nodes.ask.choices[1].next") and code == "next.unknown"
                for path, code in got), got
+
+
+def test_a_flow_full_of_unknown_fields_costs_a_bounded_number_of_decodes():
+    from causette_tree import validate as v
+    nodes = {f"n{i}": {"type": "message", "text": "x", **{f"junk{j}": 1 for j in range(5)}}
+             for i in range(100)}
+    flow = {"format": 1, "id": "f", "start": "n0", "nodes": nodes}
+    unknown = [p for p in validate(flow) if p.code == "field.unknown"]
+    # all five of each node while the flow's budget of decodes lasts (5 a node), then the
+    # first of each node left
+    whole = v.MAX_REDECODES // 5
+    assert len(unknown) == whole * 5 + (100 - whole)
