@@ -75,7 +75,8 @@ class Settings(msgspec.Struct, kw_only=True):
                 raise SettingsError(f"{var}={raw!r}: expected {'an integer' if want is int else 'a number'}") from None
             lo, hi = _RANGES[name]
             if not lo <= value <= hi:         # nan, inf too
-                raise SettingsError(f"{var}={raw!r}: expected a number from {lo:g} to {hi:g}")
+                what = f"an integer from {lo:,} to {hi:,}" if want is int else f"a number from {lo:g} to {hi:g}"
+                raise SettingsError(f"{var}={raw!r}: expected {what}")
             fields[name] = value
         if "public_url" in fields:
             fields["public_url"] = fields["public_url"].rstrip("/")

@@ -56,7 +56,7 @@ def test_every_variable_is_documented():
 
 @pytest.mark.parametrize("var, value, says", [
     ("CAUSETTE_PORT", "abc", "expected an integer"),
-    ("CAUSETTE_PORT", "70000", "from 1 to 65535"),
+    ("CAUSETTE_PORT", "70000", "from 1 to 65,535"),
     ("CAUSETTE_PLUGIN_TIMEOUT", "0", "from 0.001"),
     ("CAUSETTE_LOCK_TTL", "0.0004", "from 0.01"),
     ("CAUSETTE_LOCK_TTL", "inf", "from 0.01"),
