@@ -23,7 +23,7 @@ import time
 import uuid
 import zlib
 from collections import OrderedDict
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import msgspec
@@ -56,12 +56,34 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     business_id: str = ""              # the business id: Source-Id of what we send
     api_base: str = "https://mspgw.push.apple.com"   # staging: https://mspgw-int.push.apple.com
     secret_encoding: Literal["base64", "raw"] = "base64"
-    max_token_age: float = 3600.0      # seconds an inbound JWT's iat may be old
+    max_token_age: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 3600.0  # seconds an inbound JWT's iat may be old
     gzip: bool = False                 # gzip outbound bodies (Content-Encoding: gzip)
     list_label: str = "Choose"         # list picker bubble title when the reply has no short text
     selected_label: str = "Selected"   # the bubble the user sends back after picking
     timeout: float = 10.0
     attempts: int = 3
+
+    def __post_init__(self) -> None:
+        # Refuse what can never work (the admin API reports it as `invalid` at
+        # `$.settings`): a secret that does not decode would answer every inbound
+        # message 403 and fail every send. `business_id` stays optional: without it the
+        # channel receives, and send fails with code `config` (docs/channels/apple.md).
+        problems = []
+        if not self.msp_id.strip():
+            problems.append("msp_id is empty")
+        if not self.secret:
+            problems.append("secret is empty")
+        else:
+            try:
+                key = jwt.key_bytes(self.secret, self.secret_encoding)
+            except jwt.InvalidToken:
+                problems.append('secret is not Base64 (the Messaging API secret as Apple gives '
+                                'it); secret_encoding "raw" uses the string\'s bytes instead')
+            else:
+                if not key:
+                    problems.append("secret decodes to no bytes")
+        if problems:
+            raise ValueError("; ".join(problems))
 
 
 # --- wire shapes -----------------------------------------------------------------------
@@ -350,6 +372,16 @@ class AppleChannel(Channel):
 
     async def send(self, contact: str, payload: Any, *, key: str) -> SendResult:
         s = self.settings
+        if not s.business_id:                  # receive-only: nothing to send as
+            return SendResult(status="failed", code="config",
+                              detail="no business_id: this channel can only receive")
+        try:
+            token = jwt.encode({"iss": s.msp_id, "iat": int(time.time())},
+                               jwt.key_bytes(s.secret, s.secret_encoding))
+        except Exception as exc:  # noqa: BLE001 -- a bad configuration fails this send, never the turn
+            # InvalidToken's own words name no secret; anything else shows its type only.
+            why = str(exc) if isinstance(exc, jwt.InvalidToken) else type(exc).__name__
+            return SendResult(status="failed", code="config", detail=f"cannot sign the JWT: {why}")
         mid = self.message_id(contact, payload, key)
         msg = dict(await self.choose(contact, payload))
         if msg.get("type") == "interactive":   # requestIdentifier stable across retries
@@ -358,11 +390,8 @@ class AppleChannel(Channel):
             msg["interactiveData"] = idata
         body = {"id": mid, "sourceId": s.business_id, "destinationId": contact, "v": 1, **msg}
         raw = json.dumps(body, ensure_ascii=False).encode()
-        headers = {"Authorization": "Bearer " + jwt.encode(
-                       {"iss": s.msp_id, "iat": int(time.time())},
-                       jwt.key_bytes(s.secret, s.secret_encoding)),
-                   "id": mid, "Source-Id": s.business_id, "Destination-Id": contact,
-                   "Content-Type": "application/json"}
+        headers = {"Authorization": "Bearer " + token, "id": mid, "Source-Id": s.business_id,
+                   "Destination-Id": contact, "Content-Type": "application/json"}
         if payload.get("autoReply", True):
             headers["auto-reply"] = "true"
         if s.gzip:

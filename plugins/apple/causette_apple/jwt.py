@@ -46,9 +46,17 @@ def encode(claims: dict[str, Any], key: bytes) -> str:
     return f"{head}.{body}.{b64url(sig)}"
 
 
-def decode(token: str, key: bytes, *, audience: str, max_age: float, leeway: float = 60.0,
-           now: float | None = None) -> dict[str, Any]:
-    """Verify signature, algorithm, audience (or issuer) and freshness; return the claims."""
+def decode(token: str, key: bytes, *, audience: str | None = None, issuer: str | None = None,
+           max_age: float, leeway: float = 60.0, now: float | None = None) -> dict[str, Any]:
+    """Verify signature, algorithm, freshness and the claims asked for; return the claims.
+
+    `audience`: `aud` must name it (a string, or a list holding it); how an inbound token
+    from Apple is checked. `issuer`: `iss` must equal it; how the tokens we send read (a fake
+    MSP gateway in tests). There is no fallback from one to the other: our outbound tokens
+    carry `iss` = MSP id, so taking `iss` for `aud` would accept each of them inbound.
+    """
+    if audience is None and issuer is None:
+        raise TypeError("decode() needs audience= or issuer=")
     now = time.time() if now is None else now
     try:
         head_s, body_s, sig_s = token.split(".")
@@ -64,13 +72,14 @@ def decode(token: str, key: bytes, *, audience: str, max_age: float, leeway: flo
         raise InvalidToken("bad signature")
     if not isinstance(claims, dict):
         raise InvalidToken("claims are not an object")
-    aud = claims.get("aud")
-    auds = aud if isinstance(aud, list) else [aud] if aud is not None else []
-    if auds:
-        if audience not in auds:
+    if audience is not None:
+        aud = claims.get("aud")
+        if aud is None:
+            raise InvalidToken("no aud")
+        if audience not in (aud if isinstance(aud, list) else [aud]):
             raise InvalidToken("audience is not this MSP")
-    elif claims.get("iss") != audience:
-        raise InvalidToken("neither aud nor iss names this MSP")
+    if issuer is not None and claims.get("iss") != issuer:
+        raise InvalidToken("issuer is not this MSP")
     iat, exp = claims.get("iat"), claims.get("exp")
     if iat is None and exp is None:
         raise InvalidToken("no iat or exp: freshness unknown")

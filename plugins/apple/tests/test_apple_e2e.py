@@ -74,7 +74,7 @@ async def test_apple_conversation_with_quick_replies(gateway, provider):
         {"identifier": "w", "title": "Femme"}, {"identifier": "m", "title": "Homme"}]}
     for r in provider.requests:
         assert (r["headers"]["Source-Id"], r["headers"]["Destination-Id"]) == (BIZ, USER)
-        assert jwt.decode(r["headers"]["Authorization"][7:], KEY, audience=MSP, max_age=60)
+        assert jwt.decode(r["headers"]["Authorization"][7:], KEY, issuer=MSP, max_age=60)
 
     answer = {"id": "m-2", "type": "interactive", "v": 1, "sourceId": USER, "destinationId": BIZ,
               "interactiveData": {"bid": "x", "data": {"version": "1.0", "requestIdentifier":
@@ -102,6 +102,28 @@ async def test_apple_unsigned_webhook_is_refused(gateway, provider, label):
     assert (await post(gw, body, headers))[0] == 403
     assert provider.requests == []
     assert ("apple-shop", "apple-main", USER) not in CAPABILITIES
+
+
+async def test_apple_our_own_outbound_token_is_refused_inbound(gateway, provider):
+    """Inbound tokens must carry aud = MSP id. The tokens Causette signs for Apple carry
+    iss = MSP id with the same secret: taking iss for aud made each of them a valid inbound
+    token for max_token_age, for anyone who saw one."""
+    gw = await gateway(tenants=[tenant(provider)])
+    assert (await post(gw, *signed(text("m-1", "Bonjour"), "QUICK,LIST,TIME")))[0] == 200
+    sent_auth = provider.requests[0]["headers"]["Authorization"]     # what went to Apple
+    assert "aud" not in jwt.decode(sent_auth[7:], KEY, issuer=MSP, max_age=60)
+    n = len(provider.requests)
+
+    body, headers = signed(text("m-2", "Homme"), "QUICK,LIST,TIME")
+    for label, auth in [
+            ("replayed outbound token", sent_auth),
+            ("built like one", "Bearer " + jwt.encode({"iss": MSP, "iat": int(time.time())}, KEY))]:
+        status, answer = await post(gw, body, dict(headers, Authorization=auth))
+        assert status == 403, (label, answer)
+    assert len(provider.requests) == n                 # nothing ran, nothing was sent
+    # the same message with aud = MSP id passes, and the conversation goes on from where it was
+    assert (await post(gw, body, headers))[0] == 200
+    assert json.loads(provider.requests[-1]["body"])["body"] == "Merci, c'est noté."
 
 
 async def test_apple_close_is_an_optout(gateway, provider):

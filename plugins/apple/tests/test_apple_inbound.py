@@ -132,8 +132,12 @@ def test_apple_reference_jwt_vector():
     t = jwt.encode({"iss": "0c3d1e7a-5b1f-4a7e-9d2a-6f1e2c3b4a5d", "iat": 1700000000}, key)
     assert t == ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiIwYzNkMWU3YS01YjFmLTRhN2UtOWQy"
                  "YS02ZjFlMmMzYjRhNWQiLCJpYXQiOjE3MDAwMDAwMDB9.c4Shy65Th7WhhEjnJxUf0woQ_rH-2HTk64FWQqF2k4I")
-    assert jwt.decode(t, key, audience="0c3d1e7a-5b1f-4a7e-9d2a-6f1e2c3b4a5d", max_age=60,
+    assert jwt.decode(t, key, issuer="0c3d1e7a-5b1f-4a7e-9d2a-6f1e2c3b4a5d", max_age=60,
                       now=1700000010)["iat"] == 1700000000
+    # an outbound token (iss, no aud) is not an inbound one
+    with pytest.raises(jwt.InvalidToken):
+        jwt.decode(t, key, audience="0c3d1e7a-5b1f-4a7e-9d2a-6f1e2c3b4a5d", max_age=60,
+                   now=1700000010)
 
 
 NOW = int(time.time())
@@ -147,6 +151,10 @@ REFUSED = [
     ("alg HS512", "Bearer " + token(alg="HS512")),
     ("audience of another MSP", "Bearer " + token({"aud": "other-msp", "iat": NOW})),
     ("no aud and iss of another MSP", "Bearer " + token({"iss": "other-msp", "iat": NOW})),
+    # shaped like the tokens Causette sends Apple: every one of them would pass otherwise
+    ("no aud, iss = this MSP (an outbound token)", "Bearer " + token({"iss": MSP, "iat": NOW})),
+    ("aud null, iss = this MSP", "Bearer " + token({"aud": None, "iss": MSP, "iat": NOW})),
+    ("aud an empty list, iss = this MSP", "Bearer " + token({"aud": [], "iss": MSP, "iat": NOW})),
     ("stale iat", "Bearer " + token({"aud": MSP, "iat": NOW - 7200})),
     ("iat in the future", "Bearer " + token({"aud": MSP, "iat": NOW + 3600})),
     ("expired", "Bearer " + token({"aud": MSP, "exp": NOW - 3600})),
@@ -162,7 +170,7 @@ def test_apple_refused(label, auth):
 ACCEPTED = [
     ("aud", {"aud": MSP, "iat": NOW}),
     ("aud as a list", {"aud": ["x", MSP], "iat": NOW}),
-    ("iss when there is no aud", {"iss": MSP, "iat": NOW}),
+    ("aud with any iss", {"aud": MSP, "iss": "apple", "iat": NOW}),
     ("exp only", {"aud": MSP, "exp": NOW + 600}),
 ]
 

@@ -100,7 +100,7 @@ async def test_apple_send_table(label, reply, caps, expected, provider, http):
         assert h["auto-reply"] == "true"
         assert h["Content-Type"] == "application/json"
         assert h["Authorization"].startswith("Bearer ")
-        claims = jwt.decode(h["Authorization"][7:], SECRET_BYTES, audience=MSP, max_age=60)
+        claims = jwt.decode(h["Authorization"][7:], SECRET_BYTES, issuer=MSP, max_age=60)
         assert claims["iss"] == MSP and abs(claims["iat"] - time.time()) < 60
         sent = json.loads(req["body"])
         assert {k: sent.pop(k) for k in ("id", "sourceId", "destinationId", "v")} == {
