@@ -119,8 +119,11 @@ async def test_channel_create_and_update_list_every_settings_problem_and_write_n
     assert (await call(gw, "GET", "/tenants/demo/plugins"))[2] == plugins_before   # wechat not enabled
 
     status, _, created = await call(gw, "POST", "/tenants/demo/channels", {
-        "id": "wx", "type": "wechat", "settings": {"token": "tok-1", "mode": "compat", "max_age": 60}})
-    assert status == 201 and created["settings"] == {"token": "***set***", "mode": "compat", "max_age": 60}
+        "id": "wx", "type": "wechat", "settings": {
+            "token": "tok-1", "mode": "compat", "max_age": 60, "app_id": "wx1",
+            "encoding_aes_key": "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"}})
+    assert status == 201 and created["settings"] == {"token": "***set***", "mode": "compat", "max_age": 60,
+                                                     "app_id": "wx1", "encoding_aes_key": "***set***"}
 
     status, _, body = await call(gw, "PUT", "/tenants/demo/channels/wx", {
         "type": "wechat", "settings": {"token": 5, "max_age": "long", "colour": "green"}})

@@ -31,7 +31,7 @@ from gateway.types import (
 )
 
 from gateway import provider
-from .crypto import CryptoError, MessageCrypto, check
+from .crypto import CryptoError, MessageCrypto, aes_key, check
 
 TEXT_BYTES = 2048                   # text per message, in UTF-8 bytes (a safe bound; see docs)
 
@@ -52,6 +52,25 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     api_base: str = "https://api.weixin.qq.com"
     timeout: float = 10.0
     attempts: int = 3
+
+    def __post_init__(self) -> None:
+        # Refuse what can never work (the admin API reports it as `invalid` at `$.settings`):
+        # without these every encrypted post is answered 403 "invalid signature".
+        problems = []
+        if self.encoding_aes_key:
+            try:
+                aes_key(self.encoding_aes_key)
+            except CryptoError as e:
+                problems.append(f"encoding_aes_key {e}")
+        if self.mode != "plain":
+            if not self.encoding_aes_key:
+                problems.append(f'mode "{self.mode}" needs encoding_aes_key (the 43-character '
+                                "EncodingAESKey) to decrypt what WeChat posts")
+            if not self.app_id:
+                problems.append(f'mode "{self.mode}" needs app_id: every decrypted message ends '
+                                "with the AppID, and one that is not ours is refused")
+        if problems:
+            raise ValueError("; ".join(problems))
 
 
 # errcode -> (SendResult status, meaning). The provider's code goes in SendResult.code.

@@ -47,14 +47,28 @@ def unpad(data: bytes) -> bytes:
     return data[:-n]
 
 
+def aes_key(encoding_aes_key: str) -> bytes:
+    """The 32-byte AES key of an EncodingAESKey; CryptoError (never quoting the key) when it
+    is not 43 characters of Base64."""
+    if len(encoding_aes_key) != 43:
+        raise CryptoError(f"must be the 43-character EncodingAESKey, not {len(encoding_aes_key)} "
+                          "characters")
+    try:
+        key = base64.b64decode(encoding_aes_key + "=", validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise CryptoError("is not Base64: the 43-character EncodingAESKey holds only A-Z, a-z, "
+                          "0-9, + and /") from e
+    if len(key) != 32:                   # unreachable for 43 valid characters; kept as a guard
+        raise CryptoError("does not decode to a 32-byte AES key")
+    return key
+
+
 class MessageCrypto:
     def __init__(self, token: str, encoding_aes_key: str, app_id: str):
-        if len(encoding_aes_key) != 43:
-            raise CryptoError("EncodingAESKey must be 43 characters")
         try:
-            self.key = base64.b64decode(encoding_aes_key + "=", validate=True)
-        except (binascii.Error, ValueError) as e:
-            raise CryptoError("EncodingAESKey is not Base64") from e
+            self.key = aes_key(encoding_aes_key)
+        except CryptoError as e:
+            raise CryptoError(f"EncodingAESKey {e}") from e
         self.token, self.app_id = token, app_id
 
     def _cipher(self) -> Cipher:

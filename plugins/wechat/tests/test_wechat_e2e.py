@@ -300,3 +300,23 @@ async def test_wechat_a_slow_customer_service_api_does_not_lose_the_turn(gateway
                            headers=gw.admin_headers) as r:
         conv = await r.json()
     assert r.status == 200 and conv["session"]["node"] == "pick", conv
+
+
+async def test_a_new_follower_from_a_qr_code_starts_the_scenes_flow(gateway, provider, token_endpoint):
+    # wechat.md's worked example: following the account by scanning a QR code whose scene is
+    # a flow's referral ref starts that flow (the consent is recorded too).
+    sale = {**QUIZ, "id": "sale", "triggers": [{"type": "referral", "ref": "winter-sale"}]}
+    t = tenant(provider)
+    t["flows"] = [sale]
+    gw = await gateway(tenants=[t])
+    subscribe = (f"<xml><ToUserName><![CDATA[{OA}]]></ToUserName><FromUserName><![CDATA[{USER}]]>"
+                 f"</FromUserName><CreateTime>1795683600</CreateTime><MsgType><![CDATA[event]]>"
+                 f"</MsgType><Event><![CDATA[subscribe]]></Event><EventKey><![CDATA[qrscene_winter-sale]]>"
+                 f"</EventKey><Ticket><![CDATA[gQH47joAAAAAAAAAASxodHRwOi8v]]></Ticket></xml>").encode()
+    status, text = await post(gw, subscribe, query())
+    assert status == 200 and passive(text)["Content"] == "Bonjour !"
+    await gw.pipeline.drain()
+    assert json.loads(provider.requests[0]["body"])["text"]["content"].startswith("Femme ou homme ?")
+    await gw.flush_events()
+    types = [e.type for e in await gw.store.list_events("wechat-shop")]
+    assert "consent.optin" in types and "flow.started" in types
