@@ -76,8 +76,10 @@ def conversation_event(ctx: Context, event: Event) -> None:
 
 @hookspec
 def handoff_requested(ctx: Context, handoff: dict[str, Any]) -> None:
-    """Called when a flow hands the conversation to a human (`{"queue", "reason"}`). Helpdesk
-    plugins open a ticket; the bot stays silent until `handoff_released`."""
+    """Called when a flow hands the conversation to a human (`{"queue", "reason"}`), once the
+    turn's replies (the handoff text) have gone out. Helpdesk plugins open a ticket, channel
+    plugins pass the thread to their provider's inbox; the bot stays silent until
+    `handoff_released`."""
 
 
 @hookspec

@@ -231,6 +231,10 @@ class Pipeline:
             else:
                 replies, wait = await self._run(rt, ch, ctx, msg, extra)
             await self._deliver(rt, ch, ctx, replies, sink, native_id)
+            handoff = ctx.meta.get("handoff")
+            if handoff is not None:
+                await self.host.call_each("handoff_requested", rt.slug, rt.enabled, ctx=ctx,
+                                          handoff=handoff)
             resend = ctx.meta.get("resend")
             if resend is not None:
                 # Kept before the session that names it is saved and the conversation handed
@@ -419,8 +423,9 @@ class Pipeline:
                 s.human = str(turn.handoff.get("queue") or "agents")
                 ctx.record("handoff.requested", **{k: v for k, v in turn.handoff.items()
                                                    if isinstance(v, (str, int, float, bool))})
-                await self.host.call_each("handoff_requested", rt.slug, rt.enabled, ctx=ctx,
-                                          handoff=turn.handoff)
+                # `handoff_requested` runs once the turn's replies have gone out (_turn): a
+                # provider's inbox that takes the thread may refuse the bot's last words after.
+                ctx.meta["handoff"] = turn.handoff
             if turn.ended:
                 self._end(ctx, turn.ended)
             goto = ctx.meta.pop("goto_flow", None)

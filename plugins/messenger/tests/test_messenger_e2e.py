@@ -128,8 +128,11 @@ async def test_handoff_passes_the_thread_to_the_page_inbox(gateway, demo_tenant,
     assert control[0].json()["recipient"] == {"id": PSID}
     assert control[0].json()["target_app_id"] == int(PAGE_INBOX_APP_ID)
     assert json.loads(control[0].json()["metadata"])["queue"] == "sales"
-    texts = [m["message"].get("text", "") for m in messages(graph)]
-    assert any("conseiller" in t for t in texts)
+    # the handoff text goes out while the bot's app still owns the thread, then the thread
+    # is passed: Meta may refuse sends from an app that has given the thread away
+    order = [("pass" if r.path.endswith("pass_thread_control") else r.json()["message"].get("text", ""))
+             for r in graph.requests]
+    assert "conseiller" in order[-2] and order[-1] == "pass"
     # while the inbox owns the thread, the customer's messages come as standby: no bot answer
     n = len(graph.requests)
     assert await post(gw, body(standby=[text("h9", "allo ?")])) == 200
@@ -159,3 +162,16 @@ async def test_handshake_through_the_gateway(gateway, demo_tenant, graph):
     q = {"hub.mode": "subscribe", "hub.challenge": "CHALLENGE_ACCEPTED", "hub.verify_token": "e2e-verify"}
     async with gw.http.get(f"{gw.url}/t/demo/channels/fb", params=q) as r:
         assert (r.status, await r.text()) == (200, "CHALLENGE_ACCEPTED")
+
+
+async def test_an_instagram_webhook_is_answered_and_dropped(gateway, demo_tenant, graph):
+    # Instagram is not supported yet (messenger.md): its entry names the IG account, which is
+    # not the instance's page_id, so nothing runs and nothing is sent.
+    gw = await gateway(tenants=[with_messenger(demo_tenant, graph)])
+    ig = json.dumps({"object": "instagram", "entry": [{"id": "17841400000000001", "time": 1764147600500,
+                     "messaging": [{"sender": {"id": "1234567890123456"}, "recipient": {"id": "17841400000000001"},
+                                    "timestamp": 1764147600123, "message": {"mid": "ig_1", "text": "soldes"}}]}]}).encode()
+    assert await post(gw, ig) == 200
+    await gw.pipeline.drain()
+    assert graph.requests == []
+    assert await gw.redis.keys("cst:{demo}:c:fb:*") == []
