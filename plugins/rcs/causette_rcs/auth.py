@@ -15,7 +15,7 @@ import time
 import aiohttp
 import msgspec
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from gateway import provider
 
@@ -27,6 +27,35 @@ class ServiceAccount(msgspec.Struct):
     private_key: str
     token_uri: str = "https://oauth2.googleapis.com/token"
     private_key_id: str = ""
+
+
+def key_problem(raw: str) -> str:
+    """Why `raw` cannot mint tokens ("" when it can): it must be the JSON key file Google
+    Cloud gives for a service account, with the fields `assertion` and `TokenCache` use.
+    Never quotes the key."""
+    try:
+        obj = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return "not JSON: paste the whole key file of the service account"
+    if not isinstance(obj, dict) or obj.get("type", "service_account") != "service_account":
+        return 'not a service-account key file (`"type": "service_account"`)'
+    try:
+        sa = msgspec.convert(obj, ServiceAccount)
+    except msgspec.ValidationError as e:
+        return f"not a service-account key: {e}"
+    if not sa.client_email or not sa.private_key:
+        return "`client_email` and `private_key` must not be empty"
+    if not sa.token_uri.startswith(("https://", "http://")):
+        return "`token_uri` must be an http(s) URL"
+    try:
+        # Structure only: a full RSA check costs ~35 ms, and this runs at every load.
+        key = serialization.load_pem_private_key(sa.private_key.encode(), password=None,
+                                                 unsafe_skip_rsa_key_validation=True)
+    except (ValueError, TypeError):
+        return "`private_key` is not an unencrypted PEM private key"
+    if not isinstance(key, rsa.RSAPrivateKey):
+        return "`private_key` is not an RSA key"
+    return ""
 
 
 class TokenAnswer(msgspec.Struct):

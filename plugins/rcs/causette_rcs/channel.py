@@ -39,7 +39,7 @@ from gateway.types import (
 from gateway import provider
 
 from . import wire
-from .auth import TOKENS, ServiceAccount, TokenError
+from .auth import TOKENS, ServiceAccount, TokenError, key_problem
 
 MAX_TEXT = 3072
 MAX_SUGGESTIONS = 11
@@ -78,6 +78,11 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     link_label: str = "Open"           # label of the action added for a card's url
     timeout: float = 10.0              # seconds per provider call
     attempts: int = 3                  # provider calls per send on 429 / 5xx / timeouts
+
+    def __post_init__(self) -> None:
+        problem = key_problem(self.service_account) if self.service_account else ""
+        if problem:
+            raise ValueError(f"service_account: {problem}")
 
 
 def _parse_time(s: str) -> float:

@@ -181,3 +181,34 @@ async def test_rcs_a_non_rcs_phone_is_remembered_until_it_writes_over_rcs(gatewa
     await settle()
     assert not await gw.redis.exists(key)
     assert [r["query"]["agentId"] for r in provider.requests] == ["demo-bot@rbm.goog"]
+
+
+async def test_an_sms_answer_after_the_fallback_lands_in_the_sms_conversation(gateway, provider):
+    # The reply went out by SMS: the contact's SMS answer reaches the SMS instance, whose
+    # conversation is another session: the RCS question stays unanswered there, and the
+    # flow starts anew on the SMS side by its own triggers (rcs.md, "Fallback to SMS").
+    twilio = pytest.importorskip("causette_sms.twilio")
+    public, sid, sms_token = "https://chat.example.com", "AC0123456789abcdef0123456789abcdef", "e2e-sms-token"
+    t = tenant(provider, fallback_channel="sms")
+    t["plugins"]["sms"] = {}
+    t["channels"].append({"id": "sms", "type": "twilio", "settings": {
+        "account_sid": sid, "auth_token": sms_token, "from_number": "+33700000000", "reply_mode": "rest",
+        "api_base": provider.url, "attempts": 1}})
+    gw = await gateway(tenants=[t], public_url=public)
+    provider.answer(404, {"error": {"code": 404, "status": "NOT_FOUND"}})
+    assert (await post(gw, *signed(user_message("u1", text="salut"))))[0] == 200
+    by_sms = [dict(r.form)["Body"] for r in provider.requests if r.path.endswith("/Messages.json")]
+    assert by_sms == ["Bonjour !", "Femme ou homme ?\n1. Femme\n2. Homme"]
+
+    pairs = [("MessageSid", "SM0001"), ("AccountSid", sid), ("From", PHONE), ("To", "+33700000000"),
+             ("Body", "1")]
+    headers = {"Content-Type": "application/x-www-form-urlencoded",
+               "X-Twilio-Signature": twilio.signature(sms_token, public + "/t/rcs-shop/channels/sms", pairs)}
+    async with gw.http.post(f"{gw.url}/t/rcs-shop/channels/sms", data=pairs, headers=headers) as r:
+        assert r.status == 200
+    by_sms = [dict(r.form)["Body"] for r in provider.requests if r.path.endswith("/Messages.json")]
+    assert by_sms[2:] == ["Bonjour !", "Femme ou homme ?\n1. Femme\n2. Homme"]   # not "Merci, c'est noté."
+    rcs = await gw.pipeline.state.load_session("rcs-shop", "rcs-main", PHONE)
+    sms = await gw.pipeline.state.load_session("rcs-shop", "sms", PHONE)
+    assert rcs.node == sms.node == "pick"            # each waits for its own answer
+    assert "category" not in rcs.vars and "category" not in sms.vars

@@ -48,6 +48,12 @@ class VonageSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     timeout: float = 10.0
     attempts: int = 3
 
+    def __post_init__(self) -> None:
+        # Every reply goes through the API (no inline answers): without a sender Vonage
+        # refuses each one (status 2, missing parameter).
+        if not self.from_number.strip():
+            raise ValueError("set `from_number`: every reply is sent from it (E.164 number or alphanumeric id)")
+
 
 class VonagePart(msgspec.Struct):
     status: str = ""
@@ -142,9 +148,15 @@ class VonageChannel(SmsChannel):
     secrets: ClassVar[tuple[str, ...]] = ("api_secret", "signature_secret")
     capabilities: ClassVar[Capabilities] = Capabilities(text_length=MAX_CHARS, buttons=0, media=False)
     refusal_status: ClassVar[int] = 401
+    # Vonage retries for 24 h and a signed request stays valid for `max_age` (25 h by
+    # default): ids are kept an hour longer, so a replay inside it still gets no answer.
+    dedup_ttl: ClassVar[int] = 26 * 3600
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        # A longer `max_age` accepts replays for longer: keep ids as long (the class's period
+        # is already past Vonage's retries, so a shorter or no check keeps it).
+        self.dedup_ttl = max(type(self).dedup_ttl, self.settings.max_age + 3600)
         # (parts key, message id) -> when its Redis key expires, in insertion (time) order
         self._assembled: OrderedDict[tuple[str, str], float] = OrderedDict()
 

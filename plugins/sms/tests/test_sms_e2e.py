@@ -6,10 +6,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 import time
 from urllib.parse import urlencode
 from xml.etree import ElementTree
+
+import pytest
+
+from gateway.envsubst import expand
+from gateway.problems import ProblemError
+from gateway.testing import ROOT
 
 
 PUBLIC = "https://chat.example.com"
@@ -62,6 +69,35 @@ class Phone:
         root = ElementTree.fromstring(xml)
         assert root.tag == "Response"
         return [m.text or "" for m in root.findall("Message")]
+
+
+def worked_example() -> dict:
+    """docs/channels/sms.md's worked example with its two placeholders filled from
+    tenants/demo.json, as `causette tenants apply` reads it (variables at their defaults)."""
+    doc = (ROOT / "docs" / "channels" / "sms.md").read_text()
+    example = json.loads(re.search(r"## Worked example.*?```json\n(.*?)```", doc, re.S).group(1))
+    demo = json.loads((ROOT / "tenants" / "demo.json").read_text())
+    assert example["plugins"]["catalogue"]["products"] == ["… the products of tenants/demo.json …"]
+    assert example["flows"] == ["… the soldes-hiver flow of tenants/demo.json …"]
+    example["plugins"]["catalogue"]["products"] = demo["plugins"]["catalogue"]["products"]
+    example["flows"] = demo["flows"]
+    tenant, unset = expand(example, {})
+    assert not unset
+    return tenant
+
+
+async def test_the_worked_example_applies_and_answers_as_shown(gateway, provider):
+    tenant = worked_example()
+    tenant["channels"][0]["settings"].update(account_sid=SID, auth_token=TOKEN, api_base=provider.url)
+    gw = await gateway(tenants=[tenant], public_url=PUBLIC)
+    hello, who = await Phone(gw).text("Soldes")
+    assert hello == "Bonjour 👋 Les soldes d'hiver ont commencé : jusqu'à -50 % sur toute la boutique !"
+    assert who == "Pour qui cherchez-vous ?\n1. Femme\n2. Homme\n3. Enfant"
+    # the flow's catalogue step is an http.request: without the `http` plugin it is refused
+    del tenant["plugins"]["http"]
+    with pytest.raises(ProblemError) as refused:
+        await gw.apply(tenant)
+    assert [p.code for p in refused.value.errors if p.severity == "error"] == ["step.plugin_disabled"]
 
 
 async def test_demo_flow_over_twilio_twiml(gateway, demo_tenant, provider):
@@ -224,6 +260,30 @@ async def test_demo_flow_over_vonage(gateway, demo_tenant, provider):
     assert dict(provider.requests[-1].form)["text"].startswith("Maison Lumière : vous ne recevrez plus")
     session = await gw.pipeline.state.load_session("demo", "vonage", PHONE)
     assert session is not None and session.stopped
+
+
+async def test_a_vonage_message_id_is_remembered_while_its_signature_is_valid(gateway, demo_tenant, provider):
+    # Vonage retries for 24 h (reference, Vonage) and a signed request is accepted for
+    # `max_age`, 25 h: a replay that comes after the gateway's default 24 h must still be
+    # recognised, or it would be answered twice.
+    provider.default = lambda seen: (200, {"message-count": "1", "messages": [
+        {"to": "33611223344", "message-id": f"0D{len(provider.requests):04d}", "status": "0"}]})
+    channel = {"id": "vonage", "type": "vonage", "settings": {
+        "api_key": "e2ekey01", "api_secret": "e2e-vonage-api-secret", "signature_secret": VONAGE_SIG,
+        "from_number": "+33700000000", "api_base": provider.url, "attempts": 2}}
+    gw = await gateway(tenants=[demo(demo_tenant, channel)])
+    url = f"{gw.url}/t/demo/channels/vonage"
+    signed = vonage_params("soldes", "0D01")
+    async with gw.http.post(url, json=signed) as r:
+        assert r.status == 200
+    key = "cst:{demo}:d:vonage:0D01"
+    ttl = await gw.redis.ttl(key)
+    assert 25 * 3600 < ttl <= 26 * 3600
+    await gw.redis.expire(key, ttl - (25 * 3600 - 60))          # 24 h 59 min later
+    before = len(provider.requests)
+    async with gw.http.post(url, json=signed) as r:             # the same signed request again
+        assert r.status == 200
+    assert before == 2 and len(provider.requests) == before    # answered once
 
 
 async def test_vonage_long_sms_parts_on_two_processes_make_one_message(gateway, demo_tenant, provider):

@@ -1,7 +1,9 @@
-"""The plugin as the gateway loads it: entry point, registrations, settings schemas."""
+"""The plugin as the gateway loads it: entry point, registrations, settings schemas, and
+settings the admin API refuses because they could never send."""
 from __future__ import annotations
 
 import msgspec
+import pytest
 
 import causette_sms
 from causette_sms import TwilioChannel, VonageChannel
@@ -30,3 +32,56 @@ def test_settings_schemas_list_the_secret_fields():
         assert "api_base" in body["properties"]
     plugin = msgspec.json.schema(causette_sms.Settings)
     assert not next(iter(plugin["$defs"].values())).get("required")   # every text has a default
+
+
+# --- settings that can never send, over the real admin API --------------------------------------
+TWILIO = {"account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "tw-settings-token"}
+VONAGE = {"api_key": "abcd1234", "api_secret": "vonage-api-secret", "signature_secret": "vonage-sig-secret"}
+NO_TWILIO_SENDER = "set `from_number` (the sender, E.164) or `messaging_service_sid` (MG…)"
+NO_VONAGE_SENDER = "set `from_number`: every reply is sent from it (E.164 number or alphanumeric id)"
+
+SETTINGS = [
+    ("twilio without a sender", "twilio", TWILIO, NO_TWILIO_SENDER),
+    ("twilio with blank senders", "twilio", {**TWILIO, "from_number": " ", "messaging_service_sid": ""},
+     NO_TWILIO_SENDER),
+    ("twilio without a sender in twiml mode too", "twilio", {**TWILIO, "reply_mode": "twiml"}, NO_TWILIO_SENDER),
+    ("twilio with a number", "twilio", {**TWILIO, "from_number": "+33700000000"}, None),
+    ("twilio with a Messaging Service", "twilio",
+     {**TWILIO, "messaging_service_sid": "MG0123456789abcdef0123456789abcdef"}, None),
+    ("vonage without a sender", "vonage", VONAGE, NO_VONAGE_SENDER),
+    ("vonage with an empty sender", "vonage", {**VONAGE, "from_number": ""}, NO_VONAGE_SENDER),
+    ("vonage with a number", "vonage", {**VONAGE, "from_number": "+33700000000"}, None),
+    ("vonage with an alphanumeric sender", "vonage", {**VONAGE, "from_number": "MLumiere"}, None),
+]
+
+
+async def admin(gw, method: str, path: str, body=None):
+    async with gw.http.request(method, gw.url + "/admin/v1" + path, json=body,
+                               headers=gw.admin_headers) as r:
+        return r.status, await r.json(content_type=None)
+
+
+@pytest.mark.parametrize("label,type_,settings,problem", SETTINGS, ids=[c[0] for c in SETTINGS])
+async def test_the_admin_api_refuses_a_channel_that_could_never_send(gateway, demo_tenant, label, type_,
+                                                                      settings, problem):
+    gw = await gateway(tenants=[demo_tenant])
+    status, body = await admin(gw, "POST", "/tenants/demo/channels",
+                               {"id": "sms", "type": type_, "settings": settings})
+    if problem is None:
+        assert status == 201, body
+        return
+    assert status == 422 and body["code"] == "validation"
+    assert body["errors"] == [{"path": "$.settings", "code": "invalid", "message": problem,
+                               "severity": "error"}]
+    assert (await admin(gw, "GET", "/tenants/demo/channels/sms"))[0] == 404
+
+
+async def test_an_update_that_drops_the_sender_is_refused_and_changes_nothing(gateway, demo_tenant):
+    gw = await gateway(tenants=[demo_tenant])
+    channel = {"id": "sms", "type": "twilio", "settings": {**TWILIO, "from_number": "+33700000000"}}
+    assert (await admin(gw, "POST", "/tenants/demo/channels", channel))[0] == 201
+    _, before = await admin(gw, "GET", "/tenants/demo/channels/sms")
+    status, body = await admin(gw, "PUT", "/tenants/demo/channels/sms",
+                               {"type": "twilio", "settings": {**TWILIO, "from_number": ""}})
+    assert status == 422 and [(e["path"], e["code"]) for e in body["errors"]] == [("$.settings", "invalid")]
+    assert (await admin(gw, "GET", "/tenants/demo/channels/sms"))[1] == before

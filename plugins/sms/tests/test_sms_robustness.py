@@ -35,7 +35,8 @@ def vonage_params(text: str, mid: str, **extra: str) -> dict[str, str]:
 
 def vonage_channel() -> VonageChannel:
     return VonageChannel("demo", "vonage", VonageSettings(api_key="robust01", api_secret="x",
-                                                           signature_secret=VONAGE_SIG))
+                                                           signature_secret=VONAGE_SIG,
+                                                           from_number="+33700000000"))
 
 
 @pytest.mark.parametrize("ts", ["nan", "NaN", "inf", "-inf"])
@@ -99,7 +100,8 @@ async def test_vonage_long_sms_survives_a_failed_turn_on_its_last_part(gateway, 
 
 # --- Twilio: odd forms -----------------------------------------------------------------------
 def twilio_channel():
-    return twilio.TwilioChannel("demo", "sms", twilio.TwilioSettings(account_sid="AC1", auth_token=TWILIO_TOKEN))
+    return twilio.TwilioChannel("demo", "sms", twilio.TwilioSettings(account_sid="AC1", auth_token=TWILIO_TOKEN,
+                                                                      from_number="+33700000000"))
 
 
 def twilio_hook(pairs):

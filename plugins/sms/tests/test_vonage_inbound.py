@@ -150,6 +150,16 @@ def test_no_signature_secret_refuses_everything():
     assert channel(signature_secret="").verify(hook(SMS)) is False
 
 
+@pytest.mark.parametrize("max_age,kept", [(None, 26 * 3600), (0, 26 * 3600), (3600, 26 * 3600),
+                                           (3 * 86400, 3 * 86400 + 3600)])
+def test_message_ids_are_kept_longer_than_a_signed_request_is_valid(max_age, kept):
+    # Vonage retries for 24 h; a signed request is accepted for `max_age` (25 h by default):
+    # the gateway's default 24 h of dedup would let a late replay be answered twice.
+    assert VonageChannel.dedup_ttl == 26 * 3600 > channel().settings.max_age == 25 * 3600
+    ch = channel() if max_age is None else channel(max_age=max_age)
+    assert ch.dedup_ttl == kept and ch.dedup_ttl > ch.settings.max_age
+
+
 def test_known_answers():
     """Vonage's published test vectors (vonage-python-sdk's auth tests), typed in here; the
     SDK's "md5" is HMAC-MD5."""
