@@ -63,6 +63,12 @@ class GatewayHandle:
     def admin_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_key}"}
 
+    async def admin(self, method: str, path: str, body: Any = None) -> tuple[int, str, Any]:
+        """An admin API call with the agency key: (status, content type, decoded JSON body)."""
+        async with self.http.request(method, self.url + "/admin/v1" + path, json=body,
+                                     headers=self.admin_headers) as r:
+            return r.status, r.content_type, await r.json(content_type=None)
+
     async def apply(self, tenant: dict[str, Any]) -> Any:
         """Apply a tenant definition exactly as `causette tenants apply` does."""
         from .apply import apply_tenant

@@ -21,18 +21,12 @@ def error(path: str, code: str, message: str) -> dict:
     return {"path": path, "code": code, "message": message, "severity": "error"}
 
 
-async def call(gw, method: str, path: str, body=None):
-    async with gw.http.request(method, gw.url + "/admin/v1" + path, json=body,
-                               headers=gw.admin_headers) as r:
-        return r.status, r.content_type, await r.json(content_type=None)
-
-
 # --- PUT /tenants/{t}/plugins/{p} ------------------------------------------------------------
 async def test_plugin_settings_with_three_problems_get_three_entries_and_nothing_is_written(
         gateway, demo_tenant):
     gw = await gateway(tenants=[demo_tenant])
-    _, _, before = await call(gw, "GET", "/tenants/demo/plugins/http")
-    status, ctype, body = await call(gw, "PUT", "/tenants/demo/plugins/http", {"settings": {
+    _, _, before = await gw.admin("GET", "/tenants/demo/plugins/http")
+    status, ctype, body = await gw.admin("PUT", "/tenants/demo/plugins/http", {"settings": {
         "allowed_hosts": ["api.shop.example"], "timeout": "soon", "max_bytes": 0, "proxy": "x"}})
     assert (status, ctype, body["code"], body["title"]) == (422, PROBLEM, "validation", "Invalid request")
     assert body["type"] == "urn:causette:problem:validation"
@@ -43,7 +37,7 @@ async def test_plugin_settings_with_three_problems_get_three_entries_and_nothing
         error("$.settings.max_bytes", "constraint", "Expected `int` >= 1"),
         error("$.settings.proxy", "unknown_field", "Object contains unknown field `proxy`"),
     ]
-    _, _, after = await call(gw, "GET", "/tenants/demo/plugins/http")
+    _, _, after = await gw.admin("GET", "/tenants/demo/plugins/http")
     assert after == before and after["settings"]["timeout"] == 5
     assert (await gw.registry.get("demo")).settings["http"].allowed_hosts == ["127.0.0.1:8080", "localhost:8080"]
 
@@ -51,7 +45,7 @@ async def test_plugin_settings_with_three_problems_get_three_entries_and_nothing
 async def test_valid_plugin_settings_are_written_and_decode_as_before(gateway, demo_tenant):
     gw = await gateway(tenants=[demo_tenant])
     sent = {"allowed_hosts": ["api.shop.example"], "timeout": 2.5, "max_bytes": 4096}
-    status, _, body = await call(gw, "PUT", "/tenants/demo/plugins/http", {"settings": sent})
+    status, _, body = await gw.admin("PUT", "/tenants/demo/plugins/http", {"settings": sent})
     assert status == 200 and body["enabled"] and body["settings"] == sent
     rt = await gw.registry.get("demo")
     assert rt.settings["http"] == msgspec.convert(sent, HttpSettings, str_keys=True)
@@ -61,7 +55,7 @@ async def test_valid_plugin_settings_are_written_and_decode_as_before(gateway, d
 async def test_a_nested_struct_gives_its_first_problem_only(gateway, demo_tenant):
     gw = await gateway(tenants=[demo_tenant])
     product = {"sku": "X-1", "name": "Gant", "category": "women", "price": -1, "colour": "red"}
-    status, _, body = await call(gw, "PUT", "/tenants/demo/plugins/catalogue", {"settings": {
+    status, _, body = await gw.admin("PUT", "/tenants/demo/plugins/catalogue", {"settings": {
         "products": [product], "currency": "YEN", "shipping": 5}})
     assert status == 422
     assert body["errors"] == [        # products[0].colour, its second problem, is not listed
@@ -87,18 +81,18 @@ class Bounds:
 
 async def test_a_post_init_refusal_is_reported_after_the_fields_are_right(gateway, demo_tenant):
     gw = await gateway(tenants=[demo_tenant], plugins=[("bounds", Bounds())])
-    status, _, body = await call(gw, "PUT", "/tenants/demo/plugins/bounds",
+    status, _, body = await gw.admin("PUT", "/tenants/demo/plugins/bounds",
                                  {"settings": {"high": "ten", "wide": True}})
     assert status == 422 and body["errors"] == [
         error("$.settings.high", "type", "Expected `int`, got `str`"),
         error("$.settings.wide", "unknown_field", "Object contains unknown field `wide`"),
         error("$.settings.low", "required", "Object missing required field `low`"),
     ]
-    status, _, body = await call(gw, "PUT", "/tenants/demo/plugins/bounds", {"settings": {"low": 11}})
+    status, _, body = await gw.admin("PUT", "/tenants/demo/plugins/bounds", {"settings": {"low": 11}})
     assert status == 422 and body["errors"] == [error("$.settings", "invalid", "low must not exceed high")]
-    _, _, got = await call(gw, "GET", "/tenants/demo/plugins/bounds")
+    _, _, got = await gw.admin("GET", "/tenants/demo/plugins/bounds")
     assert got["enabled"] is False
-    status, _, body = await call(gw, "PUT", "/tenants/demo/plugins/bounds", {"settings": {"low": 3}})
+    status, _, body = await gw.admin("PUT", "/tenants/demo/plugins/bounds", {"settings": {"low": 3}})
     assert status == 201 and body["settings"] == {"low": 3}
 
 
@@ -106,8 +100,8 @@ async def test_a_post_init_refusal_is_reported_after_the_fields_are_right(gatewa
 async def test_channel_create_and_update_list_every_settings_problem_and_write_nothing(
         gateway, demo_tenant):
     gw = await gateway(tenants=[demo_tenant])
-    _, _, plugins_before = await call(gw, "GET", "/tenants/demo/plugins")
-    status, ctype, body = await call(gw, "POST", "/tenants/demo/channels", {
+    _, _, plugins_before = await gw.admin("GET", "/tenants/demo/plugins")
+    status, ctype, body = await gw.admin("POST", "/tenants/demo/channels", {
         "id": "wx", "type": "wechat", "settings": {"mode": "loud", "reply_deadline": 9}})
     assert (status, ctype) == (422, PROBLEM)
     assert body["errors"] == [
@@ -115,17 +109,17 @@ async def test_channel_create_and_update_list_every_settings_problem_and_write_n
         error("$.settings.reply_deadline", "constraint", "Expected `float` <= 4.5"),
         error("$.settings.token", "required", "Object missing required field `token`"),
     ]
-    assert (await call(gw, "GET", "/tenants/demo/channels/wx"))[0] == 404
-    assert (await call(gw, "GET", "/tenants/demo/plugins"))[2] == plugins_before   # wechat not enabled
+    assert (await gw.admin("GET", "/tenants/demo/channels/wx"))[0] == 404
+    assert (await gw.admin("GET", "/tenants/demo/plugins"))[2] == plugins_before   # wechat not enabled
 
-    status, _, created = await call(gw, "POST", "/tenants/demo/channels", {
+    status, _, created = await gw.admin("POST", "/tenants/demo/channels", {
         "id": "wx", "type": "wechat", "settings": {
             "token": "tok-1", "mode": "compat", "max_age": 60, "app_id": "wx1",
             "encoding_aes_key": "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"}})
     assert status == 201 and created["settings"] == {"token": "***set***", "mode": "compat", "max_age": 60,
                                                      "app_id": "wx1", "encoding_aes_key": "***set***"}
 
-    status, _, body = await call(gw, "PUT", "/tenants/demo/channels/wx", {
+    status, _, body = await gw.admin("PUT", "/tenants/demo/channels/wx", {
         "type": "wechat", "settings": {"token": 5, "max_age": "long", "colour": "green"}})
     assert status == 422
     assert sorted(body["errors"], key=lambda e: e["path"]) == [     # secrets are checked last
@@ -133,7 +127,7 @@ async def test_channel_create_and_update_list_every_settings_problem_and_write_n
         error("$.settings.max_age", "type", "Expected `int`, got `str`"),
         error("$.settings.token", "type", "Expected `str`, got `int`"),
     ]
-    _, _, now = await call(gw, "GET", "/tenants/demo/channels/wx")
+    _, _, now = await gw.admin("GET", "/tenants/demo/channels/wx")
     assert now["settings"] == created["settings"] and now["updated_at"] == created["updated_at"]
 
 
@@ -157,7 +151,7 @@ TENANT_ERRORS = [
 async def test_tenant_put_lists_every_settings_problem_of_every_plugin_and_channel(gateway, demo_tenant):
     gw = await gateway(tenants=[demo_tenant])
     before = await gw.store.plugin_settings("demo", "http")
-    status, ctype, body = await call(gw, "PUT", "/tenants/demo", broken(demo_tenant))
+    status, ctype, body = await gw.admin("PUT", "/tenants/demo", broken(demo_tenant))
     assert (status, ctype, body["title"]) == (422, PROBLEM, "Invalid tenant 'demo'")
     assert [(e["path"], e["code"]) for e in body["errors"] if e["severity"] == "error"] == TENANT_ERRORS
     assert await gw.store.plugin_settings("demo", "http") == before

@@ -29,12 +29,6 @@ def invalid(message: str, path: str = "$.settings") -> list[dict]:
     return [{"path": path, "code": "invalid", "message": message, "severity": "error"}]
 
 
-async def call(gw, method: str, path: str, body=None):
-    async with gw.http.request(method, gw.url + "/admin/v1" + path, json=body,
-                               headers=gw.admin_headers) as r:
-        return r.status, r.content_type, await r.json(content_type=None)
-
-
 def apple(settings: dict, id_: str = "apple-main") -> dict:
     return {"id": id_, "type": "apple", "settings": settings}
 
@@ -52,19 +46,19 @@ REFUSED = [
 async def test_settings_that_never_work_are_refused_and_nothing_is_written(
         gateway, demo_tenant, label, settings, message):
     gw = await gateway(tenants=[demo_tenant])
-    _, _, plugins_before = await call(gw, "GET", "/tenants/demo/plugins")
-    status, ctype, body = await call(gw, "POST", "/tenants/demo/channels", apple(settings))
+    _, _, plugins_before = await gw.admin("GET", "/tenants/demo/plugins")
+    status, ctype, body = await gw.admin("POST", "/tenants/demo/channels", apple(settings))
     assert (status, ctype, body["code"]) == (422, PROBLEM, "validation")
     assert body["errors"] == invalid(message)
     assert NOT_BASE64 not in json.dumps(body)            # a secret is never echoed
-    assert (await call(gw, "GET", "/tenants/demo/channels/apple-main"))[0] == 404
-    assert (await call(gw, "GET", "/tenants/demo/plugins"))[2] == plugins_before
+    assert (await gw.admin("GET", "/tenants/demo/channels/apple-main"))[0] == 404
+    assert (await gw.admin("GET", "/tenants/demo/plugins"))[2] == plugins_before
 
 
 async def test_an_empty_secret_is_a_missing_one(gateway, demo_tenant):
     # "" clears a secret in the admin API; the Struct refuses it too (`secret is empty`)
     gw = await gateway(tenants=[demo_tenant])
-    status, _, body = await call(gw, "POST", "/tenants/demo/channels",
+    status, _, body = await gw.admin("POST", "/tenants/demo/channels",
                                  apple({"msp_id": MSP, "secret": "", "business_id": BIZ}))
     assert status == 422 and body["errors"] == [{
         "path": "$.settings.secret", "code": "required",
@@ -75,7 +69,7 @@ async def test_an_empty_secret_is_a_missing_one(gateway, demo_tenant):
 
 async def test_raw_secret_encoding_takes_any_string(gateway, demo_tenant):
     gw = await gateway(tenants=[demo_tenant])
-    status, _, body = await call(gw, "POST", "/tenants/demo/channels", apple(
+    status, _, body = await gw.admin("POST", "/tenants/demo/channels", apple(
         {"msp_id": MSP, "secret": NOT_BASE64, "business_id": BIZ, "secret_encoding": "raw"}))
     assert status == 201, body
 
@@ -84,14 +78,14 @@ async def test_an_update_is_checked_with_the_stored_secret(gateway, demo_tenant)
     """Switching a raw secret to base64 while keeping it (the mask) is refused: the stored
     secret is checked, and the channel stays as it was."""
     gw = await gateway(tenants=[demo_tenant])
-    status, _, created = await call(gw, "POST", "/tenants/demo/channels", apple(
+    status, _, created = await gw.admin("POST", "/tenants/demo/channels", apple(
         {"msp_id": MSP, "secret": NOT_BASE64, "business_id": BIZ, "secret_encoding": "raw"}))
     assert status == 201
-    status, _, body = await call(gw, "PUT", "/tenants/demo/channels/apple-main", {
+    status, _, body = await gw.admin("PUT", "/tenants/demo/channels/apple-main", {
         "type": "apple", "settings": {"msp_id": MSP, "secret": "***set***", "business_id": BIZ,
                                       "secret_encoding": "base64"}})
     assert status == 422 and body["errors"] == invalid(BAD_SECRET)
-    _, _, now = await call(gw, "GET", "/tenants/demo/channels/apple-main")
+    _, _, now = await gw.admin("GET", "/tenants/demo/channels/apple-main")
     assert now["settings"] == created["settings"] and now["updated_at"] == created["updated_at"]
 
 
@@ -100,7 +94,7 @@ async def test_a_tenant_file_names_the_channel(gateway, demo_tenant):
     n = len(demo_tenant["channels"])
     demo_tenant["plugins"]["apple"] = {}
     demo_tenant["channels"].append(apple({"msp_id": MSP, "secret": NOT_BASE64, "business_id": BIZ}))
-    status, _, body = await call(gw, "PUT", "/tenants/demo", demo_tenant)
+    status, _, body = await gw.admin("PUT", "/tenants/demo", demo_tenant)
     assert status == 422
     assert [e for e in body["errors"] if e["severity"] == "error"] == invalid(
         BAD_SECRET, f"$.channels[{n}].settings")
@@ -118,7 +112,7 @@ def signed(mid: str, text: str) -> tuple[bytes, dict[str, str]]:
 async def test_without_business_id_the_channel_receives_and_its_sends_fail_as_config(
         gateway, provider, demo_tenant):
     gw = await gateway(tenants=[demo_tenant])
-    status, _, created = await call(gw, "POST", "/tenants/demo/channels", apple(
+    status, _, created = await gw.admin("POST", "/tenants/demo/channels", apple(
         {"msp_id": MSP, "secret": SECRET, "api_base": provider.url}))
     assert status == 201 and "business_id" not in created["settings"]
     body, headers = signed("r-1", "Bonjour")

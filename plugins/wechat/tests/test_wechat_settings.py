@@ -34,12 +34,6 @@ def invalid(message: str, path: str = "$.settings") -> list[dict]:
     return [{"path": path, "code": "invalid", "message": message, "severity": "error"}]
 
 
-async def call(gw, method: str, path: str, body=None):
-    async with gw.http.request(method, gw.url + "/admin/v1" + path, json=body,
-                               headers=gw.admin_headers) as r:
-        return r.status, r.content_type, await r.json(content_type=None)
-
-
 def wechat(**settings) -> dict:
     return {"id": "wx", "type": "wechat", "settings": dict({"token": TOKEN}, **settings)}
 
@@ -66,14 +60,14 @@ REFUSED = [
 async def test_settings_that_never_work_are_refused_and_nothing_is_written(
         gateway, demo_tenant, label, settings, message):
     gw = await gateway(tenants=[demo_tenant])
-    _, _, plugins_before = await call(gw, "GET", "/tenants/demo/plugins")
-    status, ctype, body = await call(gw, "POST", "/tenants/demo/channels", wechat(**settings))
+    _, _, plugins_before = await gw.admin("GET", "/tenants/demo/plugins")
+    status, ctype, body = await gw.admin("POST", "/tenants/demo/channels", wechat(**settings))
     assert (status, ctype, body["code"]) == (422, PROBLEM, "validation")
     assert body["errors"] == invalid(message)
     for secret in (AESKEY[:42], BAD_KEY):                # a secret is never echoed
         assert secret not in json.dumps(body)
-    assert (await call(gw, "GET", "/tenants/demo/channels/wx"))[0] == 404
-    assert (await call(gw, "GET", "/tenants/demo/plugins"))[2] == plugins_before
+    assert (await gw.admin("GET", "/tenants/demo/channels/wx"))[0] == 404
+    assert (await gw.admin("GET", "/tenants/demo/plugins"))[2] == plugins_before
 
 
 ACCEPTED = [
@@ -90,7 +84,7 @@ ACCEPTED = [
 @pytest.mark.parametrize("label,settings", ACCEPTED, ids=[c[0] for c in ACCEPTED])
 async def test_valid_settings_are_written(gateway, demo_tenant, label, settings):
     gw = await gateway(tenants=[demo_tenant])
-    status, _, body = await call(gw, "POST", "/tenants/demo/channels", wechat(**settings))
+    status, _, body = await gw.admin("POST", "/tenants/demo/channels", wechat(**settings))
     assert status == 201, body
 
 
@@ -98,16 +92,16 @@ async def test_switching_to_safe_mode_is_checked_with_the_stored_key(gateway, de
     """A plain channel whose stored key is kept (the mask) may move to safe mode only with
     its AppID; the refused change leaves the channel as it was."""
     gw = await gateway(tenants=[demo_tenant])
-    status, _, created = await call(gw, "POST", "/tenants/demo/channels",
+    status, _, created = await gw.admin("POST", "/tenants/demo/channels",
                                     wechat(encoding_aes_key=AESKEY))
     assert status == 201
-    status, _, body = await call(gw, "PUT", "/tenants/demo/channels/wx", {
+    status, _, body = await gw.admin("PUT", "/tenants/demo/channels/wx", {
         "type": "wechat", "settings": {"token": "***set***", "encoding_aes_key": "***set***",
                                        "mode": "safe"}})
     assert status == 422 and body["errors"] == invalid(NEEDS_APPID.format("safe"))
-    _, _, now = await call(gw, "GET", "/tenants/demo/channels/wx")
+    _, _, now = await gw.admin("GET", "/tenants/demo/channels/wx")
     assert now["settings"] == created["settings"] and now["updated_at"] == created["updated_at"]
-    status, _, body = await call(gw, "PUT", "/tenants/demo/channels/wx", {
+    status, _, body = await gw.admin("PUT", "/tenants/demo/channels/wx", {
         "type": "wechat", "settings": {"token": "***set***", "encoding_aes_key": "***set***",
                                        "mode": "safe", "app_id": APPID}})
     assert status == 200, body
@@ -118,7 +112,7 @@ async def test_a_tenant_file_names_the_channel(gateway, demo_tenant):
     n = len(demo_tenant["channels"])
     demo_tenant["plugins"]["wechat"] = {}
     demo_tenant["channels"].append(wechat(mode="safe", encoding_aes_key=AESKEY))
-    status, _, body = await call(gw, "PUT", "/tenants/demo", demo_tenant)
+    status, _, body = await gw.admin("PUT", "/tenants/demo", demo_tenant)
     assert status == 422
     assert [e for e in body["errors"] if e["severity"] == "error"] == invalid(
         NEEDS_APPID.format("safe"), f"$.channels[{n}].settings")
@@ -128,7 +122,7 @@ async def test_a_tenant_file_names_the_channel(gateway, demo_tenant):
 async def test_a_safe_channel_created_through_the_api_takes_encrypted_messages(gateway, demo_tenant):
     """What the refused settings never managed: an encrypted post, verified and answered."""
     gw = await gateway(tenants=[demo_tenant])
-    status, _, body = await call(gw, "POST", "/tenants/demo/channels",
+    status, _, body = await gw.admin("POST", "/tenants/demo/channels",
                                  wechat(mode="safe", app_id=APPID, encoding_aes_key=AESKEY))
     assert status == 201, body
     crypto = MessageCrypto(TOKEN, AESKEY, APPID)

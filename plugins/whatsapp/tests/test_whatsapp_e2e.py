@@ -433,13 +433,11 @@ async def test_an_agents_kept_reply_is_not_overtaken_by_the_next_once_the_contac
         ["Premier message.", "Premier message.", "Premier message.", "Second message."], texts
 
 
-async def test_a_turn_that_loses_its_lease_mid_send_sends_nothing_more(gateway, demo_tenant, graph):
-    # The first reply's send takes 1.2 s; meanwhile the lock is taken from the turn (as when
-    # this process stalled past its lock lifetime and another one went ahead): the turn's
-    # next reply must not go out, and the turn is not saved.
-    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)], lock_ttl=0.5)
-    graph.answer(200, {"messaging_product": "whatsapp", "messages": [{"id": "wamid.slow"}]}, delay=1.2)
-    turn = asyncio.ensure_future(post(gw, body(text("wamid.lost1", "soldes"))))
+async def lose_the_lease_mid_send(gw, graph, mid: str) -> bytes:
+    """Post a message and, once its first send is at the (slow) fake API, take the
+    conversation's lock from the turn, as another process does once a stalled one's lock ran
+    out. Returns the lock's key, after the webhook answered."""
+    turn = asyncio.ensure_future(post(gw, body(text(mid, "soldes"))))
     for _ in range(100):
         if graph.requests:
             break
@@ -447,6 +445,16 @@ async def test_a_turn_that_loses_its_lease_mid_send_sends_nothing_more(gateway, 
     [lock] = [k async for k in gw.redis.scan_iter("cst:{demo}:c:wa:*:l")]
     await gw.redis.set(lock, "another-process", px=5000)
     assert await turn == 200
+    return lock
+
+
+async def test_a_turn_that_loses_its_lease_mid_send_sends_nothing_more(gateway, demo_tenant, graph):
+    # The first reply's send takes 1.2 s; meanwhile the lock is taken from the turn (as when
+    # this process stalled past its lock lifetime and another one went ahead): the turn's
+    # next reply must not go out, and the turn is not saved.
+    gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)], lock_ttl=0.5)
+    graph.answer(200, {"messaging_product": "whatsapp", "messages": [{"id": "wamid.slow"}]}, delay=1.2)
+    lock = await lose_the_lease_mid_send(gw, graph, "wamid.lost1")
     await asyncio.sleep(0.5)
     assert [shown(r) for r in sent(graph)] == [shown(sent(graph)[0])]    # the first one only
     assert shown(sent(graph)[0]).startswith("Bonjour")
@@ -459,14 +467,7 @@ async def test_a_turn_that_loses_its_lease_keeps_nothing_for_later(gateway, demo
     gw = await gateway(tenants=[with_whatsapp(demo_tenant, graph)], lock_ttl=0.5)
     graph.answer(429, {"error": {"code": 130429, "message": "Rate limit hit"}},
                  headers={"Retry-After": "0.2"}, delay=0.6, times=2)
-    turn = asyncio.ensure_future(post(gw, body(text("wamid.lost2", "soldes"))))
-    for _ in range(100):
-        if graph.requests:
-            break
-        await asyncio.sleep(0.02)
-    [lock] = [k async for k in gw.redis.scan_iter("cst:{demo}:c:wa:*:l")]
-    await gw.redis.set(lock, "another-process", px=5000)
-    assert await turn == 200
+    await lose_the_lease_mid_send(gw, graph, "wamid.lost2")
     assert await gw.redis.zcard("cst:resends") == 0
     await asyncio.sleep(0.8)
     assert len(graph.requests) == 2                      # the two refused tries, nothing after
