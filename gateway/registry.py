@@ -208,8 +208,10 @@ class Registry:
                 continue
             try:
                 obj = cls(snap.slug, cfg.id, msgspec.convert(cfg.settings, cls.Settings), self.http)
-            except msgspec.ValidationError as exc:
-                log.error("tenant %s: channel %s settings invalid: %s", snap.slug, cfg.id, exc)
+            except Exception as exc:     # a plugin's own check or constructor raising: this
+                # channel is left out, not the whole tenant
+                log.error("tenant %s: channel %s settings invalid: %s: %s", snap.slug, cfg.id,
+                          type(exc).__name__, exc)
                 continue
             obj.runtime = self.runtime
             channels[cfg.id] = obj

@@ -14,6 +14,7 @@ import time
 
 import aiohttp
 import msgspec
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -35,7 +36,7 @@ def key_problem(raw: str) -> str:
     Never quotes the key."""
     try:
         obj = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):      # RecursionError: "[[[[..." nested deep
         return "not JSON: paste the whole key file of the service account"
     if not isinstance(obj, dict) or obj.get("type", "service_account") != "service_account":
         return 'not a service-account key file (`"type": "service_account"`)'
@@ -51,7 +52,7 @@ def key_problem(raw: str) -> str:
         # Structure only: a full RSA check costs ~35 ms, and this runs at every load.
         key = serialization.load_pem_private_key(sa.private_key.encode(), password=None,
                                                  unsafe_skip_rsa_key_validation=True)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         return "`private_key` is not an unencrypted PEM private key"
     if not isinstance(key, rsa.RSAPrivateKey):
         return "`private_key` is not an RSA key"

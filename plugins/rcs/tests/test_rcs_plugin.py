@@ -49,6 +49,8 @@ def key_file(pem: str, **over) -> str:
 KEYS = [
     ("a path, not the file's content", lambda p: "/etc/keys/rbm.json",
      "service_account: not JSON: paste the whole key file of the service account"),
+    ("JSON nested deeper than a parser goes", lambda p: "[" * 2000,
+     "service_account: not JSON: paste the whole key file of the service account"),
     ("a JSON array", lambda p: "[]",
      'service_account: not a service-account key file (`"type": "service_account"`)'),
     ("a user's OAuth credentials", lambda p: json.dumps({"type": "authorized_user", "client_id": "x",
@@ -70,9 +72,8 @@ KEYS = [
 
 
 async def admin(gw, method: str, path: str, body=None):
-    async with gw.http.request(method, gw.url + "/admin/v1" + path, json=body,
-                               headers=gw.admin_headers) as r:
-        return r.status, await r.json(content_type=None)
+    status, _, got = await gw.admin(method, path, body)
+    return status, got
 
 
 @pytest.mark.parametrize("label,make,problem", KEYS, ids=[c[0] for c in KEYS])
