@@ -56,7 +56,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     business_id: str = ""              # the business id: Source-Id of what we send
     api_base: str = "https://mspgw.push.apple.com"   # staging: https://mspgw-int.push.apple.com
     secret_encoding: Literal["base64", "raw"] = "base64"
-    max_token_age: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 3600.0  # seconds an inbound JWT's iat may be old
+    max_token_age: Annotated[float, msgspec.Meta(gt=0)] = 3600.0  # seconds an inbound JWT's iat may be old
     gzip: bool = False                 # gzip outbound bodies (Content-Encoding: gzip)
     list_label: str = "Choose"         # list picker bubble title when the reply has no short text
     selected_label: str = "Selected"   # the bubble the user sends back after picking

@@ -47,10 +47,13 @@ class TwilioSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     attempts: int = 3                    # API attempts per send (429/5xx/connection errors)
 
     def __post_init__(self) -> None:
-        # TwiML answers go from the number written to, but every API send (`rest` mode,
-        # campaigns, agents, timers) names its sender: without one Twilio gets From="".
-        if not self.from_number.strip() and not self.messaging_service_sid.strip():
-            raise ValueError("set `from_number` (the sender, E.164) or `messaging_service_sid` (MG…)")
+        # In `rest` mode every reply is an API send, which names its sender: without one
+        # Twilio gets From="". TwiML answers go from the number written to, so a `twiml`
+        # instance without one still answers (its API sends, agents and timers, fail).
+        if self.reply_mode == "rest" and not self.from_number.strip() \
+                and not self.messaging_service_sid.strip():
+            raise ValueError('reply_mode "rest" needs `from_number` (the sender, E.164) or '
+                             "`messaging_service_sid` (MG…)")
 
 
 class TwilioError(msgspec.Struct):

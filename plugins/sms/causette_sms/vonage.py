@@ -48,12 +48,6 @@ class VonageSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     timeout: float = 10.0
     attempts: int = 3
 
-    def __post_init__(self) -> None:
-        # Every reply goes through the API (no inline answers): without a sender Vonage
-        # refuses each one (status 2, missing parameter).
-        if not self.from_number.strip():
-            raise ValueError("set `from_number`: every reply is sent from it (E.164 number or alphanumeric id)")
-
 
 class VonagePart(msgspec.Struct):
     status: str = ""
@@ -298,6 +292,11 @@ class VonageChannel(SmsChannel):
     # --- outbound --------------------------------------------------------------------------
     async def send(self, contact: str, payload: Any, *, key: str) -> SendResult:
         s = self.settings
+        if not s.from_number.strip():
+            # A receive-only instance (its flows run, its steps too): Vonage would refuse
+            # the send (status 2, missing parameter), so it is not asked.
+            return SendResult(status="failed", code="config",
+                              detail="no from_number: this instance only receives")
         m = as_message(payload)
         body = m.body
         if m.media:  # no MMS on the SMS API: links instead

@@ -62,6 +62,9 @@ CASES = [
                                                {"status": "1", "error-text": "Throttled"}]})],
      [AUTH + [("text", LONG), ("client-ref", "turn-1:0:0")]],
      {"status": "failed", "code": "1", "detail": "Throttled"}),
+    ("a receive-only instance (no from_number) asks Vonage nothing", {"from_number": ""},
+     Reply(text="Bonjour"), [], [],
+     {"status": "failed", "code": "config", "detail": "no from_number: this instance only receives"}),
 ]
 
 

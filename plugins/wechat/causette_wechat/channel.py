@@ -57,7 +57,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
         # Refuse what can never work (the admin API reports it as `invalid` at `$.settings`):
         # without these every encrypted post is answered 403 "invalid signature".
         problems = []
-        if self.encoding_aes_key:
+        if self.encoding_aes_key and self.mode != "plain":     # plain mode never reads it
             try:
                 aes_key(self.encoding_aes_key)
             except CryptoError as e:
