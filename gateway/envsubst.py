@@ -4,8 +4,8 @@ reads them, so a file in version control names a credential or an address withou
 
 `${NAME}` is the variable's value and an error when it is unset; `${NAME:-default}` is the
 default when the variable is unset or empty, as in a shell, and the default may itself hold
-references (`${CAUSETTE_PORT:-${PORT:-8080}}`); `$${` writes `${`. A `${` that no name
-follows (`${{total}}`, a template after a dollar sign) is text. Only string values are
+references (`${CAUSETTE_PORT:-${PORT:-8080}}`); `$${` writes `${`, and `${{` is text (a
+dollar before a template, `${{total}}`); any other `${` that no name follows is an error. Only string values are
 expanded, never keys, and a value comes out as a string. The admin API takes JSON as sent:
 nothing is expanded there (a tenant's key must not read the server's environment).
 """
@@ -18,6 +18,7 @@ from .types import Problem
 
 _START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 _NAME = _START | frozenset("0123456789")
+MAX_NESTING = 10      # `${A:-${B:-...}}` levels
 
 
 class _Syntax(ValueError):
@@ -53,7 +54,8 @@ def expand(value: Any, env: Mapping[str, str], path: str = "$") -> tuple[Any, li
     return walk(value, path), problems
 
 
-def _expand(s: str, i: int, env: Mapping[str, str], unset: list[str], nested: bool) -> tuple[str, int]:
+def _expand(s: str, i: int, env: Mapping[str, str], unset: list[str], nested: bool,
+            depth: int = 0) -> tuple[str, int]:
     """`s` from `i` expanded, up to its end, or (in a default, `nested`) up to the `}` that
     closes the reference: (text, index after it)."""
     out: list[str] = []
@@ -65,7 +67,14 @@ def _expand(s: str, i: int, env: Mapping[str, str], unset: list[str], nested: bo
         if s.startswith("$${", i):
             out.append("${")
             i += 3
-        elif s.startswith("${", i) and i + 2 < n and s[i + 2] in _START:
+        elif s.startswith("${{", i):      # a dollar before a template: `${{total}}`
+            out.append("${")
+            i += 2
+        elif s.startswith("${", i) and (i + 2 >= n or s[i + 2] not in _START):
+            raise _Syntax(f"{s[i:i + 3]!r}... is not a variable reference: write ${{NAME}} or "
+                          f"${{NAME:-default}} (a name of letters, digits and _), or $${{ for a "
+                          f"literal ${{")
+        elif s.startswith("${", i):
             j = i + 2
             while j < n and s[j] in _NAME:
                 j += 1
@@ -77,8 +86,10 @@ def _expand(s: str, i: int, env: Mapping[str, str], unset: list[str], nested: bo
                 out.append(got or "")
                 i = j + 1
             elif s.startswith(":-", j):
+                if depth >= MAX_NESTING:
+                    raise _Syntax(f"defaults nested more than {MAX_NESTING} deep")
                 inner: list[str] = []
-                default, i = _expand(s, j + 2, env, inner, nested=True)
+                default, i = _expand(s, j + 2, env, inner, nested=True, depth=depth + 1)
                 got = env.get(name)
                 if not got:
                     unset += inner         # the default is used: what it names must be set

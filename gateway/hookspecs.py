@@ -77,9 +77,10 @@ def conversation_event(ctx: Context, event: Event) -> None:
 @hookspec
 def handoff_requested(ctx: Context, handoff: dict[str, Any]) -> None:
     """Called when a flow hands the conversation to a human (`{"queue", "reason"}`), once the
-    turn's replies (the handoff text) have gone out. Helpdesk plugins open a ticket, channel
-    plugins pass the thread to their provider's inbox; the bot stays silent until
-    `handoff_released`."""
+    turn's replies (the handoff text) have been handed to the channel: sent, or kept for a
+    later try when the provider asked (those go after it); a webhook's inline answer leaves
+    just after. Helpdesk plugins open a ticket, channel plugins pass the thread to their
+    provider's inbox; the bot stays silent until `handoff_released`."""
 
 
 @hookspec

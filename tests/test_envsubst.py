@@ -67,8 +67,12 @@ def test_nested_defaults_and_dollar_templates():
     assert expand("${CAUSETTE_PORT:-${PORT:-8080}}", {})[0] == "8080"
     assert expand("${CAUSETTE_PORT:-${PORT:-8080}}", {"PORT": "9000"})[0] == "9000"
     assert expand("${CAUSETTE_PORT:-${PORT:-8080}}", {"CAUSETTE_PORT": "7000", "PORT": "9"})[0] == "7000"
-    # a price before a template, and other `${` that no name follows, are text
-    assert expand("Total: ${{total}}, ${ x}, ${1}", {}) == ("Total: ${{total}}, ${ x}, ${1}", [])
+    # a price before a template is text; another `${` that no name follows is a typo
+    assert expand("Total: ${{total}} ({{n}} x ${{unit}})", {}) == ("Total: ${{total}} ({{n}} x ${{unit}})", [])
+    for typo in ("${ TOKEN}", "${1X}", "${-X}", "end ${"):
+        assert [p.code for p in expand(typo, {})[1]] == ["env.syntax"], typo
+    deep = "${A:-" * 50 + "x" + "}" * 50                  # a traceback before, now a problem
+    assert [p.code for p in expand(deep, {})[1]] == ["env.syntax"]
     # a default that is used must have what it names
     assert [p.code for p in expand("${A:-${B}}", {})[1]] == ["env.unset"]
     assert expand("${A:-${B}}", {"A": "a"}) == ("a", [])

@@ -81,6 +81,19 @@ def _node_spec(r: Report, path: str, raw: dict[str, Any]) -> Any:
                 return None
 
 
+def _ids_in(value: Any, nodes: Mapping[str, Any]) -> Iterable[str]:
+    """The strings in `value` (a raw node, nested) that are node ids."""
+    if isinstance(value, str):
+        if value in nodes:
+            yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _ids_in(v, nodes)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _ids_in(v, nodes)
+
+
 def _without(value: Any, sub: str, key: str) -> Any:
     """A copy of `value` without `key` in the object at `sub` (`.choices[1]`), or None."""
     if not sub:
@@ -493,7 +506,12 @@ class _Checker:
     def reachability(self, start: str) -> None:
         seen, todo = {start}, [start]
         while todo:
-            for dst, _ in self.edges.get(todo.pop(), ()):
+            nid = todo.pop()
+            # A node that did not decode has no edges: any node id among its strings counts
+            # as one, so what follows it is not reported unreachable on top of its problem.
+            outs = (d for d, _ in self.edges.get(nid, ())) if nid in self.specs else \
+                _ids_in(self.raw.get(nid), self.raw)
+            for dst in outs:
                 if dst not in seen:
                     seen.add(dst)
                     todo.append(dst)

@@ -305,3 +305,12 @@ def test_a_flow_full_of_unknown_fields_costs_a_bounded_number_of_decodes():
     # first of each node left
     whole = v.MAX_REDECODES // 5
     assert len(unknown) == whole * 5 + (100 - whole)
+
+
+def test_nodes_after_one_that_did_not_decode_are_not_reported_unreachable():
+    from causette_tree import validate as v
+    chain = {f"n{i}": {"type": "message", "text": "x", "next": f"n{i + 1}", "junk": 1}
+             for i in range(v.MAX_REDECODES + 50)}
+    chain[f"n{v.MAX_REDECODES + 50}"] = {"type": "end", "outcome": "completed"}
+    codes = [p.code for p in validate({"format": 1, "id": "f", "start": "n0", "nodes": chain})]
+    assert codes.count("field.unknown") == v.MAX_REDECODES + 50 and "node.unreachable" not in codes
