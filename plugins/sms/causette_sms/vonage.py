@@ -16,7 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Annotated, Any, ClassVar, Literal, Mapping
 
 import msgspec
 from aiohttp import web
@@ -40,8 +40,9 @@ class VonageSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     signature_method: Method = "sha256"  # the same method as chosen in the dashboard
     from_number: str = ""                # sender: a virtual number (E.164) or an alphanumeric id
     status_callback: str = ""            # DLR URL per message (else the account's default)
-    max_age: int = 25 * 3600             # seconds a signed `timestamp` stays valid (0: no check);
-                                         # Vonage retries for 24 h, dedup stops replays
+    # Seconds a signed `timestamp` stays valid (0: no check); Vonage retries for 24 h, dedup
+    # stops replays. A year at most: message ids are kept as long (dedup_ttl).
+    max_age: Annotated[int, msgspec.Meta(ge=0, le=366 * 86400)] = 25 * 3600
     max_segments: int = 10
     gsm_fallback: bool = False
     api_base: str = "https://rest.nexmo.com"
