@@ -199,8 +199,9 @@ class Registry:
             st = self.host.settings_types.get(plugin)
             try:
                 settings[plugin] = msgspec.convert(raw or {}, st) if st else raw
-            except msgspec.ValidationError as exc:
-                log.error("tenant %s: settings of plugin %s invalid (%s); plugin gets none", snap.slug, plugin, exc)
+            except Exception as exc:     # a plugin's own check raising: this plugin's settings only
+                log.error("tenant %s: settings of plugin %s invalid (%s: %s); plugin gets none",
+                          snap.slug, plugin, type(exc).__name__, exc)
         channels: dict[str, Channel] = {}
         for cfg in snap.channels:
             cls = self.host.channels.get(cfg.type)
