@@ -5,9 +5,10 @@ reads them, so a file in version control names a credential or an address withou
 `${NAME}` is the variable's value and an error when it is unset; `${NAME:-default}` is the
 default when the variable is unset or empty, as in a shell, and the default may itself hold
 references (`${CAUSETTE_PORT:-${PORT:-8080}}`); `$${` writes `${`, and `${{` is text (a
-dollar before a template, `${{total}}`); any other `${` that no name follows is an error. Only string values are
-expanded, never keys, and a value comes out as a string. The admin API takes JSON as sent:
-nothing is expanded there (a tenant's key must not read the server's environment).
+dollar before a template, `${{total}}`); any other `${` that no name follows is an error.
+Only string values are expanded, never keys, and a value comes out as a string. The admin
+API takes JSON as sent: nothing is expanded there (a tenant's key must not read the
+server's environment).
 """
 from __future__ import annotations
 
