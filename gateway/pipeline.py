@@ -41,7 +41,7 @@ ENGINE_BUDGET = 4      # an engine's turn may call several steps, each with its 
 BURST_LIMIT, BURST_WINDOW = 20, 300.0    # identical replies to one contact (design 4b)
 # A send the provider asks to get later (`retry`) is kept and tried again: first after its
 # Retry-After (or the channel's estimate), then after at least a backoff that doubles from
-# RESEND_BACKOFF, never more than RESEND_MAX_WAIT; MAX_RESENDS tries in all (~1 h), then it
+# RESEND_BACKOFF, never more than RESEND_MAX_WAIT; MAX_RESENDS tries in all (at least ~30 min), then it
 # is given up as `send.failed` (code `gave_up`).
 RESEND_BACKOFF, RESEND_MAX_WAIT, MAX_RESENDS = 30.0, 1800.0, 8
 _enc = msgspec.msgpack.Encoder()
