@@ -216,6 +216,15 @@ async def test_bad_signatures_are_refused_and_change_nothing(gateway, demo_tenan
     assert provider.requests == []
 
 
+def vonage_channel(provider, prefix: str) -> dict:
+    """A Vonage instance whose API is `provider`, which accepts every SMS (ids `<prefix>0001`...)."""
+    provider.default = lambda seen: (200, {"message-count": "1", "messages": [
+        {"to": "33611223344", "message-id": f"{prefix}{len(provider.requests):04d}", "status": "0"}]})
+    return {"id": "vonage", "type": "vonage", "settings": {
+        "api_key": "e2ekey01", "api_secret": "e2e-vonage-api-secret", "signature_secret": VONAGE_SIG,
+        "from_number": "+33700000000", "api_base": provider.url, "attempts": 2}}
+
+
 def vonage_params(text: str, mid: str) -> dict[str, str]:
     p = {"msisdn": PHONE.lstrip("+"), "to": "33700000000", "messageId": mid, "text": text, "type": "unicode",
          "keyword": text.split()[0].upper() if text else "", "api-key": "e2ekey01",
@@ -227,11 +236,7 @@ def vonage_params(text: str, mid: str) -> dict[str, str]:
 
 
 async def test_demo_flow_over_vonage(gateway, demo_tenant, provider):
-    provider.default = lambda seen: (200, {"message-count": "1", "messages": [
-        {"to": "33611223344", "message-id": f"0A{len(provider.requests):04d}", "status": "0"}]})
-    channel = {"id": "vonage", "type": "vonage", "settings": {
-        "api_key": "e2ekey01", "api_secret": "e2e-vonage-api-secret", "signature_secret": VONAGE_SIG,
-        "from_number": "+33700000000", "api_base": provider.url, "attempts": 2}}
+    channel = vonage_channel(provider, "0A")
     gw = await gateway(tenants=[demo(demo_tenant, channel)])
     url = f"{gw.url}/t/demo/channels/vonage"
 
@@ -266,11 +271,7 @@ async def test_a_vonage_message_id_is_remembered_while_its_signature_is_valid(ga
     # Vonage retries for 24 h (reference, Vonage) and a signed request is accepted for
     # `max_age`, 25 h: a replay that comes after the gateway's default 24 h must still be
     # recognised, or it would be answered twice.
-    provider.default = lambda seen: (200, {"message-count": "1", "messages": [
-        {"to": "33611223344", "message-id": f"0D{len(provider.requests):04d}", "status": "0"}]})
-    channel = {"id": "vonage", "type": "vonage", "settings": {
-        "api_key": "e2ekey01", "api_secret": "e2e-vonage-api-secret", "signature_secret": VONAGE_SIG,
-        "from_number": "+33700000000", "api_base": provider.url, "attempts": 2}}
+    channel = vonage_channel(provider, "0D")
     gw = await gateway(tenants=[demo(demo_tenant, channel)])
     url = f"{gw.url}/t/demo/channels/vonage"
     signed = vonage_params("soldes", "0D01")
@@ -288,11 +289,7 @@ async def test_a_vonage_message_id_is_remembered_while_its_signature_is_valid(ga
 
 async def test_vonage_long_sms_parts_on_two_processes_make_one_message(gateway, demo_tenant, provider):
     """Each part of a long SMS is its own webhook, and may reach another gateway process."""
-    provider.default = lambda seen: (200, {"message-count": "1", "messages": [
-        {"to": "33611223344", "message-id": f"0B{len(provider.requests):04d}", "status": "0"}]})
-    channel = {"id": "vonage", "type": "vonage", "settings": {
-        "api_key": "e2ekey01", "api_secret": "e2e-vonage-api-secret", "signature_secret": VONAGE_SIG,
-        "from_number": "+33700000000", "api_base": provider.url, "attempts": 2}}
+    channel = vonage_channel(provider, "0B")
     one = await gateway(tenants=[demo(demo_tenant, channel)])
     two = await gateway()                                # same Redis and database, another process
 
