@@ -182,8 +182,11 @@ def check_flow(host: "PluginHost", definition: Any, path: str = "$",
     if isinstance(definition, dict):
         fid = definition.get("id")
         if not isinstance(fid, str) or not FLOW_ID.match(fid):
+            wrong = "" if fid is None else (f"Expected `str`, got `{type(fid).__name__}`: " if not isinstance(fid, str)
+                                            else f"{fid[:80]!r} is not a flow id: ")
             problems.append(Problem(path="$.id", code="flow.id",
-                                    message="a flow needs an `id`: letters, digits, `_`, `.`, `-` (64 at most)"))
+                                    message=f"{wrong}a flow needs an `id`: letters, digits, `_`, `.`, `-` "
+                                            "(64 at most)"))
         elif flow_id is not None and fid != flow_id:
             problems.append(Problem(path="$.id", code="flow.id_mismatch",
                                     message=f"the definition's id {fid!r} differs from the flow {flow_id!r}"))

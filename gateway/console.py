@@ -23,7 +23,7 @@ class ConsoleChannel(Channel):
         for card in reply.cards:
             lines.append(f"  [{card.title}] {card.subtitle} {card.url}".rstrip())
         for m in reply.media:
-            lines.append(f"  <{m.kind}> {m.url or m.id}")
+            lines.append(f"  <{m.kind}> {m.url or m.id}" + (f" ({m.caption})" if m.caption else ""))
         if reply.template and not lines:
             lines.append(f"[template {reply.template.name}]")
         return ["\n".join(lines)] if lines else []

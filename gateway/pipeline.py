@@ -148,7 +148,7 @@ class Pipeline:
 
     async def _handle(self, rt: TenantRuntime, ch: Channel, messages: list[InboundMessage],
                       sink: "_Sink | None") -> list[Any]:
-        statuses: list[Event] = []
+        statuses: list[tuple[str, Event]] = []
         for msg in messages:
             if msg.tenant != rt.slug or msg.channel != ch.instance_id:
                 raise TenantMismatch(f"{ch.type} produced a message for {msg.tenant}/{msg.channel}")
@@ -157,15 +157,16 @@ class Pipeline:
                 await self.agent(rt, ch, msg.contact, action="release", agent=f"{ch.type}:inbox")
                 continue
             if msg.kind == "status":
-                statuses.append(Event(type="message.status", tenant=rt.slug, channel=ch.instance_id,
-                                      contact=msg.contact, ts=msg.ts or time.time(),
-                                      data={"status": msg.status, "refers_to": msg.refers_to,
-                                            **({"code": msg.payload} if msg.payload else {})}))
+                statuses.append((msg.native_id, Event(
+                    type="message.status", tenant=rt.slug, channel=ch.instance_id, contact=msg.contact,
+                    ts=msg.ts or time.time(), data={"status": msg.status, "refers_to": msg.refers_to,
+                                                    **({"code": msg.payload} if msg.payload else {})})))
                 continue
             await self._turn(rt, ch, msg.contact, msg.native_id, msg, sink)
         if statuses:
-            await self.state.record(rt.slug, statuses)
-            self._notify(rt, ch, statuses)
+            # A status delivered again (the provider's retry) is neither recorded nor notified twice.
+            new = await self.state.record_once(rt.slug, ch.instance_id, statuses, ch.dedup_ttl)
+            self._notify(rt, ch, new)
         return sink or []
 
     async def fire_timer(self, tenant: str, channel: str, contact: str) -> bool:
@@ -433,10 +434,16 @@ class Pipeline:
                 break
             found = await self.registry.flow(rt, goto)
             if found is None:
+                # Archived since this flow was published (DELETE ?force=true): the run can't
+                # go on, and analytics must not count it as still running.
                 ctx.record("flow.missing", flow=goto)
+                self._end(ctx, "abandoned", to=goto)
                 break
+            # The run of the flow left ends here; analytics see where it went.
+            self._end(ctx, "goto", to=goto)
             live = found
-            s.flow, s.version, s.node, s.retries = live.id, live.version, "", 0
+            s.flow, s.version, s.node, s.retries, s.outcome = live.id, live.version, "", 0, ""
+            s.started = ctx.now
             ctx.record("flow.started", source=s.source, trigger="goto")
             msg = None
         return replies, wait

@@ -30,7 +30,11 @@ def validate_flow(host: "PluginHost", flow: Any,
     if not isinstance(flow, dict):
         return [Problem(path="$", code="flow.not_object", message="a flow is a JSON object")]
     name = flow.get("engine", "tree")
-    engine = host.engines.get(name) if isinstance(name, str) else None
+    if not isinstance(name, str):
+        return [Problem(path="$.engine", code="flow.invalid",
+                        message=f"Expected `str`, got `{type(name).__name__}`: an installed flow engine's name "
+                                f"({', '.join(sorted(host.engines)) or 'none installed'})")]
+    engine = host.engines.get(name)
     if engine is None:
         return [Problem(path="$.engine", code="flow.unknown_engine",
                         message=f"no installed flow engine is called {name!r} "

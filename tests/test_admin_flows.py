@@ -391,3 +391,76 @@ async def test_version_paths_take_only_canonical_numbers(api, price_api):
         assert (s, ct) == (404, PROBLEM), bad
         assert (await api.call("GET", f"/flows/quiz/versions/{bad}/diff/draft"))[0] == 404, bad
         assert (await api.call("GET", f"/flows/quiz/versions/1/diff/{bad}"))[0] == 404, bad
+
+
+async def test_archiving_a_flow_that_a_published_flow_starts_needs_force(api):
+    # a goes to b once the contact says yes; b goes back to a: neither can go without force
+    for f in (_hop("a", "b", ask=True), _hop("b", "a", ask=True)):
+        assert (await api.call("POST", "/flows", json=f))[0] == 201
+    assert (await api.call("POST", "/flows/b/publish"))[0] == 201
+    assert (await api.call("POST", "/flows/a/publish"))[0] == 201
+    s, ct, p, _ = await api.call("DELETE", "/flows/b")
+    assert (s, ct, p["code"]) == (409, PROBLEM, "flow.in_use")
+    assert [(e["path"], e["code"]) for e in p["errors"]] == [("$.nodes.go.flow", "flow.in_use")]
+    assert "'a' (version 1)" in p["errors"][0]["message"]
+    assert (await api.call("GET", "/flows/b"))[0] == 200              # still there
+    s, _, p, _ = await api.call("DELETE", "/flows/b?force=yes")
+    assert s == 400 and p["errors"][0]["path"] == "?force"
+    assert (await api.call("DELETE", "/flows/b?force=true"))[0] == 204
+    assert (await api.call("GET", "/flows/b"))[0] == 404
+    # b is gone: nothing starts a any more, and a says why it no longer validates
+    assert (await api.call("DELETE", "/flows/a"))[0] == 204
+    s, _, out, _ = await api.call("POST", "/flows/validate", json=_hop("a", "b"))
+    assert "flow.unknown" in {p["code"] for p in out["problems"]}
+
+
+async def test_a_draft_keeps_its_flow_id_and_engine_types_are_checked(api, price_api):
+    await api.call("POST", "/flows", json=quiz(price_api.port))
+    _, _, before, etag = await api.call("GET", "/flows/quiz")
+    other = quiz(price_api.port) | {"id": "other", "name": "Renamed"}
+    s, ct, p, _ = await api.call("PUT", "/flows/quiz", json=other, headers={"If-Match": before["etag"]})
+    assert (s, ct) == (422, PROBLEM)
+    assert [(e["path"], e["code"]) for e in p["errors"]] == [("$.id", "flow.id_mismatch")]
+    _, _, after, _ = await api.call("GET", "/flows/quiz")
+    assert after["etag"] == before["etag"] and after["name"] == "Quiz"   # nothing saved
+    s, _, p, _ = await api.call("POST", "/flows", json=quiz(price_api.port) | {"id": 5})
+    assert s == 422 and p["errors"][0]["message"].startswith("Expected `str`, got `int`")
+    _, _, out, _ = await api.call("POST", "/flows/validate", json=quiz(price_api.port) | {"engine": 5})
+    assert [(e["path"], e["code"]) for e in out["problems"]] == [("$.engine", "flow.invalid")]
+    bad = quiz(price_api.port)
+    bad["nodes"]["ask"] = {"text": "no type"}
+    _, _, out, _ = await api.call("POST", "/flows/validate", json=bad)
+    typ, = [e for e in out["problems"] if e["path"] == "$.nodes.ask.type"]
+    assert typ["message"].startswith("a node needs a `type`")
+
+
+async def test_unknown_engine_or_channel_is_a_problem_with_its_path(api, price_api):
+    await api.call("POST", "/flows", json=quiz(price_api.port))
+    s, ct, p, _ = await api.call("POST", "/flows/quiz/simulate", json={"script": ["quiz"], "channel": "nope"})
+    assert (s, ct) == (422, PROBLEM) and [e["path"] for e in p["errors"]] == ["$.channel"]
+    _, _, cur, _ = await api.call("GET", "/flows/quiz")
+    draft = quiz(price_api.port) | {"engine": "graph"}
+    assert (await api.call("PUT", "/flows/quiz", json=draft, headers={"If-Match": cur["etag"]}))[0] == 200
+    s, ct, p, _ = await api.call("GET", "/flows/quiz/graph")
+    assert (s, ct) == (422, PROBLEM)
+    assert [(e["path"], e["code"]) for e in p["errors"]] == [("$.engine", "flow.unknown_engine")]
+
+
+async def test_simulation_records_the_flow_switch_and_the_variant_as_the_pipeline_does(api):
+    split = {"format": 1, "id": "ab", "name": "AB", "engine": "tree", "start": "split",
+             "nodes": {"split": {"type": "split", "variants": [{"id": "only", "weight": 1, "next": "go"}]},
+                       "go": {"type": "goto", "flow": "b"}}}
+    b = {"format": 1, "id": "b", "name": "B", "engine": "tree", "start": "bye",
+         "nodes": {"bye": {"type": "end", "outcome": "converted", "text": "Bye"}}}
+    for f in (b, split):
+        assert (await api.call("POST", "/flows", json=f))[0] == 201
+    assert (await api.call("POST", "/flows/b/publish"))[0] == 201
+    s, _, sim, _ = await api.call("POST", "/flows/ab/simulate", json={"script": []})
+    assert s == 200, sim
+    flow_events = [(e["type"], e["flow"], e["data"]) for e in sim["events"] if e["type"].startswith("flow.")]
+    assert flow_events == [
+        ("flow.started", "ab", {"source": "simulation", "trigger": "start"}),
+        ("flow.ended", "ab", {"outcome": "goto", "to": "b", "variant": "only"}),
+        ("flow.started", "b", {"source": "simulation", "trigger": "goto", "variant": "only"}),
+        ("flow.ended", "b", {"outcome": "converted", "variant": "only"})]
+    assert sim["ended"] == "converted"

@@ -143,3 +143,35 @@ async def test_chat_against_a_draft(gateway, provider):
     assert provider.texts("c1")[-1] == "Merci, c'est noté."      # later turns stay on the draft
     await post(gw, "acme", {"id": "m1", "sender": "c2", "text": "salut"})
     assert provider.texts("c2")[0] == "Bonjour !"          # everyone else: the published version
+
+
+async def test_goto_ends_the_run_it_leaves_and_a_forced_archive_ends_it_abandoned(gateway, provider):
+    hop = {"format": 1, "id": "hop", "name": "Hop", "engine": "tree", "locale": "fr",
+           "triggers": [{"type": "start"}], "start": "hi",
+           "nodes": {"hi": {"type": "message", "text": "On passe au SAV.", "next": "go"},
+                     "go": {"type": "goto", "flow": "sav"}}}
+    sav = {"format": 1, "id": "sav", "name": "SAV", "engine": "tree", "locale": "fr", "start": "ask",
+           "nodes": {"ask": {"type": "choice", "text": "Un souci ?",
+                             "choices": [{"id": "y", "title": "Oui", "next": "done"}]},
+                     "done": {"type": "end", "outcome": "converted", "text": "Noté."}}}
+    gw = await gateway(tenants=[tenant("acme", provider, flows=(hop, sav))], plugins=[("wire", WirePlugin())])
+    await post(gw, "acme", {"id": "m1", "sender": "c1", "text": "salut"})
+    await post(gw, "acme", {"id": "m2", "sender": "c1", "text": "oui"})
+    assert provider.texts("c1") == ["On passe au SAV.", "Un souci ?", "Noté."]
+    await gw.flush_events()
+    runs = [(e.type, e.flow, e.data.get("outcome"), e.data.get("to"), e.data.get("trigger"))
+            for e in await gw.store.list_events("acme", limit=100) if e.type.startswith("flow.")]
+    assert sorted(runs, key=str) == sorted([
+        ("flow.started", "hop", None, None, "start"), ("flow.ended", "hop", "goto", "sav", None),
+        ("flow.started", "sav", None, None, "goto"), ("flow.ended", "sav", "converted", None, None)], key=str)
+    # Archived by force while hop still goes there: the next contact's run ends, recorded.
+    assert (await gw.admin("DELETE", "/tenants/acme/flows/sav"))[0] == 409
+    assert (await gw.admin("DELETE", "/tenants/acme/flows/sav?force=true"))[0] == 204
+    await post(gw, "acme", {"id": "m3", "sender": "c2", "text": "salut"})
+    assert provider.texts("c2") == ["On passe au SAV."]
+    await gw.flush_events()
+    c2 = [(e.type, e.data.get("outcome"), e.data.get("to") or e.data.get("flow"))
+          for e in await gw.store.list_events("acme", limit=100) if e.contact == "c2" and e.type.startswith("flow.")]
+    assert ("flow.missing", None, "sav") in c2 and ("flow.ended", "abandoned", "sav") in c2
+    s = await gw.pipeline.state.load_session("acme", "wire", "c2")
+    assert (s.flow, s.node, s.outcome) == ("hop", "", "abandoned")

@@ -13,6 +13,7 @@ from ..problems import ProblemError, errors_only, invalid, items, not_found
 from ..store import Conflict, NotFound, PreconditionFailed
 from ..store.sqlite import etag_matches
 from ..types import Problem
+from ..validation import validate_flow
 from .diff import diff_flows
 from .http import host, invalidate, json_response, principal, read_json, require, store
 from .simulate import simulate as run_simulation
@@ -20,6 +21,10 @@ from .wire import (MAX_VERSION, FlowList, FlowOut, FlowSummary, GraphOut, Publis
                    SimulateIn, ValidateOut, VersionList, VersionOut)
 
 Definition = dict[str, Any]
+
+
+# Problems that keep a definition from being saved as a flow's draft at all.
+_IDENTITY = ("flow.id", "flow.id_mismatch", "flow.not_object")
 
 
 def _ids(request: web.Request) -> tuple[str, str]:
@@ -73,8 +78,8 @@ async def create_flow(request: web.Request) -> web.Response:
     definition: Definition = await read_json(request, Definition)
     fid = definition.get("id")
     problems = await _check(request, fid if isinstance(fid, str) else "", definition)
-    if any(p.code in ("flow.id", "flow.not_object") for p in problems):
-        raise invalid([p for p in problems if p.code in ("flow.id", "flow.not_object")])
+    if wrong := [p for p in problems if p.code in _IDENTITY]:
+        raise invalid(wrong)
     slug = request.match_info["tenant"]
     try:
         rec = await store(request).create_flow(slug, fid, definition)
@@ -118,6 +123,9 @@ async def put_flow(request: web.Request) -> web.Response:
     definition.setdefault("id", fid)
     # Checked before saving: a check that fails must not leave the draft written behind a 500.
     problems = await _check(request, fid, definition)
+    # A draft may be invalid while editors work on it, but not name another flow.
+    if wrong := [p for p in problems if p.code in _IDENTITY]:
+        raise invalid(wrong, detail="the draft was not saved: its `id` must be the URL's flow id")
     try:
         rec = await store(request).save_draft(slug, fid, definition, if_match)
     except PreconditionFailed as exc:
@@ -129,9 +137,36 @@ async def put_flow(request: web.Request) -> web.Response:
     return json_response(_out(rec, problems), headers={"ETag": rec.etag})
 
 
+async def _callers(request: web.Request, fid: str) -> list[Problem]:
+    """Where the tenant's other published flows start flow `fid` (a `goto`, `active.flow`):
+    the places the engines' own validation finds unknown once `fid` is gone."""
+    slug, st = request.match_info["tenant"], store(request)
+    snap = await st.tenant_snapshot(slug)
+    ids = {f.id for f in await st.list_flows(slug)}
+    out = []
+    for f in snap.flows if snap else ():
+        if f.id == fid:
+            continue
+        before = {p.path for p in check_flow(host(request), f.definition, flows=ids) if p.code == "flow.unknown"}
+        out += [Problem(path=p.path, code="flow.in_use",
+                        message=f"published flow {f.id!r} (version {f.version}) starts {fid!r} here")
+                for p in check_flow(host(request), f.definition, flows=ids - {fid})
+                if p.code == "flow.unknown" and p.path not in before]
+    return out
+
+
 async def delete_flow(request: web.Request) -> web.Response:
-    """Archive: no new conversation starts it; its versions stay for those still on them."""
+    """Archive: no new conversation starts it; its versions stay for those still on them.
+    Refused (409) while another published flow starts it, unless `?force=true`."""
     slug, fid = _ids(request)
+    force = request.query.get("force", "false")
+    if force not in ("true", "false"):
+        raise _bad_query("force", "true or false")
+    await _flow(request)
+    if force == "false" and (callers := await _callers(request, fid)):
+        raise ProblemError(409, "Conflict", f"published flows start {fid!r}: publish them without it "
+                           "first, or archive with ?force=true (a contact who reaches one of these "
+                           "places then ends that flow as abandoned)", code="flow.in_use", errors=callers)
     if not await store(request).archive_flow(slug, fid):
         raise not_found("flow")
     await invalidate(request, slug)
@@ -298,7 +333,8 @@ async def graph(request: web.Request) -> web.Response:
     name = definition.get("engine", "tree")     # a draft may hold anything here, a list included
     engine = host(request).engines.get(name) if isinstance(name, str) else None
     if engine is None:
-        raise ProblemError(422, "Unknown engine", f"no flow engine {definition.get('engine')!r} is installed")
+        raise invalid(validate_flow(host(request), definition), title="Cannot draw this flow",
+                      detail="its engine is not installed")
     try:
         pics = engine.graph(definition) or {}
     except Exception as exc:  # an invalid draft may not draw; say why

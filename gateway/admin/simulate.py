@@ -116,8 +116,8 @@ def _channel(host: "PluginHost", tenant: TenantSnapshot, wanted: str) -> tuple[s
     if wanted in host.channels:
         return wanted, wanted
     if wanted:
-        raise ProblemError(422, "Invalid request", f"no channel instance or channel type {wanted!r}",
-                           code="validation")
+        raise invalid([Problem(path="$.channel", code="constraint",
+                               message=f"no channel instance or channel type {wanted!r}")])
     return "simulator", "simulator"
 
 
@@ -173,6 +173,7 @@ async def simulate(host: "PluginHost", tenant: TenantSnapshot, flow_id: str, lab
         nonlocal session
         # As many flows per turn as the pipeline runs (`gateway.pipeline.MAX_GOTO`), so the
         # transcript shows what a contact would get.
+        trigger = "start"
         for hop in range(MAX_GOTO):
             if out_of_turns():
                 return
@@ -184,7 +185,7 @@ async def simulate(host: "PluginHost", tenant: TenantSnapshot, flow_id: str, lab
             ctx.meta["live_steps"] = req.live_steps
             ctx.meta["simulation"] = True
             if not session.node and reason != "timer":
-                ctx.record("flow.started", source="simulation", trigger="start")
+                ctx.record("flow.started", source="simulation", trigger=trigger)
             try:
                 result = await state["engine"].advance(ctx, state["compiled"], msg)
             except Exception as exc:  # a broken engine or flow: show it, don't 500
@@ -194,8 +195,7 @@ async def simulate(host: "PluginHost", tenant: TenantSnapshot, flow_id: str, lab
                 return
             session = ctx.session
             out.path.extend(ctx.meta.get("path", []))
-            out.events.extend(ctx.events)
-            out.events.extend(e for e in (result.events if isinstance(result, Turn) else []) if e not in ctx.events)
+            ctx.events.extend(e for e in (result.events if isinstance(result, Turn) else []) if e not in ctx.events)
             for r in result.replies:
                 rich = r if (r.cards or r.media or r.template or r.tag) else None
                 out.transcript.append(TranscriptEntry(who="bot", text=r.text, choices=r.choices, reply=rich,
@@ -208,11 +208,11 @@ async def simulate(host: "PluginHost", tenant: TenantSnapshot, flow_id: str, lab
                 state["done"] = True
             if result.ended:
                 out.ended = result.ended
-                out.events.append(Event(type="flow.ended", tenant=tenant.slug, channel=channel_id, contact=CONTACT,
-                                        ts=clock, flow=session.flow, data={"outcome": result.ended}))
+                ctx.record("flow.ended", outcome=result.ended)   # with the variant, as the pipeline's
                 state["done"] = True
             goto = ctx.meta.get("goto_flow")
             if not goto:
+                out.events.extend(ctx.events)
                 return
             if hop == MAX_GOTO - 1:
                 # The pipeline stops here too: the next flow is not run, nothing waits.
@@ -226,8 +226,15 @@ async def simulate(host: "PluginHost", tenant: TenantSnapshot, flow_id: str, lab
             if target is None or tengine is None:
                 out.transcript.append(TranscriptEntry(who="system", at=clock,
                                                       text=f"goes to flow {goto!r}, which has no published version"))
+                ctx.record("flow.missing", flow=goto)
+                ctx.record("flow.ended", outcome="abandoned", to=goto)
+                out.events.extend(ctx.events)
+                out.ended = "abandoned"
                 state["done"] = True
                 return
+            ctx.record("flow.ended", outcome="goto", to=goto)
+            out.events.extend(ctx.events)
+            trigger = "goto"
             out.transcript.append(TranscriptEntry(who="system", at=clock, text=f"enters flow {goto!r}"))
             state["engine"], state["compiled"] = tengine, tengine.compile(target)
             session.flow, session.node, session.retries = goto, "", 0

@@ -23,8 +23,14 @@ VarName = Annotated[str, msgspec.Meta(
 Text = Annotated[Union[str, Annotated[dict[str, str], msgspec.Meta(min_length=1)]], msgspec.Meta(
     description="a text with `{{templates}}`, or a map of locale to text (at least one): "
                 '{"fr": "Bonjour", "en": "Hello"}')]
+# What the schema says of a duration is what compiled.duration accepts; decoding takes any
+# number or text so that the validator can say what is wrong with it, at its path.
 Duration = Annotated[Union[float, str], msgspec.Meta(
-    description='seconds, or a duration such as "90s", "15m", "2h", "1d12h", "1w"')]
+    description='seconds, or a duration such as "90s", "15m", "2h", "1d12h", "1w"; more than 0, '
+                'at most a year (366d)',
+    extra_json_schema={"allOf": [{"anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 366 * 86400},
+        {"type": "string", "pattern": r"^ *(\d+(\.\d+)? *[smhdwSMHDW] *)+$"}]}]})]
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -249,7 +255,8 @@ Trigger = Union[KeywordTrigger, ReferralTrigger, StartTrigger, WidgetTrigger, Ca
 
 
 class Active(_Strict):
-    """When the flow runs (ISO 8601 with offset). Outside: `message`, or the flow `flow`."""
+    """When the flow runs: ISO 8601 date-times, read in the tenant's time zone when they
+    have no offset. Outside: `message`, or the flow `flow`."""
     from_: dt.datetime | None = msgspec.field(default=None, name="from")
     until: dt.datetime | None = None
     message: Text | None = None
@@ -260,7 +267,7 @@ class Flow(_Strict):
     format: Literal[1]
     id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     start: str
-    nodes: dict[str, AnyNode]
+    nodes: Annotated[dict[str, AnyNode], msgspec.Meta(extra_json_schema={"minProperties": 1})]
     name: str = ""
     engine: Literal["tree"] = "tree"
     locale: str = "fr"

@@ -7,6 +7,7 @@ and contact attributes (`contact.email`); a missing value renders as "".
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Callable, Mapping
 from urllib.parse import quote
@@ -34,7 +35,22 @@ def _text(v: Any, depth: int = 8) -> str:
         # Lists nested deeper than a few levels (a JSON answer can nest ~1000) render as "…"
         # rather than recursing past Python's limit.
         return ", ".join(_text(x, depth - 1) for x in v) if depth else "…"
+    if isinstance(v, dict):
+        return _json(v, depth)
     return str(v)
+
+
+def _json(v: Any, depth: int) -> str:
+    """An object in a text: JSON, as the brand's API gave it (not Python's repr), with the
+    same depth bound as lists."""
+    if isinstance(v, dict):
+        return ("{" + ", ".join(f"{_json(str(k), depth)}: {_json(x, depth - 1)}" for k, x in v.items()) + "}"
+                if depth else "{…}")
+    if isinstance(v, list):
+        return "[" + ", ".join(_json(x, depth - 1) for x in v) + "]" if depth else "[…]"
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    return "null" if v is None else _text(v)
 
 
 FILTERS: dict[str, Callable[[Any, Any], Any]] = {

@@ -166,7 +166,8 @@ def validate(flow: Any, *, steps: Mapping[str, "Step"] = {},
         # A list or object `type` can't be looked up (unhashable): it is just another unknown type.
         if not isinstance(kind, str) or kind not in model.NODE_TYPES:
             r.error(path + ".type", "node.unknown_type",
-                    f"unknown node type {kind!r} (types: {', '.join(model.NODE_TYPES)})")
+                    ("a node needs a `type`" if "type" not in raw else f"unknown node type {kind!r}")
+                    + f" (types: {', '.join(model.NODE_TYPES)})")
             continue
         if kind == "input" and raw.get("validate", "text") not in model.VALIDATORS:
             r.error(path + ".validate", "input.unknown_validator",
@@ -237,6 +238,16 @@ def _check_head(r: Report, head: model.Flow, flows: "Collection[str] | None") ->
                     r.warn(f"$.triggers[{i}].any[{j}]", "trigger.duplicate",
                            f"keyword {word!r} is listed twice (accents and case don't count)")
                 seen[n] = i
+        elif isinstance(t, model.ReferralTrigger) and not _LINK_REF.match(t.ref):
+            r.warn(f"$.triggers[{i}].ref", "trigger.ref",
+                   f"ref {t.ref[:80]!r} cannot come back from a wa.me or t.me link (those carry 1-64 "
+                   "letters, digits, _ and -; wa.me also .): only channels whose refs come as "
+                   "they are (m.me, ads, QR codes of RCS or Apple) can start this flow")
+
+
+# What a deep-link ref survives as on every channel: WhatsApp's `[ref:...]` mark takes
+# [A-Za-z0-9_.-]{1,64}, Telegram's /start payload [A-Za-z0-9_-]{1,64} (no dot).
+_LINK_REF = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class _Checker:

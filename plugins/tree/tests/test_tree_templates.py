@@ -21,7 +21,7 @@ CONTACT = {"first_name": "léa", "email": "lea@example.fr"}
     ("{{products.5.name}}|{{nothing.deep.path}}|", "||"),
     ("{{tags}}", "vip, soldes"),
     ("{{tags | join: \" / \"}} ({{tags | length}})", "vip / soldes (2)"),
-    ("{{products | first}}", "{'name': 'Pull', 'price': 29}"),
+    ("{{products | first}}", '{"name": "Pull", "price": 29}'),   # JSON, not Python's repr
     ("{{flag}}", "true"),
     ("q={{contact.email | url}}", "q=lea%40example.fr"),
     ("{{contact.first_name | truncate: 2}}", "l…"),

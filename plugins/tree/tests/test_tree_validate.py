@@ -179,6 +179,14 @@ def test_warnings():
     assert all(p.severity == "warning" for p in validate(flow))
 
 
+def test_referral_refs_that_links_cannot_carry_are_warned():
+    flow = base()
+    flow["triggers"] = [{"type": "referral", "ref": "soldes-hiver_2027"}, {"type": "referral", "ref": "soldes hiver"},
+                        {"type": "referral", "ref": "été"}, {"type": "referral", "ref": "6045246247433"}]
+    assert [pc for pc in codes(validate(flow)) if pc[1] == "trigger.ref"] == [
+        ("$.triggers[1].ref", "trigger.ref"), ("$.triggers[2].ref", "trigger.ref")]
+
+
 def test_declared_locales_flag_plain_texts():
     flow = base()
     flow["locales"] = ["fr", "en"]
