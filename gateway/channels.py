@@ -8,7 +8,7 @@ payloads go back inline through `respond` when the channel answers in the webhoo
 from __future__ import annotations
 
 import hmac
-from typing import Callable, TYPE_CHECKING, Any, Awaitable, ClassVar
+from typing import Annotated, Callable, TYPE_CHECKING, Any, Awaitable, ClassVar
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -18,6 +18,17 @@ from .types import InboundMessage, Reply, SendResult
 if TYPE_CHECKING:
     import aiohttp
     from aiohttp import web
+
+
+# Settings that every provider channel has, bounded to values that can work: a channel's
+# Settings Struct declares `api_base: ApiBase = "https://..."`, and a value that never could
+# (`ftp:/x`, 0 attempts) is refused at its JSON path when the instance is saved, instead of
+# every send failing later as if the provider were down.
+ApiBase = Annotated[str, msgspec.Meta(
+    pattern=r"^https?://[^\s/?#@]+(/[^\s?#]*)?$",
+    description="the provider API's base URL, http(s)://host[:port][/path]")]
+CallTimeout = Annotated[float, msgspec.Meta(gt=0, le=300, description="seconds per provider call")]
+Attempts = Annotated[int, msgspec.Meta(ge=1, le=10, description="provider calls per send on 429 / 5xx / timeouts")]
 
 
 class Capabilities(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -136,6 +136,7 @@ class State:
         self._claim = redis.register_script((_LUA / "claim_timers.lua").read_text())
         self._renew = redis.register_script((_LUA / "renew.lua").read_text())
         self._swap = redis.register_script((_LUA / "swap_resend.lua").read_text())
+        self._record_once = redis.register_script((_LUA / "record.lua").read_text())
         self._later: set[asyncio.Task] = set()
 
     async def aclose(self) -> None:
@@ -222,8 +223,25 @@ class State:
             args.append(0)
         return bool(await self._leave(keys, args))
 
+    async def record_once(self, tenant: str, channel: str, events: list[tuple[str, Event]],
+                          dedup_ttl: int = 0) -> list[Event]:
+        """Events of a webhook that runs no turn (delivery statuses), each with the provider's
+        id for it ("" for none): those whose id was seen within the dedup TTL are dropped, the
+        others recorded, in one round trip (record.lua). Returns the events recorded."""
+        if not events:
+            return []
+        keys, args = [events_key(tenant), EVENT_INDEX], [tenant, self.events_maxlen,
+                                                         dedup_ttl * 1000 if dedup_ttl else self.dedup_ttl_ms]
+        for native_id, ev in events:
+            if native_id:
+                keys.append(dedup_key(tenant, channel, native_id))
+            args.extend(("1" if native_id else "0", _event_enc.encode([ev])))
+        kept = await self._record_once(keys, args)
+        return [events[int(i) - 1][1] for i in kept]
+
     async def record(self, tenant: str, events: list[Event]) -> None:
-        """Events outside a turn (delivery statuses): one pipelined round trip."""
+        """Events outside a turn (a turn that could not take its conversation): one pipelined
+        round trip."""
         if not events:
             return
         async with self.redis.pipeline(transaction=False) as p:

@@ -238,3 +238,21 @@ async def test_openapi_is_generated_from_the_route_table(admin):
     put = doc["paths"]["/tenants/{tenant}/flows/{flow}"]["put"]
     assert {"412", "428", "422", "404", "403"} <= set(put["responses"])
     assert doc["paths"]["/openapi.json"]["get"]["security"] == []
+
+
+@pytest.mark.parametrize("kind, settings, path", [
+    ("whatsapp", {"phone_number_id": ""}, "$.settings.phone_number_id"),
+    ("whatsapp", {"phone_number_id": "106", "api_base": "ftp:/nope"}, "$.settings.api_base"),
+    ("whatsapp", {"phone_number_id": "106", "list_button": "x" * 21}, "$.settings.list_button"),
+    ("messenger", {"attempts": 0}, "$.settings.attempts"),
+    ("telegram", {"token": "1:a", "secret_token": "bad secret!"}, "$.settings.secret_token"),
+    ("telegram", {"token": "1:a", "secret_token": "ok", "buttons_per_row": 0}, "$.settings.buttons_per_row"),
+    ("telegram", {"token": "1:a", "secret_token": "ok", "timeout": -1}, "$.settings.timeout"),
+    ("wechat", {"token": "t", "max_age": -1}, "$.settings.max_age"),
+])
+async def test_channel_settings_that_could_never_work_are_refused_at_their_path(admin, kind, settings, path):
+    await admin.call("POST", "/tenants", json={"slug": "acme", "name": "Acme"})
+    s, ct, p, _ = await admin.call("POST", "/tenants/acme/channels",
+                                   json={"id": "c", "type": kind, "settings": settings})
+    assert (s, ct) == (422, PROBLEM) and p["errors"][0]["path"] == path
+    assert (await admin.call("GET", "/tenants/acme/channels/c"))[0] == 404     # nothing saved

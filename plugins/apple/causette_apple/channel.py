@@ -29,7 +29,7 @@ from urllib.parse import quote
 import msgspec
 
 from gateway.text import clip, split
-from gateway.channels import Capabilities, Channel, ParseError, Webhook
+from gateway.channels import ApiBase, Attempts, CallTimeout, Capabilities, Channel, ParseError, Webhook
 from gateway.types import Choice, InboundMessage, Media, Referral, Reply, SendResult
 from gateway.state import tenant_prefix
 
@@ -54,14 +54,14 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     msp_id: str                        # the MSP id Apple gave you (JWT iss out, aud in)
     secret: str                        # the Base64 "Messaging API secret" (secret)
     business_id: str = ""              # the business id: Source-Id of what we send
-    api_base: str = "https://mspgw.push.apple.com"   # staging: https://mspgw-int.push.apple.com
+    api_base: ApiBase = "https://mspgw.push.apple.com"   # staging: https://mspgw-int.push.apple.com
     secret_encoding: Literal["base64", "raw"] = "base64"
     max_token_age: Annotated[float, msgspec.Meta(gt=0)] = 3600.0  # seconds an inbound JWT's iat may be old
     gzip: bool = False                 # gzip outbound bodies (Content-Encoding: gzip)
     list_label: str = "Choose"         # list picker bubble title when the reply has no short text
     selected_label: str = "Selected"   # the bubble the user sends back after picking
-    timeout: float = 10.0
-    attempts: int = 3
+    timeout: CallTimeout = 10.0
+    attempts: Attempts = 3
 
     def __post_init__(self) -> None:
         # Refuse what can never work (the admin API reports it as `invalid` at

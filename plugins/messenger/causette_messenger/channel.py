@@ -18,8 +18,7 @@ from urllib.parse import quote
 import msgspec
 
 from gateway.text import clip, split
-from gateway.channels import (Capabilities, Channel, ParseError, Webhook, hub_handshake,
-                              sha256_signature_ok)
+from gateway.channels import (ApiBase, Attempts, CallTimeout, Capabilities, Channel, ParseError, Webhook, hub_handshake, sha256_signature_ok)
 from gateway.types import (
     Card,
     Choice,
@@ -73,10 +72,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
                                        # to it hands the conversation back to the bot
     human_agent_tag: bool = True       # agents' replies after 24 h go out tagged HUMAN_AGENT (7 days)
     appsecret_proof: bool = False      # the app requires appsecret_proof on Graph calls
-    api_base: str = "https://graph.facebook.com"
+    api_base: ApiBase = "https://graph.facebook.com"
     version: str = "v21.0"
-    timeout: float = 10.0              # seconds per provider call
-    attempts: int = 3                  # provider calls per send on 429 / 5xx / throttling
+    timeout: CallTimeout = 10.0              # seconds per provider call
+    attempts: Attempts = 3                  # provider calls per send on 429 / 5xx / throttling
 
 
 def _referral(r: wire.Referral) -> Referral:

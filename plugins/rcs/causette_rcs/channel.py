@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from gateway.text import clip, split
-from gateway.channels import Capabilities, Channel, ParseError, Webhook, safe_equal
+from gateway.channels import ApiBase, Attempts, CallTimeout, Capabilities, Channel, ParseError, Webhook, safe_equal
 from gateway.state import tenant_prefix
 from gateway.types import (
     Card,
@@ -71,13 +71,13 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     client_token: str = ""             # webhook clientToken from the Developer Console (secret)
     access_token: str = ""             # an OAuth bearer minted elsewhere (secret)
     service_account: str = ""          # service-account key JSON; tokens minted and cached (secret)
-    api_base: str = "https://rcsbusinessmessaging.googleapis.com"  # or europe-/asia- regional
+    api_base: ApiBase = "https://rcsbusinessmessaging.googleapis.com"  # or europe-/asia- regional
     fallback_channel: str = ""         # instance id (same tenant, e.g. SMS) for users without RCS
     ttl: str = ""                      # message expiry, e.g. "86400s"; Google keeps 30 days otherwise
     not_capable_ttl: int = 3600        # seconds a 404 (no RCS) is remembered; 0: ask Google each time
     link_label: str = "Open"           # label of the action added for a card's url
-    timeout: float = 10.0              # seconds per provider call
-    attempts: int = 3                  # provider calls per send on 429 / 5xx / timeouts
+    timeout: CallTimeout = 10.0              # seconds per provider call
+    attempts: Attempts = 3                  # provider calls per send on 429 / 5xx / timeouts
 
     def __post_init__(self) -> None:
         problem = key_problem(self.service_account) if self.service_account else ""

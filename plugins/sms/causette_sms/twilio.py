@@ -21,7 +21,7 @@ from xml.sax.saxutils import escape
 import msgspec
 from aiohttp import web
 
-from gateway.channels import Capabilities, ParseError, Webhook, safe_equal
+from gateway.channels import ApiBase, Attempts, CallTimeout, Capabilities, ParseError, Webhook, safe_equal
 from gateway.types import InboundMessage, Media, SendResult
 
 from . import _http
@@ -42,9 +42,9 @@ class TwilioSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_segments: int = 10               # replies are cut to fit (0 = up to Twilio's 1600 chars)
     mms: bool = True                     # send Reply.media as MMS (US/CA numbers); else as links
     gsm_fallback: bool = False           # turn ê/ç/’... into GSM-7 forms to keep 153-char parts
-    api_base: str = "https://api.twilio.com"
-    timeout: float = 10.0                # seconds per API attempt
-    attempts: int = 3                    # API attempts per send (429/5xx/connection errors)
+    api_base: ApiBase = "https://api.twilio.com"
+    timeout: CallTimeout = 10.0                # seconds per API attempt
+    attempts: Attempts = 3                    # API attempts per send (429/5xx/connection errors)
 
     def __post_init__(self) -> None:
         # In `rest` mode every reply is an API send, which names its sender: without one

@@ -21,7 +21,7 @@ from typing import Annotated, Any, ClassVar, Literal, Mapping
 import msgspec
 from aiohttp import web
 
-from gateway.channels import Capabilities, ParseError, Webhook, safe_equal
+from gateway.channels import ApiBase, Attempts, CallTimeout, Capabilities, ParseError, Webhook, safe_equal
 from gateway.state import tenant_prefix
 from gateway.types import InboundMessage, SendResult
 
@@ -45,9 +45,9 @@ class VonageSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_age: Annotated[int, msgspec.Meta(ge=0, le=366 * 86400)] = 25 * 3600
     max_segments: int = 10
     gsm_fallback: bool = False
-    api_base: str = "https://rest.nexmo.com"
-    timeout: float = 10.0
-    attempts: int = 3
+    api_base: ApiBase = "https://rest.nexmo.com"
+    timeout: CallTimeout = 10.0
+    attempts: Attempts = 3
 
 
 class VonagePart(msgspec.Struct):

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--drop-pending", action="store_true")
     sub.add_parser("webhook-info", help="show getWebhookInfo")
     args = p.parse_args(argv)
+    if args.command == "set-webhook" and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", args.secret):
+        # Telegram would refuse it, and the channel's settings (the same rule) could not hold it.
+        p.error("--secret: 1 to 256 characters of A-Z a-z 0-9 _ -")
     token = os.environ.get("TELEGRAM_BOT_TOKEN", "")
     if not token:
         print("set TELEGRAM_BOT_TOKEN", file=sys.stderr)

@@ -10,17 +10,18 @@ parameters.retry_after; 403 (blocked, deactivated) means the contact stopped us.
 from __future__ import annotations
 
 import asyncio
+import math
 import hashlib
 import logging
 import random
 import re
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import aiohttp
 import msgspec
 from aiohttp import web
 
-from gateway.channels import Capabilities, Channel, ParseError, Webhook, safe_equal
+from gateway.channels import ApiBase, Attempts, CallTimeout, Capabilities, Channel, ParseError, Webhook, safe_equal
 from gateway.types import Card, InboundMessage, Location, Media, Referral, Reply, SendResult
 
 from . import wire
@@ -35,14 +36,26 @@ START_PAYLOAD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class TelegramSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    token: str                            # from @BotFather: "123456:ABC..."
-    secret_token: str                     # 1-256 of [A-Za-z0-9_-], given to setWebhook
-    bot_username: str = ""                # without "@", for t.me links
-    buttons_per_row: int = 1
+    # from @BotFather: "123456:ABC..."; it goes in every call's path (/bot<token>/...)
+    token: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[^/?#\s]+$")]
+    # given to setWebhook, which takes 1-256 of these characters only
+    secret_token: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,256}$")]
+    # without "@", for t.me links (Telegram usernames: letters, digits, _)
+    bot_username: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_]{0,32}$")] = ""
+    buttons_per_row: Annotated[int, msgspec.Meta(ge=1, le=8)] = 1   # Telegram shows 8 a row at most
     answer_callbacks: Literal["webhook", "api"] = "webhook"
-    api_base: str = "https://api.telegram.org"
-    timeout: float = 10.0
-    attempts: int = 3
+    api_base: ApiBase = "https://api.telegram.org"
+    timeout: CallTimeout = 10.0
+    attempts: Attempts = 3
+
+
+def _seconds(header: str) -> float:
+    """A Retry-After header's delay in seconds (0 when absent or not a number of seconds)."""
+    try:
+        wait = float(header)
+    except ValueError:
+        return 0.0
+    return min(wait, 86400.0) if wait > 0 and math.isfinite(wait) else 0.0
 
 
 _decode_update = msgspec.json.Decoder(wire.Update)
@@ -316,6 +329,7 @@ class TelegramChannel(Channel):
                                  headers={"Content-Type": "application/json"},
                                  timeout=aiohttp.ClientTimeout(total=self.settings.timeout)) as resp:
                 status, raw = resp.status, await resp.read()
+                header_wait = resp.headers.get("Retry-After", "")
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             # The URL holds the bot token: never let it reach a log line.
             return SendResult(status="retry", code="connection", detail=type(exc).__name__)
@@ -325,6 +339,9 @@ class TelegramChannel(Channel):
         try:
             ans = _decode_response.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError):
+            if 200 <= status < 300:     # not the Bot API answering (a proxy's page?): not sent
+                return SendResult(status="failed", code="bad_answer",
+                                  detail=f"HTTP {status} without a Bot API answer")
             ans = wire.ApiResponse(error_code=status, description=f"HTTP {status}")
         if 200 <= status < 300 and ans.ok:
             mid = ans.result.get("message_id", "") if isinstance(ans.result, dict) else ""
@@ -332,7 +349,9 @@ class TelegramChannel(Channel):
         code = ans.error_code or status
         detail = ans.description[:200]
         if code == 429 or status == 429:
-            wait = ans.parameters.retry_after if ans.parameters else 0.0
+            # Telegram says when in the body; a proxy in front of a local Bot API server may
+            # say it in the header only.
+            wait = ans.parameters.retry_after if ans.parameters else _seconds(header_wait)
             return SendResult(status="retry", retry_after=float(wait), code="429", detail=detail)
         if status >= 500 or code >= 500:
             return SendResult(status="retry", code=str(code), detail=detail)

@@ -127,7 +127,13 @@ def test_update_id_is_the_dedup_key():
 
 
 def test_no_secret_configured_refuses_everything():
-    assert channel(secret_token="").verify(hook(message(text="x"), secret="")) is False
+    # The settings refuse an empty secret (and anything setWebhook would not take)...
+    for bad in ("", "bad secret!", "a" * 257):
+        with pytest.raises(msgspec.ValidationError, match=r"\$\.secret_token"):
+            channel(secret_token=bad)
+    # ...and a channel built around them (a Struct made in code is not validated) still refuses.
+    unset = TelegramChannel("acme", "tg", TelegramSettings(**{**SETTINGS, "secret_token": ""}))
+    assert unset.verify(hook(message(text="x"), secret="")) is False
 
 
 def test_callback_is_answered_in_the_webhook_response():

@@ -99,6 +99,13 @@ CASES = [
      [{"status": "retry", "code": "connection", "detail": "TimeoutError"}]),
     ("gateway error page then ok", {}, Reply(text="Hi"), [DROP, (200, ok(56))],
      [("sendMessage", {"chat_id": CHAT, "text": "Hi"})] * 2, [{"status": "sent", "provider_id": "56"}]),
+    ("429 that says when in the header only", {}, Reply(text="Hi"),
+     [(429, fail(429, "Too Many Requests"), {"Retry-After": "20"})],
+     [("sendMessage", {"chat_id": CHAT, "text": "Hi"})],
+     [{"status": "retry", "retry_after": 20.0, "code": "429", "detail": "Too Many Requests"}]),
+    ("200 that is not the Bot API's answer", {}, Reply(text="Hi"), [(200, "<html>proxy</html>")],
+     [("sendMessage", {"chat_id": CHAT, "text": "Hi"})],
+     [{"status": "failed", "code": "bad_answer", "detail": "HTTP 200 without a Bot API answer"}]),
 ]
 
 

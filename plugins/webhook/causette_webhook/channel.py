@@ -17,7 +17,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.text import clip, split
-from gateway.channels import Capabilities, Channel, ParseError, Webhook, safe_equal, sha256_signature
+from gateway.channels import Attempts, CallTimeout, Capabilities, Channel, ParseError, Webhook, safe_equal, sha256_signature
 from gateway.types import Card, Choice, InboundMessage, Media, Referral, Reply, SendResult
 
 SIGNATURE_HEADER = "X-Causette-Signature"
@@ -36,8 +36,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     callback_url: str = ""           # empty: replies go inline in the HTTP response
     api_base: str = ""               # same as callback_url (every channel has one); callback_url wins
     signature_header: str = SIGNATURE_HEADER
-    timeout: float = 10.0            # seconds per callback call
-    attempts: int = 3                # callback calls per reply on 408/429/5xx/timeouts
+    timeout: CallTimeout = 10.0            # seconds per callback call
+    attempts: Attempts = 3                # callback calls per reply on 408/429/5xx/timeouts
     retry_wait_cap: float = 3.0      # a longer Retry-After is handed back as status "retry"
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from gateway.channels import Capabilities, Channel, ParseError, Webhook
+from gateway.channels import ApiBase, Attempts, CallTimeout, Capabilities, Channel, ParseError, Webhook
 from gateway.types import (
     Choice,
     InboundMessage,
@@ -44,14 +44,14 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     access_token: str = ""             # an access token managed elsewhere; wins (secret)
     encoding_aes_key: str = ""         # EncodingAESKey, 43 chars, for compat/safe mode (secret)
     mode: Literal["plain", "compat", "safe"] = "plain"   # safe: refuse unencrypted posts
-    max_age: int = 300                 # seconds a signed timestamp stays valid; 0: no limit
+    max_age: Annotated[int, msgspec.Meta(ge=0, le=366 * 86400)] = 300   # seconds a signed timestamp stays valid; 0: no limit
     # WeChat drops a webhook not answered within 5 s (its retries then get only "success"):
     # a turn still running after this many seconds answers "success" and sends its replies
     # through the customer-service API when it ends.
     reply_deadline: Annotated[float, msgspec.Meta(gt=0, le=4.5)] = 4.0
-    api_base: str = "https://api.weixin.qq.com"
-    timeout: float = 10.0
-    attempts: int = 3
+    api_base: ApiBase = "https://api.weixin.qq.com"
+    timeout: CallTimeout = 10.0
+    attempts: Attempts = 3
 
     def __post_init__(self) -> None:
         # Refuse what can never work (the admin API reports it as `invalid` at `$.settings`):

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import msgspec
 
 from gateway.text import clip, split
-from gateway.channels import (Capabilities, Channel, ParseError, Webhook, hub_handshake,
-                              sha256_signature_ok)
+from gateway.channels import (ApiBase, Attempts, CallTimeout, Capabilities, Channel, ParseError, Webhook, hub_handshake, sha256_signature_ok)
 from gateway.types import (
     Card,
     Choice,
@@ -69,17 +68,22 @@ def _ts(raw: str | int | float) -> float:
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Settings of one WhatsApp business phone number (a channel instance)."""
-    phone_number_id: str               # from WhatsApp Manager / API Setup
-    access_token: str = ""             # system-user token with whatsapp_business_messaging (secret)
-    app_secret: str = ""               # the Meta app's secret: signs webhooks (secret)
-    verify_token: str = ""             # your own string, pasted in the webhook settings (secret)
+    # From WhatsApp Manager / API Setup; never empty: it is in every send's path, and the
+    # filter that keeps another number's webhooks out of this instance.
+    phone_number_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^/?#\s]+$")]
+    # Secrets. An instance may be saved before the brand has them all: without `app_secret`
+    # every webhook is refused, without `verify_token` the handshake, without `access_token`
+    # every send fails (code config); docs/channels/whatsapp.md.
+    access_token: str = ""             # system-user token with whatsapp_business_messaging
+    app_secret: str = ""               # the Meta app's secret: signs webhooks
+    verify_token: str = ""             # your own string, pasted in the webhook settings
     display_phone: str = ""            # the number in international digits, for wa.me links
     link_text: str = "Bonjour !"       # prefilled text of wa.me links
-    list_button: str = "Options"       # label of the button that opens a list (<= 20 chars)
-    api_base: str = "https://graph.facebook.com"
+    list_button: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_BUTTON_TITLE)] = "Options"  # opens a list
+    api_base: ApiBase = "https://graph.facebook.com"
     version: str = "v21.0"
-    timeout: float = 10.0              # seconds per provider call
-    attempts: int = 3                  # provider calls per send on 429 / 5xx / throttling
+    timeout: CallTimeout = 10.0              # seconds per provider call
+    attempts: Attempts = 3                  # provider calls per send on 429 / 5xx / throttling
 
 
 class WhatsAppChannel(Channel):
@@ -281,6 +285,8 @@ class WhatsAppChannel(Channel):
 
     async def send(self, contact: str, payload: Any, *, key: str) -> SendResult:
         s = self.settings
+        if not s.access_token:     # no call that can only come back 401
+            return SendResult(status="failed", code="config", detail="access_token is not set")
         url = f"{s.api_base.rstrip('/')}/{s.version}/{s.phone_number_id}/messages"
         body = json.dumps({"messaging_product": "whatsapp", "recipient_type": "individual",
                            "to": contact, **payload}, ensure_ascii=False).encode()
@@ -354,6 +360,9 @@ class WhatsAppChannel(Channel):
             return ""
         text = self.settings.link_text
         if ref:
+            if not REF_MARK.fullmatch(f"[ref:{ref}]"):
+                # The mark would stay in the text and the flow would never start from it.
+                raise ValueError(f"ref {ref[:80]!r}: a wa.me link carries 1-64 of A-Z a-z 0-9 _ . -")
             text = f"{text} [ref:{ref}]".strip()
         return f"https://wa.me/{phone}" + (f"?text={quote(text)}" if text else "")
 

@@ -242,5 +242,11 @@ def test_contact_link_round_trips_the_ref(ref, link):
         assert m.referral == Referral(source="link", ref=ref) and m.text == "Bonjour !"
 
 
+@pytest.mark.parametrize("ref", ["soldes hiver", "été-2027", "a/b", "x" * 65])
+def test_contact_link_refuses_a_ref_that_would_not_come_back(ref):
+    with pytest.raises(ValueError, match="wa.me link carries"):
+        channel().contact_link(ref)
+
+
 def test_no_link_without_a_display_phone():
     assert channel(display_phone="").contact_link("x") == ""

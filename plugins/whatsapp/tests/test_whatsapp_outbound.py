@@ -150,6 +150,11 @@ async def test_send_uses_the_configured_version(provider, http):
     assert provider.requests[0].path == f"/v19.0/{PNID}/messages"
 
 
+async def test_send_without_an_access_token_fails_as_config_without_a_call(provider, http):
+    res = await channel(provider, http, access_token="").send(TO, text("x"), key="k")
+    assert (res.status, res.code) == ("failed", "config") and provider.requests == []
+
+
 def _err(code, message="error", status=400, headers=None, details=""):
     body = {"error": {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AbC"}}
     if details:
