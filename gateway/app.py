@@ -187,7 +187,7 @@ async def webhook(request: web.Request) -> web.StreamResponse:
         log.warning("tenant %s: %s verify raised %s", tenant, ch.type, type(exc).__name__)
         ok = False
     if not ok:
-        return web.Response(status=ch.refusal_status, text="invalid signature")
+        return web.Response(status=ch.refusal_status, text=ch.refusal_text)
     try:
         messages = ch.parse(hook)
         if type(messages) is not list and inspect.isawaitable(messages):
@@ -244,8 +244,8 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def index(request: web.Request) -> web.Response:
-    slugs = await request.app[STORE].list_tenant_slugs()
-    return web.json_response({"name": "causette", "version": __version__, "tenants": len(slugs),
+    # Public: nothing about the agency's tenants (not even how many), no store query.
+    return web.json_response({"name": "causette", "version": __version__,
                               "admin": "/admin/v1/openapi.json"})
 
 

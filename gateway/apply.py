@@ -50,6 +50,22 @@ def check_timezone(tz: str, path: str = "$.timezone") -> list[Problem]:
                         message=f"{tz!r} is not an IANA time zone (e.g. Europe/Paris, America/New_York)")]
 
 
+# A language tag as flows and contacts use them: fr, en, pt-BR, zh-Hans.
+LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}$")
+
+
+def check_locales(locale: str, locales: list[str]) -> list[Problem]:
+    """The tenant's default language and the ones it declares: language tags, the default
+    among the declared ones when there are any (it is what a contact gets by default)."""
+    out = [Problem(path=p, code="tenant.locale", message=f"{v!r} is not a language tag (fr, en, pt-BR...)")
+           for p, v in [("$.locale", locale)] + [(f"$.locales[{i}]", x) for i, x in enumerate(locales)]
+           if not isinstance(v, str) or not LOCALE.match(v)]
+    if not out and locales and locale not in locales:
+        out.append(Problem(path="$.locale", code="tenant.locale",
+                           message=f"{locale!r} is not one of the tenant's locales ({', '.join(locales)})"))
+    return out
+
+
 def plugin_settings_type(host: "PluginHost", plugin: str) -> Any:
     """The plugin's per-tenant Settings Struct, or None. A channel plugin that re-exports its
     channel's (per-instance) Settings at module level has no per-tenant settings: those are
@@ -267,7 +283,7 @@ async def plan_tenant(store: "Store", host: "PluginHost", cfg: TenantConfig,
     if not 60 <= cfg.session_ttl <= 366 * 24 * 3600:
         problems.append(Problem(path="$.session_ttl", code="constraint",
                                 message="session_ttl is seconds, from 60 to a year (31622400)"))
-    problems += check_timezone(cfg.timezone)
+    problems += check_timezone(cfg.timezone) + check_locales(cfg.locale, cfg.locales)
     current = await store.get_tenant(cfg.slug)
     stored_plugins = await store.get_plugins(cfg.slug) if current else {}
     plugins = []
@@ -401,9 +417,13 @@ async def apply_path(store: "Store", host: "PluginHost", path: str | Path, *,
                 continue
             configs.append((f.name, decode_tenant(parsed, f.name)))
         except ProblemError as exc:
-            if exc.status == 400:
+            if exc.status != 400:
+                problems += exc.errors
+            elif len(files) == 1:
                 raise
-            problems += exc.errors
+            else:    # one file that is not JSON: say so, and go on checking the others
+                problems.append(Problem(path=f"{f.name}:$", code=exc.code,
+                                        message=exc.detail.removeprefix(f"{f.name}: ")))
     counts = Counter(c.slug for _, c in configs)
     for slug in sorted(s for s, n in counts.items() if n > 1):
         names = [name for name, c in configs if c.slug == slug]

@@ -145,6 +145,7 @@ class Channel:
     inline_deadline: ClassVar[float] = 0.0
     capabilities: ClassVar[Capabilities] = Capabilities()
     refusal_status: ClassVar[int] = 403            # answer to a bad signature
+    refusal_text: ClassVar[str] = "invalid signature"   # its body (a channel that takes no webhook says so)
     bad_request_status: ClassVar[int] = 400        # answer to an unparseable body
     # SendResult codes meaning "this contact can't be reached on this channel, try another":
     # the gateway then sends the reply through the instance named by the `fallback_channel`

@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -97,6 +97,12 @@ async def _worker(args: argparse.Namespace) -> None:
 
 
 # --- store-only commands -------------------------------------------------------------------
+def _unknown(tenant: str | None, s: Any) -> str:
+    # The data directory is relative to where the command runs: say which store was read.
+    return (f"unknown tenant {tenant!r} in {os.path.abspath(s.db_path)} "
+            "(CAUSETTE_DATA or CAUSETTE_DATABASE choose the store)")
+
+
 async def _with_store(fn, args: argparse.Namespace) -> int:
     from .plugins import PluginHost
     from .store import Store
@@ -148,15 +154,16 @@ async def _apply(store, host, s, args) -> int:
 
 
 async def _keys(store, host, s, args) -> int:
-    tenant = None if args.agency else args.tenant
-    if not args.agency and not tenant:
-        print("give --agency or --tenant SLUG", file=sys.stderr)
+    if args.agency and args.role:
+        # A stray --agency must not turn the tenant key asked for into one for every tenant.
+        print("--role is a tenant key's: an --agency key reaches every tenant", file=sys.stderr)
         return 2
+    tenant = None if args.agency else args.tenant
     from .store import NotFound
     try:
-        key = await store.create_key(tenant, "agency" if args.agency else args.role, args.name)
+        key = await store.create_key(tenant, "agency" if args.agency else (args.role or "viewer"), args.name)
     except NotFound:
-        print(f"unknown tenant {tenant!r}", file=sys.stderr)
+        print(_unknown(tenant, s), file=sys.stderr)
         return 2
     print(key)
     return 0
@@ -247,7 +254,7 @@ async def _chat(args: argparse.Namespace) -> int:
     try:
         rt = await app[REGISTRY].get(args.tenant)
         if rt is None:
-            print(f"unknown tenant {args.tenant!r}", file=sys.stderr)
+            print(_unknown(args.tenant, s), file=sys.stderr)
             return 2
         ch = ConsoleChannel(rt.slug, "console", ConsoleChannel.Settings())
         ch.prefix = "bot> " if sys.stdin.isatty() else ""
@@ -259,7 +266,8 @@ async def _chat(args: argparse.Namespace) -> int:
 
         async def say(text: str, kind: str = "text") -> None:
             msg = InboundMessage(tenant=rt.slug, channel="console", native_id=uuid.uuid4().hex,
-                                 contact=contact, kind=kind, ts=time.time(), text=text)  # type: ignore[arg-type]
+                                 contact=contact, kind=kind, ts=time.time(), text=text,  # type: ignore[arg-type]
+                                 locale=args.locale)
             for out in await pipeline.handle(rt, ch, [msg]):
                 print(("bot> " if tty else "") + out.replace("\n", "\n" + ("     " if tty else "")), flush=True)
 
@@ -274,7 +282,8 @@ async def _chat(args: argparse.Namespace) -> int:
                 what = "draft of flow" if args.draft else "published flow"
                 print(f"tenant {rt.slug!r} has no {what} {args.flow!r} to run", file=sys.stderr)
                 return 2
-            await pipeline.start_flow(rt, ch, contact, args.flow, source="cli", version=version)
+            await pipeline.start_flow(rt, ch, contact, args.flow, source="cli", version=version,
+                                      locale=args.locale)
 
         # Python decodes stdin strictly, or with surrogate escapes (C.UTF-8 locale, UTF-8
         # mode): a line that is not UTF-8 would end the chat, or reach the pipeline with lone
@@ -330,12 +339,14 @@ def main(argv: list[str] | None = None) -> int:
     cp.add_argument("--contact", help="contact address to use (default: a new one)")
     cp.add_argument("--flow", help="start this flow right away")
     cp.add_argument("--draft", action="store_true", help="run the flow's draft, not its published version")
+    cp.add_argument("--locale", default="", help="the contact's language (fr, en...; default: the tenant's)")
     kp = sub.add_parser("keys", help="admin API keys").add_subparsers(dest="kcmd", required=True)
     kp = kp.add_parser("create", help="create an admin API key (shown once, stored hashed)")
-    kp.add_argument("--agency", action="store_true")
-    kp.add_argument("--tenant")
+    who = kp.add_mutually_exclusive_group(required=True)
+    who.add_argument("--agency", action="store_true", help="a key for every tenant (agency role)")
+    who.add_argument("--tenant", help="a key for this tenant only")
     # The least a key can do, as POST /admin/v1/tenants/{t}/keys does when no role is given.
-    kp.add_argument("--role", default="viewer", choices=["owner", "editor", "agent", "viewer"],
+    kp.add_argument("--role", choices=["owner", "editor", "agent", "viewer"],
                     help="a tenant key's role (default: viewer)")
     kp.add_argument("--name", default="", help="what the key is for, shown in key listings")
     fp = sub.add_parser("flows", help="flow tools").add_subparsers(dest="fcmd", required=True)

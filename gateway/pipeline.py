@@ -189,10 +189,11 @@ class Pipeline:
 
     async def start_flow(self, rt: TenantRuntime, ch: Channel, contact: str, flow_id: str, *,
                          vars: dict[str, Any] | None = None, source: str = "campaign",
-                         key: str = "", version: int = 0) -> bool:
+                         key: str = "", version: int = 0, locale: str = "") -> bool:
         """Start a flow without an inbound message (campaigns, API). Idempotent per `key`.
-        `version` 0 is the latest published one, registry.DRAFT the draft."""
-        extra = {"flow": flow_id, "vars": vars or {}, "source": source, "version": version}
+        `version` 0 is the latest published one, registry.DRAFT the draft. `locale`: the
+        contact's language when the conversation is new (else the tenant's)."""
+        extra = {"flow": flow_id, "vars": vars or {}, "source": source, "version": version, "locale": locale}
         return await self._turn(rt, ch, contact, key or f"start:{uuid.uuid4().hex}", None, None,
                                 reason="start", extra=extra)
 
@@ -220,7 +221,8 @@ class Pipeline:
             lease = await self.state.enter(rt.slug, ch.instance_id, contact, native_id)
         except Duplicate:
             return False
-        session = lease.session or Session(locale=(msg.locale if msg else "") or rt.snapshot.locale)
+        session = lease.session or Session(
+            locale=(msg.locale if msg else (extra or {}).get("locale", "")) or rt.snapshot.locale)
         ctx = Context(tenant=rt.slug, channel=ch.instance_id, channel_type=ch.type, contact=contact,
                       session=session, http=self.http, settings=rt.settings, tenant_config=rt.snapshot,
                       run_step=self._step_runner(rt))

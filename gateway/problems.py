@@ -170,7 +170,8 @@ def decode_json(raw: bytes | str, type_: Any = Any, *, where: str = "",
         raise invalid([from_validation_error(exc, prefix=f"{where}:$" if where else "$")],
                       detail="the JSON does not match the expected shape", title=title) from None
     except msgspec.DecodeError as exc:
-        raise ProblemError(400, "Malformed JSON", f"{at}{exc}", code="malformed-json") from None
+        raise ProblemError(400, "Malformed JSON", f"{at}{exc}{_line_column(raw, str(exc))}",
+                           code="malformed-json") from None
     except UnicodeDecodeError:    # msgspec raises it, not DecodeError, for bytes that are not UTF-8
         raise ProblemError(400, "Malformed JSON", f"{at}{not_utf8(raw)}", code="malformed-json") from None
     except RecursionError:
@@ -178,6 +179,17 @@ def decode_json(raw: bytes | str, type_: Any = Any, *, where: str = "",
     raise invalid([Problem(path=join_path(f"{where}:$", deep) if where else deep, code="constraint",
                            message=f"nested more than {MAX_DEPTH} levels deep")],
                   detail=f"{at}nested more than {MAX_DEPTH} levels deep", title=title)
+
+
+def _line_column(raw: bytes | str, message: str) -> str:
+    """", line L column C" for msgspec's "(byte N)": people read files by lines."""
+    m = re.search(r"\(byte (\d+)\)", message)
+    if m is None:
+        return ""
+    head = (raw.encode() if isinstance(raw, str) else bytes(raw))[:int(m.group(1))]
+    line = head.count(b"\n") + 1
+    column = len(head[head.rfind(b"\n") + 1:].decode("utf-8", "replace")) + 1
+    return f", line {line} column {column}"
 
 
 def not_utf8(raw: bytes | str) -> str:

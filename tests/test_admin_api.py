@@ -84,6 +84,16 @@ async def test_tenants_crud_by_the_agency_and_tenant_keys_see_their_own(admin):
     assert s == 200 and (t["name"], t["timezone"], t["locale"]) == ("Acme SA", "UTC", "fr")
     s, _, p, _ = await admin.call("PATCH", "/tenants/acme", owner, json={"timezone": "Mars/Olympus"})
     assert s == 422 and p["errors"][0]["code"] == "tenant.timezone"
+    s, _, p, _ = await admin.call("PATCH", "/tenants/acme", owner, json={"locale": "xx_XX!", "locales": ["fr", "e n"]})
+    assert s == 422 and {(e["path"], e["code"]) for e in p["errors"]} == {
+        ("$.locale", "tenant.locale"), ("$.locales[1]", "tenant.locale")}
+    assert (await admin.call("PATCH", "/tenants/acme", owner, json={"locales": ["fr", "en"]}))[0] == 200
+    s, _, p, _ = await admin.call("PATCH", "/tenants/acme", owner, json={"locale": "de"})
+    assert s == 422 and p["errors"][0]["path"] == "$.locale" and "fr, en" in p["errors"][0]["message"]
+    s, _, t, _ = await admin.call("PATCH", "/tenants/acme", owner, json={"locale": "en"})
+    assert s == 200 and t["locale"] == "en"
+    assert (await admin.call("POST", "/tenants", json={"slug": "x2", "name": "X", "locale": "de",
+                                                       "locales": ["fr"]}))[0] == 422
     assert (await admin.call("DELETE", "/tenants/acme", owner))[0] == 403
     assert (await admin.call("DELETE", "/tenants/acme"))[0] == 204
     assert (await admin.call("GET", "/tenants/acme"))[0] == 404

@@ -100,6 +100,13 @@ async def test_drafts_use_etags_so_two_editors_never_overwrite_each_other(api, p
     assert (await api.call("PUT", "/flows/quiz", json=bob, headers={"If-Match": "*"}))[0] == 200
     assert (await api.call("PUT", "/flows/quiz", role="viewer", json=bob, headers={"If-Match": "*"}))[0] == 403
     assert (await api.call("POST", "/flows", json=flow))[0] == 409
+    # An invalid draft is saved, and reading it says what is wrong, as writing it did.
+    broken = copy.deepcopy(flow)
+    broken["nodes"]["ask"]["choices"][0]["next"] = "nowhere"
+    s, _, put, _ = await api.call("PUT", "/flows/quiz", json=broken, headers={"If-Match": "*"})
+    s, _, got, _ = await api.call("GET", "/flows/quiz", role="viewer")
+    assert got["problems"] == put["problems"] and ("$.nodes.ask.choices[0].next", "next.unknown") in {
+        (p["path"], p["code"]) for p in got["problems"]}
 
 
 async def test_concurrent_writes_with_one_etag_let_exactly_one_through(api, price_api):

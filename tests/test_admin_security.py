@@ -3,10 +3,12 @@ route table is walked with a foreign tenant's owner key (404, nothing read, noth
 and every write route with a viewer key of the tenant itself (403, nothing changed)."""
 import json
 import re
+import time
 
 import pytest
 
 from gateway.admin import ROUTES
+from gateway.types import Event
 
 MARK = "ACME-ONLY-7c1d"            # appears only in acme's data
 SECRET = "EAAG-acme-token-5e0b"    # acme's channel secret
@@ -85,6 +87,11 @@ async def world(gateway):
     f = await store.get_flow("acme", "quiz")
     await store.save_draft("acme", "quiz", flow("quiz", f"{MARK} question, v2?"), f.etag)
     await store.publish("acme", "quiz")
+    # a conversation of acme's, so that reading it is a real read (and a marked one)
+    await gw.pipeline.state.record("acme", [Event(type="message.in", tenant="acme", channel="wa",
+                                                  contact="+33600000001", ts=time.time(),
+                                                  data={"text": f"{MARK} hello"})])
+    await gw.flush_events()
     w.acme_owner = await store.create_key("acme", "owner")
     w.acme_viewer = await store.create_key("acme", "viewer")
     w.bravo_owner = await store.create_key("bravo", "owner")

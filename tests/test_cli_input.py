@@ -125,3 +125,30 @@ def test_keys_create_gives_a_tenant_key_the_least_role_unless_told(tmp_path, red
     with sqlite3.connect(tmp_path / "var" / "causette.db") as db:
         rows = dict(db.execute("SELECT id, role || '/' || name FROM api_keys WHERE tenant = 'demo'"))
     assert rows == {plain.stdout.split("_")[1]: "viewer/", named.stdout.split("_")[1]: "editor/CMS"}
+
+
+def test_keys_create_takes_agency_or_tenant_and_a_role_only_for_a_tenant(tmp_path, redis_url):
+    applied(tmp_path, redis_url)
+    both = run(["keys", "create", "--agency", "--tenant", "demo"], tmp_path, redis_url)
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr and both.stdout == ""
+    role = run(["keys", "create", "--agency", "--role", "editor"], tmp_path, redis_url)
+    assert_usage_error(role, "--role", "every tenant")
+    assert role.stdout == ""
+    neither = run(["keys", "create"], tmp_path, redis_url)
+    assert neither.returncode == 2 and "one of the arguments --agency --tenant is required" in neither.stderr
+    ok = run(["keys", "create", "--tenant", "demo"], tmp_path, redis_url)
+    assert ok.returncode == 0 and ok.stdout.strip()
+
+
+def test_unknown_tenant_names_the_store_read(tmp_path, redis_url):
+    out = run(["chat", "nope"], tmp_path, redis_url, stdin=b"bonjour\n")
+    assert_usage_error(out, "unknown tenant 'nope' in", str(tmp_path / "var" / "causette.db"), "CAUSETTE_DATA")
+
+
+def test_chat_in_the_contacts_language(tmp_path, redis_url):
+    applied(tmp_path, redis_url)
+    en = run(["chat", "demo", "--locale", "en"], tmp_path, redis_url, stdin=b"hello\n")
+    assert en.returncode == 0, en.stderr
+    assert "Our winter sale is on" in en.stdout and "soldes" not in en.stdout
+    started = run(["chat", "demo", "--locale", "en", "--flow", "soldes-hiver"], tmp_path, redis_url, stdin=b"")
+    assert started.returncode == 0 and "Our winter sale is on" in started.stdout, started.stderr

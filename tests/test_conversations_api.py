@@ -16,6 +16,7 @@ async def test_takeover_reply_release(gateway, provider):
                                    headers={"Authorization": f"Bearer {key}"}) as r:
             return r.status, await r.json()
 
+    assert (await call("GET"))[0] == 404         # no conversation yet: not an empty one
     await post(gw, "acme", {"id": "m1", "sender": "+33611", "text": "salut"})
     await gw.flush_events()
     status, conv = await call("GET")
@@ -30,7 +31,7 @@ async def test_takeover_reply_release(gateway, provider):
     assert status == 200 and [e["type"] for e in conv["events"]] == ["message.out"]
     assert provider.texts()[-1] == "Bonjour, ici Julie."
     status, problem = await call("POST", "/reply", {"text": "  "})
-    assert status == 422 and problem["errors"][0]["path"] == "$.text"
+    assert (status, problem["code"]) == (422, "validation") and problem["errors"][0]["path"] == "$.text"
     status, conv = await call("POST", "/release", {"agent": "julie"})
     assert status == 200 and conv["session"]["human"] == ""
     await post(gw, "acme", {"id": "m3", "sender": "+33611", "text": "homme"})

@@ -152,6 +152,20 @@ async def test_apply_path_validates_every_file_before_writing_any(store, host, t
     assert report.slugs() == [] and report.lines() == ["demo: unchanged", "other: unchanged"]
 
 
+async def test_a_folder_with_a_malformed_file_reports_it_with_every_other_problem(store, host, tmp_path):
+    (tmp_path / "a-broken.json").write_text('{\n  "slug": "x",\n  "name": "X",\n}\n')
+    bad = demo() | {"slug": "other", "channels": [{"id": "web", "type": "webchat", "settings": {"nope": 1}}]}
+    (tmp_path / "b.json").write_text(json.dumps(bad))
+    (tmp_path / "c.json").write_text(json.dumps(demo()))
+    with pytest.raises(ProblemError) as exc:
+        await apply_path(store, host, tmp_path)
+    found = {(p.path.split(":")[0], p.code) for p in exc.value.errors}
+    assert ("a-broken.json", "malformed-json") in found and ("b.json", "unknown_field") in found
+    broken, = [p for p in exc.value.errors if p.code == "malformed-json"]
+    assert broken.path == "a-broken.json:$" and "line 4 column 1" in broken.message
+    assert await store.list_tenant_slugs() == []          # the good file was not applied either
+
+
 async def test_malformed_and_misshapen_files_are_clear_errors(store, host, tmp_path):
     (tmp_path / "x.json").write_text("{not json")
     with pytest.raises(ProblemError) as exc:
@@ -173,7 +187,8 @@ async def test_a_file_that_is_not_utf8_or_nested_too_deep_is_refused_before_anyt
                        .encode().replace(b"Caf\\u00e9", "Café".encode("latin-1")))
     with pytest.raises(ProblemError) as exc:
         await apply_path(store, host, tmp_path)
-    assert exc.value.status == 400 and "b-latin1.json" in exc.value.detail and "UTF-8" in exc.value.detail
+    [bad] = exc.value.errors          # in a folder: one problem of the file, the others still checked
+    assert bad.path == "b-latin1.json:$" and bad.code == "malformed-json" and "UTF-8" in bad.message
     latin1.unlink()
 
     deep: dict = {"x": 1}

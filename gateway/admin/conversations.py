@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ..appkeys import PIPELINE, REGISTRY, STATE
 from ..console import ConsoleChannel
-from ..problems import ProblemError, not_found
+from ..problems import ProblemError, invalid, not_found
 from ..types import Problem
 from .http import json_response, principal, read_json, store
 from .wire import AgentAction, ConversationOut
@@ -66,7 +66,11 @@ async def get_conversation(request: web.Request) -> web.Response:
             raise not_found("channel")
     else:
         await _channel(request)
-    return json_response(await _out(request))
+    out = await _out(request)
+    if out.session is None and not out.events:
+        # A mistyped contact must not read as an empty conversation.
+        raise not_found("conversation")
+    return json_response(out)
 
 
 async def _act(request: web.Request, action: str) -> web.Response:
@@ -74,8 +78,7 @@ async def _act(request: web.Request, action: str) -> web.Response:
     _, pipeline, _ = _services(request)
     body = await read_json(request, AgentAction, optional=action != "reply")
     if action == "reply" and not body.text.strip():
-        raise ProblemError(422, "Unprocessable Content", "a reply needs a text",
-                           errors=[Problem(path="$.text", code="reply.empty", message="the text is empty")])
+        raise invalid([Problem(path="$.text", code="constraint", message="a reply needs a text (not only blanks)")])
     agent = body.agent or principal(request).name or principal(request).id
     events = await pipeline.agent(rt, ch, _ids(request)[2], action=action, agent=agent,
                                   text=body.text)

@@ -107,7 +107,10 @@ async def get_flow(request: web.Request) -> web.StreamResponse:
     rec = await _flow(request)
     if _none_match(request.headers.get("If-None-Match", ""), rec.etag):
         return web.Response(status=304, headers={"ETag": rec.etag})
-    return json_response(_out(rec), headers={"ETag": rec.etag})
+    # Checked against the tenant as it is now (a flow or channel may have changed since the
+    # draft was written), as PUT answers it.
+    problems = await _check(request, rec.id, rec.draft)
+    return json_response(_out(rec, problems), headers={"ETag": rec.etag})
 
 
 async def put_flow(request: web.Request) -> web.Response:

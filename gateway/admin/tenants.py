@@ -7,7 +7,7 @@ import msgspec
 from aiohttp import web
 
 from ..appkeys import STATE
-from ..apply import (MASK, apply_tenant, check_channel, check_plugin, check_timezone, decode_tenant,
+from ..apply import (MASK, apply_tenant, check_channel, check_locales, check_plugin, check_timezone, decode_tenant,
                      plugin_secret_fields, plugin_settings_type)
 from ..config import ChannelConfig
 from ..problems import conflict, invalid, items, not_found
@@ -40,8 +40,8 @@ async def list_tenants(request: web.Request) -> web.Response:
 
 async def create_tenant(request: web.Request) -> web.Response:
     body: TenantCreate = await read_json(request, TenantCreate)
-    if check_timezone(body.timezone):
-        raise invalid(check_timezone(body.timezone))
+    if problems := check_timezone(body.timezone) + check_locales(body.locale, body.locales):
+        raise invalid(problems)
     try:
         t = await store(request).create_tenant(TenantInfo(**msgspec.structs.asdict(body)))
     except Conflict:
@@ -60,8 +60,14 @@ async def get_tenant(request: web.Request) -> web.Response:
 async def patch_tenant(request: web.Request) -> web.Response:
     body: TenantPatch = await read_json(request, TenantPatch)
     fields = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET}
-    if "timezone" in fields and check_timezone(fields["timezone"]):
-        raise invalid(check_timezone(fields["timezone"]))
+    problems = check_timezone(fields["timezone"]) if "timezone" in fields else []
+    if "locale" in fields or "locales" in fields:
+        # The tenant after the change: a new default against the declared ones, or the reverse.
+        t = await store(request).get_tenant(_slug(request))
+        problems += check_locales(fields.get("locale", t.locale if t else "fr"),
+                                  fields.get("locales", t.locales if t else []))
+    if problems:
+        raise invalid(problems)
     t = await store(request).update_tenant(_slug(request), **fields)
     if t is None:   # deleted since the guard looked
         raise not_found("tenant")
