@@ -232,6 +232,13 @@ def _guard(plugin: str, handler: Any) -> Any:
             log.exception("tenant %s: could not be loaded", tenant)
             return web.Response(status=503, headers={"Retry-After": "30"}, text="temporarily unavailable")
         if rt is None or plugin not in rt.enabled:
+            if request.headers.get("Upgrade", "").lower() == "websocket":
+                # A browser's WebSocket never sees an HTTP status: a client (the webchat
+                # widget) must learn that this is final, not a network failure to retry.
+                ws = web.WebSocketResponse()
+                await ws.prepare(request)
+                await ws.close(code=4404, message=b"no such tenant or plugin")
+                return ws
             return _problem(404, "Not Found", "no such tenant or plugin")
         routes.bind(request, rt.slug, (rt.settings or {}).get(plugin), rt.snapshot)
         return await handler(request)

@@ -62,7 +62,9 @@ async def _serve(args: argparse.Namespace) -> None:
     if args.announce:
         for slug in await app[STORE].list_tenant_slugs():
             snap = await app[STORE].tenant_snapshot(slug)
-            if snap and "webchat" in snap.plugins:
+            # The webchat plugin serves a demo page only for an instance that turns it on.
+            if snap and "webchat" in snap.plugins and any(
+                    c.type == "webchat" and c.enabled and c.settings.get("demo_page") for c in snap.channels):
                 print(f"Demo chat page for {slug}: {base}/t/{slug}/demo", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

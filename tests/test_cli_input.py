@@ -89,7 +89,7 @@ def test_chat_line_not_utf8_gets_the_retry_answer(tmp_path, redis_url):
     # Without decoding, the turn ran but its session could not be saved (a flow.failed event).
     assert "surrogates" not in chat.stderr and "not saved" not in chat.stderr, chat.stderr
     assert chat.stdout.count("Pour qui cherchez-vous ?") == 1
-    assert "Je n'ai pas compris 🙂 Répondez 1, 2 ou 3." in chat.stdout
+    assert "Je n'ai pas compris 🙂 Répondez Femme, Homme ou Enfant." in chat.stdout
 
 
 def test_keys_create_for_an_unknown_tenant_is_a_usage_error(tmp_path, redis_url):

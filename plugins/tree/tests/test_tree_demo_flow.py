@@ -119,7 +119,7 @@ async def test_three_wrong_answers_reach_an_advisor(demo):
     c = demo()
     await c.start()
     t = await c.say("bonjour")
-    assert c.texts(t) == ["Je n'ai pas compris 🙂 Répondez 1, 2 ou 3."]
+    assert c.texts(t) == ["Je n'ai pas compris 🙂 Répondez Femme, Homme ou Enfant."]
     await c.say("quoi ?")
     t = await c.say("je ne sais pas")
     assert t.handoff == {"queue": "sales", "reason": "soldes"}

@@ -27,13 +27,16 @@ MAX_CARDS = 10
 MAX_CARD_BUTTONS = 3
 MAX_HISTORY = 500     # frames a visitor's outbox may keep (the `history` setting's ceiling)
 VISITOR = re.compile(r"^v_[A-Za-z0-9_-]{16,40}$")
+COLOR = re.compile(r"#[0-9a-fA-F]{6}")      # fullmatch: "$" would let a newline through
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Settings of one web chat widget (a channel instance)."""
     title: Annotated[str, msgspec.Meta(max_length=60)] = ""     # panel header; default: the tenant's name
     subtitle: Annotated[str, msgspec.Meta(max_length=120)] = ""  # under the title ("Réponse en quelques secondes")
-    color: Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}$")] = "#4338ca"
+    # Brand colour, #rrggbb: checked in __post_init__ (in words), the pattern is for the schema.
+    color: Annotated[str, msgspec.Meta(extra_json_schema={
+        "pattern": "^#[0-9a-fA-F]{6}$", "description": "a colour written #rrggbb"})] = "#4338ca"
     greeting: Annotated[str, msgspec.Meta(max_length=500)] = ""  # shown before the first message, never stored
     locale: Literal["", "fr", "en"] = ""    # widget language; "" = the browser's, else the tenant's
     position: Literal["right", "left"] = "right"
@@ -41,6 +44,14 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     history: Annotated[int, msgspec.Meta(ge=1, le=MAX_HISTORY)] = 50     # frames kept for resume
     history_ttl: Annotated[int, msgspec.Meta(ge=60)] = 7 * 24 * 3600  # seconds the outbox lives idle
     rate: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 30       # visitor frames per minute per socket
+    demo_page: bool = False                 # serve /t/TENANT/demo (a made-up sale page) for this widget
+
+    def __post_init__(self) -> None:
+        # A pattern constraint would show its regex to whoever set the colour; this says it in
+        # words (the admin API reports it as `invalid` at `$.settings`, so it names the field).
+        if not COLOR.fullmatch(self.color):
+            raise ValueError(f"`color` must be a colour written #rrggbb, such as #4338ca "
+                             f"(six hexadecimal digits after #), not {self.color[:40]!r}")
 
 
 def _cut(text: str, n: int) -> str:
@@ -61,6 +72,9 @@ class WebchatChannel(Channel):
     settings: Settings
 
     # Inbound comes over the WebSocket; a POST to the webhook URL is refused.
+    # The widget talks over its socket; a POST to the webhook URL is someone's mistake.
+    refusal_text = "a webchat channel takes no webhook: the widget connects to /t/{tenant}/plugins/webchat/ws"
+
     def verify(self, hook: Webhook) -> bool:
         return False
 

@@ -6,6 +6,7 @@ and pushes new ones as they happen. docs/channels/webchat.md describes the excha
 """
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 import msgspec
@@ -15,6 +16,7 @@ from gateway.types import Card, Choice, Media
 MAX_FRAME = 16 * 1024        # bytes of one client frame; bigger ones get an error frame
 # Client message ids: random, URL-safe, long enough not to collide between a visitor's messages.
 ClientId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")     # the same, for re.fullmatch
 VisitorId = Annotated[str, msgspec.Meta(pattern=r"^v_[A-Za-z0-9_-]{16,40}$")]
 Short = Annotated[str, msgspec.Meta(max_length=2048)]
 
@@ -91,7 +93,8 @@ class Ack(msgspec.Struct, tag="ack", omit_defaults=True):
 
 
 class Error(msgspec.Struct, tag="error", omit_defaults=True):
-    code: str                # bad_frame, too_large, hello_first, bad_token, busy, rate_limited, internal
+    code: str                # bad_frame, too_large, hello_first, bad_token, busy, rate_limited,
+                             # internal, gone, origin_not_allowed
     message: str = ""
     id: str = ""             # the client message it is about, when there is one
     retry: bool = False      # the client may resend the same id later

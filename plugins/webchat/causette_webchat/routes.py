@@ -2,6 +2,7 @@
 
     GET /t/{tenant}/widget.js                       the widget, with the tenant's webchat settings
     GET /t/{tenant}/demo                            a demo landing page with the widget on it
+                                                    (only for channels with `demo_page` on)
     GET /t/{tenant}/plugins/webchat/ws?channel=ID   the visitor's socket (frames.py)
 """
 from __future__ import annotations
@@ -27,8 +28,8 @@ from gateway.types import InboundMessage, Referral
 
 from . import outbox as ob
 from .channel import WebchatChannel
-from .frames import (MAX_FRAME, Ack, Error, Hello, Message, Open, Pick, Ping, Pong, Ready, Seen,
-                     Text, client_decoder, encoder, frame_seq)
+from .frames import (CLIENT_ID, MAX_FRAME, Ack, Error, Hello, Message, Open, Pick, Ping, Pong,
+                     Ready, Seen, Text, client_decoder, encoder, frame_seq)
 from .hub import Conn, hub_for
 from .tokens import check_token, new_visitor, visitor_token
 
@@ -40,6 +41,7 @@ HELLO_TIMEOUT = 15.0
 INBOX = 32            # client frames waiting for their turn on one socket
 DRAIN_TIMEOUT = 30.0  # seconds a closed socket's received frames may still take
 GONE = 4404           # close code: the tenant, the plugin or this channel was removed meanwhile
+ORIGIN_REFUSED = 4401  # close code: this page's origin is not in the channel's allowed_origins
 
 
 _TITLES = {400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
@@ -121,17 +123,20 @@ async def widget_js(request: web.Request) -> web.StreamResponse:
         return web.Response(status=304, headers=headers)
     resp = web.Response(body=body, headers=headers, content_type="application/javascript",
                         charset="utf-8")
-    resp.enable_compression()   # 30 KB -> 10 KB, on every page view of the brand's site
+    resp.enable_compression()   # 37 KB -> 12 KB, on every page view of the brand's site
     return resp
 
 
 async def demo_page(request: web.Request) -> web.StreamResponse:
+    """A made-up sale page under the brand's name: served only for a channel whose settings
+    turn `demo_page` on (a brand's real site must not get fake prices published in its name)."""
     rt, chans = await _channels(request)
-    if rt is None or not chans:
-        return _problem(404, "this tenant has no webchat channel")
-    channel = request.query.get("channel") or next(iter(chans))
-    if channel not in chans:
-        return _problem(404, "no such webchat channel")
+    demos = [cid for cid, ch in chans.items() if ch.settings.demo_page]
+    if rt is None or not demos:
+        return _problem(404, "this tenant has no webchat demo page")
+    channel = request.query.get("channel") or demos[0]
+    if channel not in demos:
+        return _problem(404, "no demo page for this webchat channel")
     page = DEMO
     for key, value in (("{{brand}}", html.escape(rt.snapshot.name)),
                        ("{{tenant}}", html.escape(rt.slug)),
@@ -146,14 +151,25 @@ async def demo_page(request: web.Request) -> web.StreamResponse:
 async def socket(request: web.Request) -> web.StreamResponse:
     rt, chans = await _channels(request)
     ch = chans.get(request.query.get("channel", ""))
-    if rt is None or ch is None:
-        return _problem(404, "no such webchat channel")
-    if not origin_allowed(ch.settings.allowed_origins, request.headers.get("Origin"),
-                          _own_origins(request)):
-        return _problem(403, "this page's origin may not open the chat")
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4 * MAX_FRAME)
-    if not ws.can_prepare(request).ok:
+    upgrade = ws.can_prepare(request).ok
+    refused: tuple[int, str, str] | None = None
+    if rt is None or ch is None:
+        if not upgrade:
+            return _problem(404, "no such webchat channel")
+        refused = (GONE, "gone", "this chat is no longer available")
+    elif not origin_allowed(ch.settings.allowed_origins, request.headers.get("Origin"),
+                            _own_origins(request)):
+        if not upgrade:
+            return _problem(403, "this page's origin may not open the chat")
+        refused = (ORIGIN_REFUSED, "origin_not_allowed", "this page's origin may not open the chat")
+    if not upgrade:
         return _problem(400, "WebSocket expected")
+    if refused is not None:
+        # Refused after the upgrade, not before: a browser shows a widget nothing of an HTTP
+        # answer to its handshake, so a 403 or 404 there looked like a network failure and the
+        # widget retried for ever. A close code it can read tells it to stop, and why.
+        return await _refuse_socket(request, ws, *refused)
     await ws.prepare(request)
     sockets = request.app.get(WEBSOCKETS)
     if sockets is not None:    # the gateway closes them on shutdown rather than wait for them
@@ -168,6 +184,18 @@ async def socket(request: web.Request) -> web.StreamResponse:
             await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"try again")
     finally:
         await visit.close()
+    return ws
+
+
+async def _refuse_socket(request: web.Request, ws: web.WebSocketResponse, close: int, code: str,
+                         message: str) -> web.WebSocketResponse:
+    """Accept the upgrade only to say no: an error frame, then a close with `close` (the
+    widget stops reconnecting on 4401 and 4404). Nothing of the visitor is read or kept."""
+    await ws.prepare(request)
+    with contextlib.suppress(Exception):
+        await ws.send_str(_frame(Error(code=code, message=message)))
+        reason = "origin not allowed" if close == ORIGIN_REFUSED else code
+        await ws.close(code=close, message=reason.encode())
     return ws
 
 
@@ -258,12 +286,13 @@ class Visit:
     def _receive(self, data: str) -> None:
         """Validate a frame as it arrives; the worker handles valid ones in order."""
         if len(data) > MAX_FRAME or len(data.encode("utf-8", "surrogatepass")) > MAX_FRAME:
-            self._error("too_large", f"frames are limited to {MAX_FRAME} bytes")
+            self._error("too_large", f"frames are limited to {MAX_FRAME} bytes", _readable_id(data))
             return
         try:
             frame = client_decoder.decode(data)
         except msgspec.DecodeError as exc:
-            self._error("bad_frame", str(exc))
+            # The id when the frame has a readable one, so the client knows which message failed.
+            self._error("bad_frame", str(exc), _readable_id(data))
             return
         if isinstance(frame, Ping):
             self.conn.send(_frame(Pong()))
@@ -387,6 +416,23 @@ class Visit:
         if not self.ws.closed:
             with contextlib.suppress(Exception):
                 await self.ws.close()
+
+
+class _Id(msgspec.Struct):
+    id: str = ""
+
+
+_id_decoder = msgspec.json.Decoder(_Id)
+
+
+def _readable_id(data: str) -> str:
+    """The `id` of a frame that failed validation, when it is a well-formed client id (any
+    other value is not echoed: it may be what is wrong, or anything up to 64 KiB)."""
+    try:
+        cid = _id_decoder.decode(data).id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""
+    return cid if CLIENT_ID.fullmatch(cid) else ""
 
 
 def route_defs() -> list[web.RouteDef]:

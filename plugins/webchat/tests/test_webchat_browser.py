@@ -2,6 +2,7 @@
 page served by the gateway, the launcher, the welcome message, a button, the bot's reply."""
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 import re
@@ -119,9 +120,16 @@ async def images():
     await server.close()
 
 
+def _shop_with_demo_page() -> dict:
+    """The tests' shop with its demo page turned on (a tenant has none unless it asks)."""
+    shop = copy.deepcopy(SHOP)
+    shop["channels"][0]["settings"]["demo_page"] = True
+    return shop
+
+
 async def test_cards_render_as_a_carousel_on_a_phone(gateway, browser, images):
     from gateway.types import Card, Choice, Media, Reply
-    shop = copy.deepcopy(SHOP)
+    shop = _shop_with_demo_page()
     gw = await gateway(tenants=[shop])
     ctx = await browser.new_context(locale="en-GB", viewport={"width": 390, "height": 780},
                                     is_mobile=True, has_touch=True)
@@ -166,7 +174,7 @@ async def test_cards_render_as_a_carousel_on_a_phone(gateway, browser, images):
 async def test_reload_keeps_the_history_and_a_dropped_socket_resumes(gateway, browser):
     from causette_webchat.hub import hub_for
     from gateway.types import Reply
-    gw = await gateway(tenants=[copy.deepcopy(SHOP)])
+    gw = await gateway(tenants=[_shop_with_demo_page()])
     ctx = await browser.new_context(locale="fr-FR")
     page = await ctx.new_page()
     await page.goto(f"{gw.url}/t/wc-shop/demo")
@@ -243,14 +251,163 @@ async def test_widget_on_another_site_keeps_its_looks_and_checks_origins(gateway
         await pg.screenshot(path=str(shots / "webchat-other-site.png"), animations="disabled")
         await ctx.close()
 
-        # The same page on an origin the brand did not list cannot open the socket.
+        # The same page on an origin the brand did not list cannot open the socket: the
+        # visitor is told so in their language, the developer why in the console, and the
+        # widget does not retry (it used to say "reconnecting" and retry for ever).
         shop["channels"][0]["settings"]["allowed_origins"] = ["https://brand.example"]
         await gw.apply(shop)
         ctx = await browser.new_context(locale="fr-FR")
         pg = await ctx.new_page()
+        sockets, warnings = _watch(pg)
         await pg.goto(origin + "/")
         await pg.get_by_role("button", name=re.compile("^Discussion avec ")).click()
-        await pg.locator("#causette-widget .status", has_text="reconnexion").wait_for()
+        status = pg.locator("#causette-widget .status")
+        await status.filter(has_text="Cette discussion n'est pas disponible sur ce site.").wait_for()
+        await pg.wait_for_timeout(3000)          # the first retry would come after 0.25-0.5 s
+        assert len(sockets) == 1
+        assert "reconnexion" not in await status.inner_text()
+        assert await pg.locator("#causette-widget textarea").is_disabled()
+        [warning] = [w for w in warnings if "4401" in w]
+        assert origin in warning and "origin not allowed" in warning and "Not reconnecting" in warning
         await ctx.close()
     finally:
         await server.close()
+
+
+def _watch(page) -> tuple[list, list[str]]:
+    """The page's WebSockets, and its console warnings, as they come."""
+    sockets: list = []
+    warnings: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws))
+    page.on("console", lambda m: warnings.append(m.text) if m.type == "warning" else None)
+    return sockets, warnings
+
+
+async def _until(cond, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("locale, how, said", [
+    ("fr-FR", "a message after the removal", "Cette discussion n'est plus disponible."),
+    ("en-GB", "a reconnection after the removal", "This chat is no longer available."),
+])
+async def test_a_removed_channel_stops_the_widget_with_a_message(gateway, browser, locale, how, said):
+    from causette_webchat.hub import hub_for
+    shop = _shop_with_demo_page()
+    gw = await gateway(tenants=[shop])
+    ctx = await browser.new_context(locale=locale)
+    page = await ctx.new_page()
+    sockets, warnings = _watch(page)
+    await page.goto(f"{gw.url}/t/wc-shop/demo")
+    await page.locator("#causette-widget .launcher").click()
+    await page.locator("#causette-widget .chips .chip").first.wait_for()
+    redis = (await gw.registry.get("wc-shop")).channels["web"].runtime.redis
+    gone = copy.deepcopy(shop)
+    gone["channels"] = []
+    await gw.apply(gone)
+    if how == "a message after the removal":     # the open socket is told `gone`, closed 4404
+        await page.locator("#causette-widget textarea").fill("Femme")
+        await page.keyboard.press("Enter")
+        await page.locator("#causette-widget .msg.visitor.failed", has_text="Femme").wait_for()
+    else:                                        # the handshake itself is refused, 4404
+        for peers in list(hub_for(redis).conns.values()):
+            for conn in list(peers):
+                conn.close(1012, "restart")
+        await _until(lambda: len(sockets) == 2)
+    status = page.locator("#causette-widget .status")
+    await status.filter(has_text=said).wait_for()
+    count = len(sockets)
+    await page.wait_for_timeout(3000)
+    assert len(sockets) == count                 # no reconnection
+    assert await page.locator("#causette-widget textarea").is_disabled()
+    # Nothing left to click that could not be delivered: the chips, or the failed message's retry.
+    buttons = "#causette-widget .chips .chip" if "reconnection" in how else "#causette-widget .note button"
+    assert await page.locator(buttons).count() and await page.locator(buttons).first.is_disabled()
+    assert any("4404" in w and "no longer exists" in w for w in warnings), warnings
+    await ctx.close()
+
+
+PLAIN = """<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>Shop</title></head>
+<body><h1>Shop</h1><script src="/t/wc-shop/widget.js" data-channel="web" async></script></body></html>"""
+
+
+async def test_failed_handshakes_stop_after_a_while_and_the_visitor_may_retry(gateway, browser):
+    # The widget served from a host whose socket answers 503 (a proxy in front of a gateway
+    # that is down): it tried for ever, with "reconnecting" showing. Now MAX_FAILS attempts,
+    # then a message and a Retry button. The page's clock is fast-forwarded over the backoff.
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+    gw = await gateway(tenants=[copy.deepcopy(SHOP)])
+    async with gw.http.get(gw.url + "/t/wc-shop/widget.js") as r:
+        js = await r.text()
+    hits: list[str] = []
+
+    async def socket(request: web.Request) -> web.Response:
+        hits.append(request.headers.get("Upgrade", ""))
+        return web.Response(status=503, text="down for maintenance")
+
+    async def home(request: web.Request) -> web.Response:
+        return web.Response(text=PLAIN, content_type="text/html")
+
+    async def script(request: web.Request) -> web.Response:    # the gateway's widget.js as it is
+        return web.Response(text=js, content_type="application/javascript")
+
+    site = web.Application()
+    site.router.add_get("/", home)
+    site.router.add_get("/t/wc-shop/widget.js", script)
+    site.router.add_get("/t/wc-shop/plugins/webchat/ws", socket)
+    server = TestServer(site, host="127.0.0.1")
+    await server.start_server()
+    try:
+        ctx = await browser.new_context(locale="fr-FR")
+        page = await ctx.new_page()
+        _, warnings = _watch(page)
+        await page.clock.install()
+        await page.goto(str(server.make_url("/")))
+        await page.get_by_role("button", name=re.compile("^Discussion avec ")).click()
+        status = page.locator("#causette-widget .status")
+        for n in range(1, 8):
+            await _until(lambda: len(hits) >= n)
+            await status.filter(has_text="Connexion perdue, reconnexion…").wait_for()
+            await page.clock.run_for(31_000)     # longer than the longest backoff
+        await _until(lambda: len(hits) >= 8)
+        await status.filter(has_text="Connexion impossible pour le moment.").wait_for()
+        assert hits == ["websocket"] * 8
+        await page.clock.run_for(10 * 60_000)
+        await page.wait_for_timeout(500)
+        assert len(hits) == 8                     # it stopped
+        assert any("8 connections in a row" in w for w in warnings), warnings
+        # Not final: the visitor can still type, and Retry starts over.
+        assert not await page.locator("#causette-widget textarea").is_disabled()
+        await page.get_by_role("button", name="Réessayer").click()
+        await _until(lambda: len(hits) == 9)
+        await status.filter(has_text="Connexion perdue, reconnexion…").wait_for()
+        await ctx.close()
+    finally:
+        await server.close()
+
+
+@pytest.mark.parametrize("locale, one, two", [("fr-FR", "1 nouveau message", "2 nouveaux messages"),
+                                              ("en-GB", "1 new message", "2 new messages")])
+async def test_the_unread_count_is_said_with_its_plural(gateway, browser, locale, one, two):
+    from gateway.types import Reply
+    gw = await gateway(tenants=[_shop_with_demo_page()])
+    ctx = await browser.new_context(locale=locale)
+    page = await ctx.new_page()
+    await page.goto(f"{gw.url}/t/wc-shop/demo")
+    launcher = page.locator("#causette-widget .launcher")
+    await launcher.click()
+    await page.locator("#causette-widget .chips .chip").first.wait_for()
+    await page.keyboard.press("Escape")                    # closed: news counts as unread
+    visitor = await page.evaluate("() => JSON.parse(localStorage.getItem('causette:wc-shop:web:id')).visitor")
+    ch = (await gw.registry.get("wc-shop")).channels["web"]
+    label = "() => document.querySelector('#causette-widget').shadowRoot.querySelector('.launcher').getAttribute('aria-label')"
+    for n, said in ((1, one), (2, two)):
+        [payload] = ch.render(Reply(text=f"news {n}"))
+        assert (await ch.send(visitor, payload, key=f"news:{n}")).status == "sent"
+        await page.wait_for_function(f"s => ({label})().endsWith(' – ' + s)", arg=said)
+        assert await page.locator("#causette-widget .badge").inner_text() == str(n)
+    assert "(" not in await page.evaluate(label)
+    await ctx.close()

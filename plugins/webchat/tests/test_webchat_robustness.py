@@ -126,3 +126,36 @@ async def test_a_socket_whose_channel_went_away_is_told_and_closed(gateway, shop
     assert (await w.next())["type"] == "closed" and w.ws.close_code == 4404
     # No echo for a message nobody handles (a deleted tenant's transcript went with it).
     assert await _outbox(gw, w.visitor) == ([] if change == "tenant deleted" else before)
+
+
+async def test_errors_about_a_frame_carry_its_id_whenever_it_is_readable(gateway, shop):
+    # An over-long text came back without its id (a blank one had it): the client could not
+    # tell which message failed, and kept it pending.
+    gw = await gateway(tenants=[shop])
+    w = await Widget.connect(gw)
+    long_id, big_id, pick_id = cid(), cid(), cid()
+    await w.send({"type": "text", "id": long_id, "text": "x" * 4001})
+    err = await w.next()
+    assert err["code"] == "bad_frame" and err["id"] == long_id and "$.text" in err["message"]
+    # Over the frame limit: not decoded for what it says, but its id is still read.
+    await w.ws.send_str(json.dumps({"type": "text", "id": big_id, "text": "é" * 9000}))
+    err = await w.next()
+    assert err["code"] == "too_large" and err["id"] == big_id
+    await w.send({"type": "choice", "id": pick_id, "payload": ""})
+    err = await w.next()
+    assert err["code"] == "bad_frame" and err["id"] == pick_id and "$.payload" in err["message"]
+    # No readable id: none is made up, and what is not a client id is not echoed back.
+    for frame in ({"type": "text", "id": "short", "text": "x"},
+                  {"type": "text", "id": 12345678, "text": "x"},
+                  {"type": "text", "id": "<img src=x onerror=alert(1)>", "text": "x"},
+                  [{"id": "abcdefgh12"}]):
+        await w.send(frame)
+        err = await w.next()
+        assert err["code"] == "bad_frame" and "id" not in err, (frame, err)
+    await w.ws.send_str('{"type":"text","id":"abcdefgh12","text":')   # not JSON at all
+    err = await w.next()
+    assert err["code"] == "bad_frame" and "id" not in err
+    assert await _outbox(gw, w.visitor) == []        # none of them was stored
+    _, frames = await w.open()                       # and the socket still works
+    assert frames
+    await w.close()

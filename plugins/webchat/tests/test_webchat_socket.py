@@ -143,11 +143,59 @@ async def test_origins(gateway, shop):
     assert ok.ready
     own = await Widget.connect(gw, origin=gw.url)          # the demo page is served by the gateway
     assert own.ready
-    with pytest.raises(aiohttp.WSServerHandshakeError) as err:
-        await Widget.connect(gw, origin="https://evil.example")
-    assert err.value.status == 403
+    before = {k async for k in gw.redis.scan_iter("cst:*")}
+    # A refused origin gets the upgrade, then a reason and a close code the widget can read
+    # (a 403 before the upgrade reached the browser as a bare failed handshake: retried for ever).
+    ws = await gw.http.ws_connect(ws_url(gw), headers={"Origin": "https://evil.example"})
+    await ws.send_json({"type": "hello"})
+    err = await ws.receive_json(timeout=10)
+    assert err == {"type": "error", "code": "origin_not_allowed",
+                   "message": "this page's origin may not open the chat"}
+    closing = await ws.receive(timeout=10)
+    assert closing.type == aiohttp.WSMsgType.CLOSE and closing.extra == "origin not allowed"
+    assert ws.close_code == 4401
+    await ws.close()
+    assert {k async for k in gw.redis.scan_iter("cst:*")} == before   # nothing of it was kept
+    # Not a WebSocket: still a plain 403.
+    async with gw.http.get(ws_url(gw).replace("ws", "http", 1),
+                           headers={"Origin": "https://evil.example"}) as r:
+        assert r.status == 403
     await ok.close()
     await own.close()
+
+
+@pytest.mark.parametrize("where", ["no such channel", "channel removed"])
+async def test_a_handshake_for_a_channel_that_is_gone_closes_4404(gateway, shop, where):
+    # A widget still on a page (widget.js is cached five minutes) whose channel went away:
+    # its reconnections were answered 404 before the upgrade and it retried for ever.
+    gw = await gateway(tenants=[shop])
+    tenant, channel = "wc-shop", "web"
+    if where == "no such channel":
+        channel = "nope"
+    else:
+        gone = copy.deepcopy(shop)
+        gone["channels"] = []
+        await gw.apply(gone)
+    ws = await gw.http.ws_connect(ws_url(gw, tenant, channel))
+    await ws.send_json({"type": "hello"})
+    assert await ws.receive_json(timeout=10) == {"type": "error", "code": "gone",
+                                                 "message": "this chat is no longer available"}
+    assert (await ws.receive(timeout=10)).type == aiohttp.WSMsgType.CLOSE and ws.close_code == 4404
+    await ws.close()
+    async with gw.http.get(ws_url(gw, tenant, channel).replace("ws", "http", 1)) as r:
+        assert r.status == 404                     # a plain GET still gets its 404
+
+
+async def test_a_socket_for_a_deleted_tenant_is_closed_4404_by_the_gateway(gateway, shop):
+    gw = await gateway(tenants=[shop])
+    async with gw.http.post(gw.url + "/t/wc-shop/channels/web", data=b"{}") as r:
+        assert r.status == 403 and "takes no webhook" in await r.text()    # the socket is the way in
+    assert (await gw.admin("DELETE", "/tenants/wc-shop"))[0] == 204
+    ws = await gw.http.ws_connect(ws_url(gw, "wc-shop", "web"))
+    assert (await ws.receive(timeout=10)).type == aiohttp.WSMsgType.CLOSE and ws.close_code == 4404
+    await ws.close()
+    async with gw.http.get(ws_url(gw, "wc-shop", "web").replace("ws", "http", 1)) as r:
+        assert r.status == 404 and r.content_type == "application/problem+json"
 
 
 async def test_rate_limit(gateway, shop):
@@ -196,6 +244,11 @@ async def test_widget_script_and_demo_page(gateway, shop):
     assert "allowed_origins" not in js and "shop.example" not in js    # settings stay server-side
     async with gw.http.get(gw.url + "/t/wc-shop/widget.js", headers={"If-None-Match": etag}) as r:
         assert r.status == 304
+    assert "demo_page" not in js
+    async with gw.http.get(gw.url + "/t/wc-shop/demo") as r:
+        assert r.status == 404                     # no made-up sale page unless the brand asks
+    shop["channels"][0]["settings"]["demo_page"] = True
+    await gw.apply(shop)
     async with gw.http.get(gw.url + "/t/wc-shop/demo") as r:
         assert r.status == 200
         page = await r.text()
@@ -217,6 +270,50 @@ async def test_tenant_without_the_plugin_has_no_widget(gateway, shop):
         assert r.status == 404
     async with gw.http.get(gw.url + "/t/wc-shop/demo") as r:
         assert r.status == 404
+
+
+async def test_the_demo_page_is_served_only_for_channels_that_turn_it_on(gateway, shop):
+    shop["channels"] = [
+        {"id": "site", "type": "webchat", "settings": {"title": "Boutique"}},
+        {"id": "promo", "type": "webchat", "settings": {"title": "Promo", "demo_page": True}},
+        {"id": "off", "type": "webchat", "settings": {"demo_page": False}},
+    ]
+    gw = await gateway(tenants=[shop])
+    async with gw.http.get(gw.url + "/t/wc-shop/demo") as r:      # the first one that has it
+        assert r.status == 200
+        assert 'data-channel="promo"' in await r.text()
+    async with gw.http.get(gw.url + "/t/wc-shop/demo?channel=promo") as r:
+        assert r.status == 200
+    for channel in ("site", "off", "nope"):
+        async with gw.http.get(gw.url + f"/t/wc-shop/demo?channel={channel}") as r:
+            assert r.status == 404, channel
+            assert r.content_type == "application/problem+json"
+    # Every widget still works; the setting only governs the demo page.
+    for channel in ("site", "off"):
+        w = await Widget.connect(gw, channel=channel)
+        assert w.ready
+        await w.close()
+    # Turned off again: gone.
+    shop["channels"][1]["settings"]["demo_page"] = False
+    await gw.apply(shop)
+    async with gw.http.get(gw.url + "/t/wc-shop/demo") as r:
+        assert r.status == 404
+    async with gw.http.get(gw.url + "/t/nobody/demo") as r:
+        assert r.status == 404
+
+
+async def test_the_admin_api_explains_a_bad_colour_and_keeps_the_widget(gateway, shop):
+    gw = await gateway(tenants=[shop])
+    status, _, body = await gw.admin("PUT", "/tenants/wc-shop/channels/web", {
+        "type": "webchat", "settings": {"title": "Maison Test", "color": "rouge"}})
+    assert status == 422
+    [error] = body["errors"]
+    assert error["path"] == "$.settings" and "regex" not in error["message"]
+    assert error["message"].startswith("`color` must be a colour written #rrggbb, such as #4338ca")
+    status, _, body = await gw.admin("PUT", "/tenants/wc-shop/channels/web", {
+        "type": "webchat", "settings": {"title": "Maison Test", "color": "#0f766e", "demo_page": True}})
+    assert status == 200, body
+    assert body["settings"]["color"] == "#0f766e" and body["settings"]["demo_page"] is True
 
 
 async def test_read_receipts_become_status_events(gateway, shop):

@@ -73,6 +73,30 @@ def test_settings_are_validated():
         msgspec.convert({"color": "red"}, Settings)
     with pytest.raises(msgspec.ValidationError, match="unknown field"):
         msgspec.convert({"colour": "#ffffff"}, Settings)
+    assert msgspec.convert({"color": "#B4233c"}, Settings).color == "#B4233c"
+
+
+@pytest.mark.parametrize("color", ["red", "#fff", "#12345g", "#abcdef\n", "b4233c", ""])
+def test_a_bad_colour_is_explained_in_words_not_a_regex(color):
+    from gateway.validation import settings_problems
+    [problem] = settings_problems({"color": color, "title": "Boutique"}, Settings, "$.channels[0].settings")
+    assert problem.path == "$.channels[0].settings"
+    assert problem.message.startswith("`color` must be a colour written #rrggbb")
+    assert repr(color) in problem.message
+    assert "regex" not in problem.message and "^#" not in problem.message
+    # Every other problem keeps its own path, and a colour's type error says the type.
+    [problem] = settings_problems({"color": 4338}, Settings, "$.channels[0].settings")
+    assert problem.path == "$.channels[0].settings.color" and "Expected `str`" in problem.message
+    # The published JSON Schema still shows the shape.
+    schema = msgspec.json.schema(Settings)["$defs"]["Settings"]["properties"]["color"]
+    assert schema["pattern"] == "^#[0-9a-fA-F]{6}$"
+
+
+def test_demo_page_is_off_unless_turned_on():
+    assert msgspec.convert({}, Settings).demo_page is False
+    assert msgspec.convert({"demo_page": True}, Settings).demo_page is True
+    with pytest.raises(msgspec.ValidationError, match="demo_page"):
+        msgspec.convert({"demo_page": "yes"}, Settings)
 
 
 # --- frames ------------------------------------------------------------------------------------

@@ -35,8 +35,11 @@
       online: "En ligne", connecting: "Connexion…", reconnecting: "Connexion perdue, reconnexion…",
       failed: "Non envoyé. Réessayer", retrying: "Envoi en attente…", powered: "Propulsé par Causette",
       prev: "Carte précédente", next: "Carte suivante", cardOf: "{i} sur {n}", view: "Voir",
-      unread: "{n} nouveau(x) message(s)", file: "Fichier", you: "Vous", agent: "Conseiller",
-      chat: "Discussion avec {name}", choices: "Réponses proposées", cards: "Carrousel"
+      unread: ["{n} nouveau message", "{n} nouveaux messages"], file: "Fichier", you: "Vous", agent: "Conseiller",
+      chat: "Discussion avec {name}", choices: "Réponses proposées", cards: "Carrousel",
+      offline: "Hors ligne", refused: "Cette discussion n'est pas disponible sur ce site.",
+      gone: "Cette discussion n'est plus disponible.",
+      gaveUp: "Connexion impossible pour le moment.", retry: "Réessayer"
     },
     en: {
       close: "Close the chat", label: "Your message",
@@ -44,10 +47,16 @@
       online: "Online", connecting: "Connecting…", reconnecting: "Connection lost, reconnecting…",
       failed: "Not sent. Retry", retrying: "Waiting to send…", powered: "Powered by Causette",
       prev: "Previous card", next: "Next card", cardOf: "{i} of {n}", view: "View",
-      unread: "{n} new message(s)", file: "File", you: "You", agent: "Agent",
-      chat: "Chat with {name}", choices: "Suggested answers", cards: "Carousel"
+      unread: ["{n} new message", "{n} new messages"], file: "File", you: "You", agent: "Agent",
+      chat: "Chat with {name}", choices: "Suggested answers", cards: "Carousel",
+      offline: "Offline", refused: "This chat is not available on this site.",
+      gone: "This chat is no longer available.",
+      gaveUp: "Cannot connect right now.", retry: "Retry"
     }
   };
+  // Which form of a [singular, plural] text a count takes: French says "1 nouveau message"
+  // (and 0), English "1 new message" but "0 new messages".
+  var PLURAL = { fr: function (n) { return n < 2 ? 0 : 1; }, en: function (n) { return n === 1 ? 0 : 1; } };
   function pickLang() {
     if (STRINGS[cfg.locale]) return cfg.locale;
     var langs = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || ""];
@@ -60,7 +69,9 @@
   var lang = pickLang();
   var T = STRINGS[lang];
   function t(key, vars) {
-    return T[key].replace(/\{(\w+)\}/g, function (_, k) { return vars && k in vars ? vars[k] : ""; });
+    var text = T[key];
+    if (typeof text !== "string") text = text[PLURAL[lang](vars ? Number(vars.n) : 0)];
+    return text.replace(/\{(\w+)\}/g, function (_, k) { return vars && k in vars ? vars[k] : ""; });
   }
   var title = cfg.title || CONFIG.name;
 
@@ -74,6 +85,10 @@
   }
   var ident = null;
   try { ident = JSON.parse(get("localStorage", "id") || "null"); } catch (e) { ident = null; }
+  // Only an identity the server could have issued: anything else in the hello would be
+  // refused as a bad first frame (4400), on every page, for good.
+  if (!ident || typeof ident.visitor !== "string" || !/^v_[A-Za-z0-9_-]{16,40}$/.test(ident.visitor) ||
+      typeof ident.token !== "string" || ident.token.length > 128) ident = null;
 
   // --- DOM ---------------------------------------------------------------------------------
   function h(tag, attrs, kids) {
@@ -172,6 +187,9 @@
     "@keyframes blink{0%,80%,100%{opacity:.3;transform:translateY(0)}40%{opacity:1;transform:translateY(-3px)}}",
     ".status{font-size:12.5px;text-align:center;color:#92400e;background:#fef3c7;padding:4px 8px}",
     ".status:empty{display:none}",
+    ".status button{border:0;background:none;color:inherit;font-weight:700;text-decoration:underline;padding:0 0 0 6px}",
+    ".status.stopped{color:#991b1b;background:#fee2e2}",
+    "textarea:disabled{background:#f3f4f6}",
     "form{display:flex;align-items:flex-end;gap:8px;padding:10px 12px;border-top:1px solid #eceef2;background:#fff;margin:0}",
     "textarea{flex:1;resize:none;border:1px solid #d1d5db;border-radius:12px;padding:9px 12px;font:inherit;color:#111827;max-height:120px;min-height:40px;background:#fff;outline:none}",
     "textarea:focus{border-color:var(--c);box-shadow:0 0 0 3px rgba(17,24,39,.12);outline:none}",
@@ -357,11 +375,47 @@
   var pingTimer = null, pongTimer = null;
   var pending = [];         // client frames not acked yet, resent after a reconnect
   var wanted = false;       // connect at all (the visitor has an identity or opened the panel)
+  // Connections in a row that ended before `ready` (failed handshakes, the server gone):
+  // past MAX_FAILS the widget stops (about a minute and a half of backoff) and offers a retry.
+  var MAX_FAILS = 8;
+  var fails = 0;
+  // Why the widget stopped: "" (it did not), "gaveUp" (MAX_FAILS; a retry, the panel opened,
+  // a message sent, the browser back online or the tab shown again start over), or final for
+  // this page: "refused" (4401, the site's origin is not allowed), "gone" (4404, the channel
+  // or tenant was removed; 4400, the server refused our first frame).
+  var stopped = "";
+  var refusal = "";         // the server's error frame that came with a refusal, for the console
 
   function setStatus(kind) {
-    status.textContent = kind === "down" && wanted ? t("reconnecting") : "";
+    status.textContent = "";
+    status.classList.toggle("stopped", kind === "stopped");
+    if (kind === "down" && wanted) status.textContent = t("reconnecting");
+    if (kind === "stopped") {
+      status.appendChild(document.createTextNode(t(stopped)));
+      if (stopped === "gaveUp") status.appendChild(h("button", { type: "button", text: t("retry"),
+        onclick: function () { connect(); } }));
+    }
     sub.classList.toggle("down", kind !== "up");
-    statusText.textContent = kind === "up" ? (cfg.subtitle || t("online")) : t("connecting");
+    statusText.textContent = kind === "up" ? (cfg.subtitle || t("online")) : kind === "stopped" ? t("offline") : t("connecting");
+  }
+  function final() { return stopped !== "" && stopped !== "gaveUp"; }
+  function stop(reason, why) {
+    stopped = reason;
+    clearTimeout(retryTimer);
+    if (final()) {
+      // Nothing typed here can be delivered: say so on what was waiting, and stop taking more.
+      pending.forEach(function (p) {
+        var el = shown[p.frame.id];
+        if (el && el.nodeType) { el.classList.remove("pending"); el.classList.add("failed"); }
+      });
+      pending = [];
+      input.disabled = true; sendBtn.disabled = true;
+      Array.prototype.forEach.call(log.querySelectorAll("button"), function (b) { b.disabled = true; });
+    }
+    setStatus("stopped");
+    syncTyping();
+    // For the site's developer: the visitor sees only the sentence above.
+    if (window.console) console.warn("causette: " + why);
   }
   function syncTyping() {
     var waiting = pending.some(function (p) { return p.sent; }) || (waitSeq && lastSeq < waitSeq);
@@ -369,15 +423,18 @@
     if (!typing.hidden) scroll();
   }
 
+  var url = base.replace(/^http/, "ws") + "/plugins/webchat/ws?channel=" + encodeURIComponent(channelId);
   function connect() {
     wanted = true;
+    if (final()) return;
     if (ws && (ws.readyState === 0 || ws.readyState === 1)) return;
+    // Asked for again after giving up (a retry, the panel opened, a message): start over.
+    if (stopped === "gaveUp") { stopped = ""; fails = 0; attempt = 0; }
     clearTimeout(retryTimer);
     setStatus("connecting");
-    var url = base.replace(/^http/, "ws") + "/plugins/webchat/ws?channel=" + encodeURIComponent(channelId);
     var sock;
-    try { sock = ws = new WebSocket(url); } catch (e) { schedule(); return; }
-    ready = false;
+    try { sock = ws = new WebSocket(url); } catch (e) { ws = null; failed(); return; }
+    ready = false; refusal = "";
     // Events of a socket we have since replaced (closing while a new one opened) are ignored.
     sock.onopen = function () {
       if (ws !== sock) return;
@@ -391,16 +448,40 @@
     };
     sock.onclose = function (e) {
       if (ws !== sock) return;
+      var was = ready;
       ready = false; ws = null;
       clearInterval(pingTimer); clearTimeout(pongTimer);
+      var said = refusal ? " (" + refusal + ")" : "";
+      if (e.code === 4401) {   // this site may not open the chat: retrying cannot help
+        stop("refused", "the gateway refused this page's origin " + location.origin + " for webchat channel \"" +
+          channelId + "\" of tenant \"" + CONFIG.tenant + "\" (close 4401 " + (e.reason || "origin not allowed") + ")" + said +
+          ": list it in the channel's allowed origins. Not reconnecting.");
+        return;
+      }
+      if (e.code === 4404 || e.code === 4400) {   // the channel is gone, or the server will never take our hello
+        stop("gone", (e.code === 4404 ? "webchat channel \"" + channelId + "\" of tenant \"" + CONFIG.tenant + "\" no longer exists"
+          : "the gateway refused this widget's first frame; is widget.js an outdated copy?") +
+          " (close " + e.code + " " + (e.reason || "") + ")" + said + ". Not reconnecting.");
+        return;
+      }
       if (e.code === 4403) {   // our identity was refused: start over as a new visitor
         ident = null; put("localStorage", "id", null); put("localStorage", "seen", null); put("sessionStorage", "open", null); openSent = false;
         pending = [];
         lastSeq = 0; clearTranscript();
       }
-      setStatus("down");
-      schedule();
+      if (was) { setStatus("down"); schedule(); }
+      else failed(e.code);
     };
+  }
+  // A connection that ended before `ready`: retry with backoff, MAX_FAILS times in a row.
+  function failed(code) {
+    if (++fails >= MAX_FAILS) {
+      stop("gaveUp", fails + " connections in a row to " + url + " failed" + (code ? " (last close code " + code + ")" : "") +
+        "; stopped retrying until the visitor asks (Retry, opening the panel, sending a message) or the browser comes back online.");
+      return;
+    }
+    setStatus("down");
+    schedule();
   }
   function schedule() {
     if (!wanted) return;
@@ -425,7 +506,7 @@
   function onFrame(f) {
     switch (f.type) {
       case "ready":
-        ready = true; attempt = 0; setStatus("up"); startPing();
+        ready = true; attempt = 0; fails = 0; setStatus("up"); startPing();
         ident = { visitor: f.visitor, token: f.token };
         put("localStorage", "id", JSON.stringify(ident));
         if (!f.resumed) { clearTranscript(); lastSeq = 0; }
@@ -454,6 +535,7 @@
         syncTyping();
         break;
       case "error":
+        if (!f.id) refusal = f.code + ": " + f.message;
         if (f.id) {
           var p = pending.filter(function (q) { return q.frame.id === f.id; })[0];
           if (p && f.retry) { setTimeout(function () { transmit(p); }, 1500 + Math.random() * 1500); }
@@ -486,6 +568,7 @@
   }
 
   function post(frame, echoText) {
+    if (final()) return;
     var p = { frame: frame, sent: false };
     if (echoText) {
       retireChips();
