@@ -59,7 +59,7 @@ def check_locales(locale: str, locales: list[str]) -> list[Problem]:
     among the declared ones when there are any (it is what a contact gets by default)."""
     out = [Problem(path=p, code="tenant.locale", message=f"{v!r} is not a language tag (fr, en, pt-BR...)")
            for p, v in [("$.locale", locale)] + [(f"$.locales[{i}]", x) for i, x in enumerate(locales)]
-           if not isinstance(v, str) or not LOCALE.match(v)]
+           if not isinstance(v, str) or not LOCALE.fullmatch(v)]
     if not out and locales and locale not in locales:
         out.append(Problem(path="$.locale", code="tenant.locale",
                            message=f"{locale!r} is not one of the tenant's locales ({', '.join(locales)})"))

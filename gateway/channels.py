@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 # (`ftp:/x`, 0 attempts) is refused at its JSON path when the instance is saved, instead of
 # every send failing later as if the provider were down.
 ApiBase = Annotated[str, msgspec.Meta(
-    pattern=r"^https?://[^\s/?#@]+(/[^\s?#]*)?$",
+    pattern=r"^https?://[^\s/?#@]+(/[^\s?#]*)?(?!\n)$",
     description="the provider API's base URL, http(s)://host[:port][/path]")]
 CallTimeout = Annotated[float, msgspec.Meta(gt=0, le=300, description="seconds per provider call")]
 Attempts = Annotated[int, msgspec.Meta(ge=1, le=10, description="provider calls per send on 429 / 5xx / timeouts")]

@@ -242,6 +242,10 @@ def _flows_graph(args: argparse.Namespace) -> int:
 
 # --- chat ------------------------------------------------------------------------------------
 async def _chat(args: argparse.Namespace) -> int:
+    from .apply import LOCALE
+    if args.locale and not LOCALE.fullmatch(args.locale):
+        print(f"--locale {args.locale!r}: a language tag, as flows write them (fr, en, pt-BR)", file=sys.stderr)
+        return 2
     from aiohttp import web
     from .app import create_app
     from .appkeys import PIPELINE, REGISTRY

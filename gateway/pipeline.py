@@ -332,8 +332,14 @@ class Pipeline:
             if outside is not None:
                 if isinstance(outside, Reply):
                     return [outside], 0.0
-                target = outside
+                period, target = found.period, outside
                 found = await self.registry.flow(rt, target)
+                if found is None and period is not None:
+                    # The fallback flow was archived (?force=true): its message, if any, rather
+                    # than silence.
+                    ctx.record("flow.missing", flow=target)
+                    said = self._period_message(rt, period[2])
+                    return ([said] if said.text else []), 0.0
             if found is None:
                 ctx.record("flow.missing", flow=target)
                 return [], 0.0
@@ -393,6 +399,10 @@ class Pipeline:
             return None
         if active.get("flow") and active["flow"] != live.id:
             return active["flow"]
+        return Pipeline._period_message(rt, active)
+
+    @staticmethod
+    def _period_message(rt: TenantRuntime, active: dict[str, Any]) -> Reply:
         text = active.get("message")
         if isinstance(text, dict):
             text = text.get(rt.snapshot.locale) or next(iter(text.values()), "")
@@ -403,7 +413,7 @@ class Pipeline:
         s = ctx.session
         replies: list[Reply] = []
         wait = 0.0
-        for _hop in range(MAX_GOTO):
+        for hop in range(MAX_GOTO):
             name, compiled = live.engine, live.compiled
             engine = self.host.engines.get(name)
             before, n_events = _enc.encode(s), len(ctx.events)
@@ -433,6 +443,11 @@ class Pipeline:
                 self._end(ctx, turn.ended)
             goto = ctx.meta.pop("goto_flow", None)
             if not goto:
+                break
+            if hop == MAX_GOTO - 1:
+                # A turn runs at most MAX_GOTO flows: the next is not started (a started run
+                # that never runs would count as running for ever).
+                self._end(ctx, "abandoned", to=goto, why="max_goto")
                 break
             found = await self.registry.flow(rt, goto)
             if found is None:

@@ -104,6 +104,27 @@ class _Shared:
         self.compiled: Any = None
 
 
+def _channel_settings(cls: Any, raw: dict[str, Any], slug: str, cid: str) -> Any:
+    """A stored channel instance's settings. Values stored before a channel bounded them more
+    tightly (a newer version) still load as they are, with a warning, rather than take the
+    instance out of service: they were accepted and worked. Saving the instance again checks
+    them with today's rules."""
+    try:
+        return msgspec.convert(raw, cls.Settings)
+    except msgspec.ValidationError as exc:
+        if ", got `" in str(exc):   # a wrong type, not a bound: nothing to load
+            raise
+        try:
+            # A bound (pattern, range, length) refused it; the Struct built directly checks none
+            # (its own __post_init__ still runs).
+            loose = cls.Settings(**raw)
+        except Exception:
+            raise exc from None
+        log.warning("tenant %s: channel %s has settings today's rules refuse (%s); loaded as "
+                    "stored: save the instance again to fix them", slug, cid, exc)
+        return loose
+
+
 class Registry:
     def __init__(self, store: "Store", host: "PluginHost", redis: "aioredis.Redis",
                  http: "aiohttp.ClientSession | None" = None, runtime: Any = None):
@@ -208,7 +229,7 @@ class Registry:
             if cls is None or not cfg.enabled:
                 continue
             try:
-                obj = cls(snap.slug, cfg.id, msgspec.convert(cfg.settings, cls.Settings), self.http)
+                obj = cls(snap.slug, cfg.id, _channel_settings(cls, cfg.settings, snap.slug, cfg.id), self.http)
             except Exception as exc:     # a plugin's own check or constructor raising: this
                 # channel is left out, not the whole tenant
                 log.error("tenant %s: channel %s settings invalid: %s: %s", snap.slug, cfg.id,

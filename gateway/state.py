@@ -234,7 +234,8 @@ class State:
                                                          dedup_ttl * 1000 if dedup_ttl else self.dedup_ttl_ms]
         for native_id, ev in events:
             if native_id:
-                keys.append(dedup_key(tenant, channel, native_id))
+                # Apart from message ids: a brand's webhook may give a status its message's id.
+                keys.append(dedup_key(tenant, channel, "st:" + native_id))
             args.extend(("1" if native_id else "0", _event_enc.encode([ev])))
         kept = await self._record_once(keys, args)
         return [events[int(i) - 1][1] for i in kept]

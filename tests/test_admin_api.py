@@ -256,9 +256,11 @@ async def test_openapi_is_generated_from_the_route_table(admin):
     ("whatsapp", {"phone_number_id": "106", "list_button": "x" * 21}, "$.settings.list_button"),
     ("messenger", {"attempts": 0}, "$.settings.attempts"),
     ("telegram", {"token": "1:a", "secret_token": "bad secret!"}, "$.settings.secret_token"),
+    ("telegram", {"token": "1:a", "secret_token": "pasted-with-its-newline\n"}, "$.settings.secret_token"),
     ("telegram", {"token": "1:a", "secret_token": "ok", "buttons_per_row": 0}, "$.settings.buttons_per_row"),
     ("telegram", {"token": "1:a", "secret_token": "ok", "timeout": -1}, "$.settings.timeout"),
     ("wechat", {"token": "t", "max_age": -1}, "$.settings.max_age"),
+    ("webhook", {"secret": "s", "callback_url": "ftp://brand.example/hook"}, "$.settings.callback_url"),
 ])
 async def test_channel_settings_that_could_never_work_are_refused_at_their_path(admin, kind, settings, path):
     await admin.call("POST", "/tenants", json={"slug": "acme", "name": "Acme"})

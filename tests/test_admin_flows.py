@@ -471,3 +471,19 @@ async def test_simulation_records_the_flow_switch_and_the_variant_as_the_pipelin
         ("flow.started", "b", {"source": "simulation", "trigger": "goto", "variant": "only"}),
         ("flow.ended", "b", {"outcome": "converted", "variant": "only"})]
     assert sim["ended"] == "converted"
+
+
+async def test_simulation_stops_at_five_flows_a_turn_as_the_pipeline_does(api):
+    for i in range(6):
+        f = _hop(f"f{i}", f"f{i + 1}") if i < 5 else {
+            "format": 1, "id": "f5", "name": "f5", "engine": "tree", "start": "hi",
+            "nodes": {"hi": {"type": "end", "text": "f5"}}}
+        assert (await api.call("POST", "/flows", json=f))[0] == 201
+    for i in range(5, 0, -1):
+        assert (await api.call("POST", f"/flows/f{i}/publish"))[0] == 201, i
+    s, _, sim, _ = await api.call("POST", "/flows/f0/simulate", json={"script": []})
+    assert s == 200, sim
+    runs = [(e["type"], e["flow"], e["data"].get("outcome"), e["data"].get("why"))
+            for e in sim["events"] if e["type"].startswith("flow.")]
+    assert [f for t, f, _, _ in runs if t == "flow.started"] == ["f0", "f1", "f2", "f3", "f4"]
+    assert runs[-1] == ("flow.ended", "f4", "abandoned", "max_goto") and sim["ended"] == "abandoned"

@@ -150,5 +150,6 @@ def test_chat_in_the_contacts_language(tmp_path, redis_url):
     en = run(["chat", "demo", "--locale", "en"], tmp_path, redis_url, stdin=b"hello\n")
     assert en.returncode == 0, en.stderr
     assert "Our winter sale is on" in en.stdout and "soldes" not in en.stdout
+    assert_usage_error(run(["chat", "demo", "--locale", "EN_us"], tmp_path, redis_url), "--locale", "language tag")
     started = run(["chat", "demo", "--locale", "en", "--flow", "soldes-hiver"], tmp_path, redis_url, stdin=b"")
     assert started.returncode == 0 and "Our winter sale is on" in started.stdout, started.stderr

@@ -175,3 +175,44 @@ async def test_goto_ends_the_run_it_leaves_and_a_forced_archive_ends_it_abandone
     assert ("flow.missing", None, "sav") in c2 and ("flow.ended", "abandoned", "sav") in c2
     s = await gw.pipeline.state.load_session("acme", "wire", "c2")
     assert (s.flow, s.node, s.outcome) == ("hop", "", "abandoned")
+
+
+async def test_a_turn_runs_at_most_five_flows_and_ends_the_fifth_run(gateway, provider):
+    def hop(i):
+        nodes = {"hi": {"type": "message", "text": f"f{i}", "next": "go"}, "go": {"type": "goto", "flow": f"f{i + 1}"}}
+        if i == 5:
+            nodes = {"hi": {"type": "end", "text": "f5"}}
+        return {"format": 1, "id": f"f{i}", "name": f"F{i}", "engine": "tree", "locale": "fr", "start": "hi",
+                "nodes": nodes, **({"triggers": [{"type": "start"}]} if i == 0 else {})}
+    gw = await gateway(tenants=[tenant("acme", provider, flows=[hop(i) for i in range(6)])],
+                       plugins=[("wire", WirePlugin())])
+    await post(gw, "acme", {"id": "m1", "sender": "c1", "text": "salut"})
+    assert provider.texts("c1") == ["f0", "f1", "f2", "f3", "f4"]        # f5 is not run
+    await gw.flush_events()
+    runs = [(e.type, e.flow, e.data.get("outcome"), e.data.get("why"))
+            for e in await gw.store.list_events("acme", limit=100) if e.type.startswith("flow.")]
+    started = sorted(f for t, f, _, _ in runs if t == "flow.started")
+    ended = sorted((f, o, w) for t, f, o, w in runs if t == "flow.ended")
+    assert started == ["f0", "f1", "f2", "f3", "f4"]                   # every run started is ended
+    assert ended == [("f0", "goto", None), ("f1", "goto", None), ("f2", "goto", None),
+                     ("f3", "goto", None), ("f4", "abandoned", "max_goto")]
+
+
+async def test_an_archived_fallback_flow_leaves_the_period_message(gateway, provider):
+    sale = copy.deepcopy(QUIZ)
+    sale["triggers"] = [{"type": "keyword", "any": ["soldes"]}]
+    sale["active"] = {"until": "2020-02-01T00:00:00", "flow": "after",
+                      "message": {"fr": "Les soldes sont terminées.", "en": "The sale is over."}}
+    after = copy.deepcopy(QUIZ)
+    after.update(id="after", triggers=[])
+    after["nodes"]["hello"]["text"] = "Nos nouveautés !"
+    gw = await gateway(tenants=[tenant("acme", provider, flows=(sale, after))], plugins=[("wire", WirePlugin())])
+    await post(gw, "acme", {"id": "m1", "sender": "c1", "text": "soldes"})
+    assert provider.texts("c1")[0] == "Nos nouveautés !"             # outside the period: the fallback flow
+    assert (await gw.admin("DELETE", "/tenants/acme/flows/after"))[0] == 409
+    assert (await gw.admin("DELETE", "/tenants/acme/flows/after?force=true"))[0] == 204
+    await post(gw, "acme", {"id": "m2", "sender": "c2", "text": "soldes"})
+    assert provider.texts("c2") == ["Les soldes sont terminées."]     # its message, not silence
+    await gw.flush_events()
+    assert any(e.type == "flow.missing" and e.contact == "c2" and e.data["flow"] == "after"
+               for e in await gw.store.list_events("acme", limit=100))

@@ -59,3 +59,22 @@ async def test_a_plugin_or_channel_that_fails_at_load_leaves_the_rest_of_the_ten
         assert "settings of plugin strict invalid (RuntimeError" in logged
     finally:
         STRICT["on"] = False
+
+
+async def test_settings_stored_before_a_channel_bounded_them_still_load(gateway, provider, caplog):
+    """A newer version that bounds a setting more tightly must not take working instances out
+    of service: they load as stored, with a warning; a wrong type still keeps one out."""
+    gw = await gateway(tenants=[tenant("acme", provider)], plugins=[("wire", WirePlugin())])
+    await gw.store.set_plugin("acme", "telegram", {})
+    await gw.store.put_channel("acme", "tg", "telegram", {"bot_username": "@acme_bot", "buttons_per_row": 0},
+                               {"token": "1:a", "secret_token": "ok"})
+    await gw.store.put_channel("acme", "odd", "telegram", {"buttons_per_row": "two"},
+                               {"token": "1:a", "secret_token": "ok"})
+    gw.registry.forget("acme")
+    rt = await gw.registry.get("acme")
+    assert rt.channels["tg"].settings.bot_username == "@acme_bot" and "odd" not in rt.channels
+    assert "channel tg has settings today's rules refuse" in caplog.text
+    # saving it again goes through today's rules
+    s, _, p = await gw.admin("PUT", "/tenants/acme/channels/tg", {
+        "type": "telegram", "settings": {"bot_username": "@acme_bot"}})
+    assert s == 422 and p["errors"][0]["path"] == "$.settings.bot_username"

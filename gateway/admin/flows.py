@@ -168,8 +168,9 @@ async def delete_flow(request: web.Request) -> web.Response:
     await _flow(request)
     if force == "false" and (callers := await _callers(request, fid)):
         raise ProblemError(409, "Conflict", f"published flows start {fid!r}: publish them without it "
-                           "first, or archive with ?force=true (a contact who reaches one of these "
-                           "places then ends that flow as abandoned)", code="flow.in_use", errors=callers)
+                           "first, or archive with ?force=true (a goto there then ends the contact's run "
+                           "as abandoned; an active.flow gives its period's message)", code="flow.in_use",
+                           errors=callers)
     if not await store(request).archive_flow(slug, fid):
         raise not_found("flow")
     await invalidate(request, slug)

@@ -191,6 +191,7 @@ async def simulate(host: "PluginHost", tenant: TenantSnapshot, flow_id: str, lab
             except Exception as exc:  # a broken engine or flow: show it, don't 500
                 out.transcript.append(TranscriptEntry(who="system", at=clock,
                                                       text=f"the engine raised {type(exc).__name__}: {exc}"))
+                out.events.extend(ctx.events)
                 state["done"] = True
                 return
             session = ctx.session
@@ -219,6 +220,9 @@ async def simulate(host: "PluginHost", tenant: TenantSnapshot, flow_id: str, lab
                 out.transcript.append(TranscriptEntry(
                     who="system", at=clock,
                     text=f"goes to flow {goto!r}: not run, a turn runs at most {MAX_GOTO} flows"))
+                ctx.record("flow.ended", outcome="abandoned", to=goto, why="max_goto")
+                out.events.extend(ctx.events)
+                out.ended = "abandoned"
                 state["done"] = True
                 return
             target = (flows or {}).get(goto)

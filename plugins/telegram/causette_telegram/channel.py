@@ -37,11 +37,11 @@ START_PAYLOAD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 class TelegramSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # from @BotFather: "123456:ABC..."; it goes in every call's path (/bot<token>/...)
-    token: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[^/?#\s]+$")]
+    token: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[^/?#\s]+(?!\n)$")]
     # given to setWebhook, which takes 1-256 of these characters only
-    secret_token: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,256}$")]
+    secret_token: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,256}(?!\n)$")]
     # without "@", for t.me links (Telegram usernames: letters, digits, _)
-    bot_username: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_]{0,32}$")] = ""
+    bot_username: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_]{0,32}(?!\n)$")] = ""
     buttons_per_row: Annotated[int, msgspec.Meta(ge=1, le=8)] = 1   # Telegram shows 8 a row at most
     answer_callbacks: Literal["webhook", "api"] = "webhook"
     api_base: ApiBase = "https://api.telegram.org"

@@ -30,7 +30,7 @@ Duration = Annotated[Union[float, str], msgspec.Meta(
                 'at most a year (366d)',
     extra_json_schema={"allOf": [{"anyOf": [
         {"type": "number", "exclusiveMinimum": 0, "maximum": 366 * 86400},
-        {"type": "string", "pattern": r"^ *(\d+(\.\d+)? *[smhdwSMHDW] *)+$"}]}]})]
+        {"type": "string", "pattern": r"^ *(\d+(\.\d+)? *[smhdwSMHDW] *)+(?!\n)$"}]}]})]
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

@@ -238,7 +238,7 @@ def _check_head(r: Report, head: model.Flow, flows: "Collection[str] | None") ->
                     r.warn(f"$.triggers[{i}].any[{j}]", "trigger.duplicate",
                            f"keyword {word!r} is listed twice (accents and case don't count)")
                 seen[n] = i
-        elif isinstance(t, model.ReferralTrigger) and not _LINK_REF.match(t.ref):
+        elif isinstance(t, model.ReferralTrigger) and not _LINK_REF.fullmatch(t.ref):
             r.warn(f"$.triggers[{i}].ref", "trigger.ref",
                    f"ref {t.ref[:80]!r} cannot come back from a wa.me or t.me link (those carry 1-64 "
                    "letters, digits, _ and -; wa.me also .): only channels whose refs come as "

@@ -29,12 +29,16 @@ Kind = Literal["text", "choice", "postback", "media", "location", "referral", "s
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
+# The brand's endpoint for replies: an http(s) URL (a query string allowed), or empty.
+CallbackUrl = Annotated[str, msgspec.Meta(pattern=r"^(https?://[^\s/?#@]+([/?][^\s#]*)?)?(?!\n)$")]
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """One webhook channel instance."""
     secret: str = ""                 # HMAC-SHA256 key shared with the brand's system (secret)
     previous_secret: str = ""        # still accepted on inbound while a rotation rolls out (secret)
-    callback_url: str = ""           # empty: replies go inline in the HTTP response
-    api_base: str = ""               # same as callback_url (every channel has one); callback_url wins
+    callback_url: CallbackUrl = ""   # empty: replies go inline in the HTTP response
+    api_base: CallbackUrl = ""       # same as callback_url (every channel has one); callback_url wins
     signature_header: str = SIGNATURE_HEADER
     timeout: CallTimeout = 10.0            # seconds per callback call
     attempts: Attempts = 3                # callback calls per reply on 408/429/5xx/timeouts

@@ -70,7 +70,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Settings of one WhatsApp business phone number (a channel instance)."""
     # From WhatsApp Manager / API Setup; never empty: it is in every send's path, and the
     # filter that keeps another number's webhooks out of this instance.
-    phone_number_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^/?#\s]+$")]
+    phone_number_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^/?#\s]+(?!\n)$")]
     # Secrets. An instance may be saved before the brand has them all: without `app_secret`
     # every webhook is refused, without `verify_token` the handshake, without `access_token`
     # every send fails (code config); docs/channels/whatsapp.md.
