@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 ApiBase = Annotated[str, msgspec.Meta(
     pattern=r"^https?://[^\s/?#@]+(/[^\s?#]*)?(?!\n)$",
     description="the provider API's base URL, http(s)://host[:port][/path]")]
+# A URL the provider or the brand's system is called back on: http(s), a query allowed, or "".
+CallbackUrl = Annotated[str, msgspec.Meta(
+    pattern=r"^(https?://[^\s/?#@]+([/?][^\s#]*)?)?(?!\n)$",
+    description="an http(s) URL (a query string allowed), or empty")]
 CallTimeout = Annotated[float, msgspec.Meta(gt=0, le=300, description="seconds per provider call")]
 Attempts = Annotated[int, msgspec.Meta(ge=1, le=10, description="provider calls per send on 429 / 5xx / timeouts")]
 

@@ -85,4 +85,5 @@ def handoff_requested(ctx: Context, handoff: dict[str, Any]) -> None:
 
 @hookspec
 def handoff_released(ctx: Context, handoff: dict[str, Any]) -> None:
-    """Called when an agent hands the conversation back to the bot (`{"queue", "agent"}`)."""
+    """Called when an agent hands the conversation back to the bot (`{"queue", "agent"}`),
+    within that release's turn: what it records with `ctx.record` is saved with the turn."""

@@ -153,8 +153,13 @@ class Pipeline:
             if msg.tenant != rt.slug or msg.channel != ch.instance_id:
                 raise TenantMismatch(f"{ch.type} produced a message for {msg.tenant}/{msg.channel}")
             if msg.kind == "status" and msg.status == "handback":
-                # The provider's human-agent inbox gave the conversation back to the bot.
-                await self.agent(rt, ch, msg.contact, action="release", agent=f"{ch.type}:inbox")
+                # The provider's human-agent inbox gave the conversation back to the bot: once
+                # per delivery of that event (recorded as a status), and only when held.
+                if await self.state.record_once(rt.slug, ch.instance_id, [(msg.native_id, Event(
+                        type="message.status", tenant=rt.slug, channel=ch.instance_id, contact=msg.contact,
+                        ts=msg.ts or time.time(), data={"status": "handback"}))], ch.dedup_ttl):
+                    await self.agent(rt, ch, msg.contact, action="release", agent=f"{ch.type}:inbox",
+                                     only_held=True)
                 continue
             if msg.kind == "status":
                 statuses.append((msg.native_id, Event(
@@ -198,14 +203,15 @@ class Pipeline:
                                 reason="start", extra=extra)
 
     async def agent(self, rt: TenantRuntime, ch: Channel, contact: str, *, action: str,
-                    agent: str = "", text: str = "", queue: str = "") -> list[Event]:
+                    agent: str = "", text: str = "", queue: str = "", only_held: bool = False) -> list[Event]:
         """Human-agent actions (takeover, reply, release) as a turn of the conversation, in
         order with the contact's messages. Returns the events of that turn (a reply outside
-        the channel's window shows up as `message.held` with its reason)."""
+        the channel's window shows up as `message.held` with its reason). `only_held`: a
+        release does nothing when no agent holds the conversation."""
         out: list[Event] = []
         await self._turn(rt, ch, contact, f"agent:{uuid.uuid4().hex}", None, None, reason="agent",
                          extra={"action": action, "agent": agent, "text": text, "queue": queue,
-                                "events_out": out})
+                                "events_out": out, "only_held": only_held})
         return out
 
     async def drain(self) -> None:
@@ -238,6 +244,12 @@ class Pipeline:
             if handoff is not None:
                 await self.host.call_each("handoff_requested", rt.slug, rt.enabled, ctx=ctx,
                                           handoff=handoff)
+            released = ctx.meta.get("released")
+            if released is not None:
+                # Within the turn, as handoff_requested: what the hook records (Messenger's
+                # handover.taken / handover.failed) is saved with the turn's events.
+                await self.host.call_each("handoff_released", rt.slug, rt.enabled, ctx=ctx,
+                                          handoff=released)
             resend = ctx.meta.get("resend")
             if resend is not None:
                 # Kept before the session that names it is saved and the conversation handed
@@ -480,10 +492,11 @@ class Pipeline:
             ctx.record("handoff.taken", agent=a.get("agent", ""))
         elif action == "release":
             was = s.human
+            if not was and a.get("only_held"):
+                return []        # a provider's inbox handing back a conversation no one held
             s.human = ""
             ctx.record("handoff.released", agent=a.get("agent", ""), queue=was)
-            self._spawn(self.host.call_each("handoff_released", rt.slug, rt.enabled, ctx=ctx,
-                                            handoff={"queue": was, "agent": a.get("agent", "")}))
+            ctx.meta["released"] = {"queue": was, "agent": a.get("agent", "")}
         elif action == "reply" and a.get("text"):
             return [Reply(text=a["text"], from_agent=a.get("agent") or "agent")]
         return []
@@ -619,10 +632,13 @@ class Pipeline:
             log.warning("tenant %s: %s send raised %s", rt.slug, ch.type, type(exc).__name__)
             res = SendResult(status="failed", code="exception", detail=type(exc).__name__)
         if res.status == "failed" and res.code in ch.fallback_codes and "lease_lost" not in ctx.meta:
+            why = res.code
             res, via = await self._fallback(rt, ch, ctx, reply, key + ":fb", res)
             if via:
-                ctx.record("message.out", status="sent", channel=via,
-                           text=reply.text[:500], fallback_from=ch.instance_id)
+                # The fallback's own message id: its delivery receipts refer to it.
+                ctx.record("message.out", status="sent", channel=via, text=reply.text[:500],
+                           fallback_from=ch.instance_id, fallback_code=why,
+                           **({"provider_id": res.provider_id} if res.provider_id else {}))
                 return res
         self._record_send(ctx, reply, j, res)
         if res.status == "stopped":
@@ -747,6 +763,10 @@ class Pipeline:
         # (channels fill in an estimate when the provider gives none, so it never doubled).
         floor = RESEND_BACKOFF * 2 ** (item.attempt - 2) if item.attempt > 1 else 0.0
         wait = retry_after if math.isfinite(retry_after) else RESEND_MAX_WAIT
+        if wait <= 0:
+            # Neither the provider nor the channel said when (a 5xx, a throttled account):
+            # not at once, after a channel's own retries have just failed.
+            wait = RESEND_BACKOFF
         return time.time() + min(max(wait, floor, 0.0), RESEND_MAX_WAIT)
 
     async def _queue_resend(self, tenant: str, item: Resend, retry_after: float, rid: str) -> None:
@@ -887,15 +907,17 @@ class Pipeline:
         if other is None or other is ch:
             return failed, ""
         try:
+            first = ""
             for j, payload in enumerate(other.render(reply)):
                 if "lease_lost" in ctx.meta:
                     return failed, ""
                 res = await self._holding(ctx, other.send(ctx.contact, payload, key=f"{key}:{j}"))
                 if res.status != "sent":
                     return res, ""
+                first = first or res.provider_id
         except Exception as exc:
             return SendResult(status="failed", code="exception", detail=type(exc).__name__), ""
-        return SendResult(status="sent"), other.instance_id
+        return SendResult(status="sent", provider_id=first), other.instance_id
 
     @staticmethod
     def _burst(s: Session, reply: Reply, now: float) -> bool:

@@ -261,6 +261,10 @@ async def test_openapi_is_generated_from_the_route_table(admin):
     ("telegram", {"token": "1:a", "secret_token": "ok", "timeout": -1}, "$.settings.timeout"),
     ("wechat", {"token": "t", "max_age": -1}, "$.settings.max_age"),
     ("webhook", {"secret": "s", "callback_url": "ftp://brand.example/hook"}, "$.settings.callback_url"),
+    ("messenger", {"page_id": "1", "version": "21.0"}, "$.settings.version"),
+    ("messenger", {"page_id": "1", "handover_app_id": "Page Inbox"}, "$.settings.handover_app_id"),
+    ("rcs", {"agent_id": "a@rbm.goog", "ttl": "tomorrow"}, "$.settings.ttl"),
+    ("rcs", {"agent_id": "a@rbm.goog", "not_capable_ttl": -1}, "$.settings.not_capable_ttl"),
 ])
 async def test_channel_settings_that_could_never_work_are_refused_at_their_path(admin, kind, settings, path):
     await admin.call("POST", "/tenants", json={"slug": "acme", "name": "Acme"})

@@ -53,3 +53,14 @@ async def test_replies_queued_behind_a_send_that_went_out_are_kept_on_their_own(
     pointer, kept = await settle(state, raw1, v1, None)                # bot1 went out
     assert [r.text for r in kept.replies] == ["reminder"] and kept.attempt == 1 and kept.first == 0
     assert pointer == "r1"                                             # still something waits
+
+
+def test_a_send_kept_without_a_provider_wait_is_not_tried_again_at_once():
+    import time
+    first = Resend(channel="sms", contact="c1", replies=[Reply(text="x")], keys=["k1"])
+    now = time.time()
+    # a 5xx or a throttled account with no Retry-After and no estimate from the channel
+    assert 29 <= Pipeline._resend_due(first, 0.0) - now <= 31
+    assert 1.5 <= Pipeline._resend_due(first, 2.0) - now <= 2.5              # the provider's wait wins
+    later = msgspec.structs.replace(first, attempt=3)
+    assert 59 <= Pipeline._resend_due(later, 0.0) - now <= 61                 # the doubling floor

@@ -60,6 +60,8 @@ async def handoff_released(ctx, handoff):
     ch = channel_for(ctx)
     if ch is None or not ch.settings.handover_app_id:
         return
+    if handoff.get("agent") == f"{ch.type}:inbox":
+        return        # the inbox passed the thread back itself: the bot's app owns it already
     res = await ch.take_thread_control(ctx.contact, metadata=json.dumps(
         {"agent": handoff.get("agent", "")}, ensure_ascii=False))
     ctx.record("handover.taken" if res.status == "sent" else "handover.failed",

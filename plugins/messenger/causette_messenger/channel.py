@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import msgspec
@@ -59,6 +59,12 @@ REFERRAL_SOURCES = {"SHORTLINK": "link", "ADS": "ad", "CUSTOMER_CHAT_PLUGIN": "w
                     "MESSENGER_CODE": "qr", "DISCOVER_TAB": "discover"}
 
 
+# Meta app ids are numbers (Graph takes them as such); "" where the setting allows none.
+AppId = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{0,32}(?!\n)$")]
+# A Graph API version as it goes in every call's path: v21.0.
+GraphVersion = Annotated[str, msgspec.Meta(pattern=r"^v[0-9]{1,3}\.[0-9]{1,3}(?!\n)$")]
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Settings of one Facebook Page (a channel instance)."""
     page_id: str                       # the Page's numeric id
@@ -67,13 +73,13 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     verify_token: str = ""             # your own string, pasted in the webhook settings (secret)
     page_username: str = ""            # for m.me links (falls back to page_id)
     link_label: str = "Open"           # label of the button added for a card's url
-    handover_app_id: str = PAGE_INBOX_APP_ID   # who gets the thread on a handoff ("" = keep it)
-    app_id: str = ""                   # this bot's Meta app id: the inbox passing the thread
+    handover_app_id: AppId = PAGE_INBOX_APP_ID   # who gets the thread on a handoff ("" = keep it)
+    app_id: AppId = ""                 # this bot's Meta app id: the inbox passing the thread
                                        # to it hands the conversation back to the bot
     human_agent_tag: bool = True       # agents' replies after 24 h go out tagged HUMAN_AGENT (7 days)
     appsecret_proof: bool = False      # the app requires appsecret_proof on Graph calls
     api_base: ApiBase = "https://graph.facebook.com"
-    version: str = "v21.0"
+    version: GraphVersion = "v21.0"
     timeout: CallTimeout = 10.0              # seconds per provider call
     attempts: Attempts = 3                  # provider calls per send on 429 / 5xx / throttling
 
@@ -285,6 +291,8 @@ class MessengerChannel(Channel):
                      "Content-Type": "application/json"})
 
     async def send(self, contact: str, payload: Any, *, key: str) -> SendResult:
+        if not self.settings.page_access_token:    # no call that can only come back 401
+            return SendResult(status="failed", code="config", detail="page_access_token is not set")
         out = await self._post("messages", {"recipient": self.recipient(contact), **payload})
         return self._result(out)
 

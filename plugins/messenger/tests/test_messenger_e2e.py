@@ -42,9 +42,9 @@ def with_messenger(tenant: dict, graph: FakeProvider) -> dict:
     return tenant
 
 
-def body(*events, standby=()) -> bytes:
+def body(*events, standby=(), ts=1764147600123) -> bytes:
     entry = {"id": PAGE, "time": 1764147600500, "messaging": [
-        {"sender": {"id": PSID}, "recipient": {"id": PAGE}, "timestamp": 1764147600123 + i, **e}
+        {"sender": {"id": PSID}, "recipient": {"id": PAGE}, "timestamp": ts + i, **e}
         for i, e in enumerate(events)]}
     if standby:
         entry["standby"] = [{"sender": {"id": PSID}, "recipient": {"id": PAGE},
@@ -141,11 +141,26 @@ async def test_handoff_passes_the_thread_to_the_page_inbox(gateway, demo_tenant,
     back = {"pass_thread_control": {"new_owner_app_id": BOT_APP,
                                     "previous_owner_app_id": PAGE_INBOX_APP_ID, "metadata": "done"}}
     assert await post(gw, body(back)) == 200
+    assert await post(gw, body(back)) == 200          # Meta delivering it again: released once
     session = await gw.pipeline.state.load_session("demo", "fb", PSID)
     assert session.human == ""
     assert await post(gw, body(text("h10", "soldes"))) == 200
     assert any("Pour qui cherchez-vous" in t for t in
                (m["message"].get("text", "") for m in messages(graph)[-3:]))
+    # a handback for a conversation no agent holds releases nothing
+    later = {"pass_thread_control": {"new_owner_app_id": BOT_APP, "previous_owner_app_id": PAGE_INBOX_APP_ID}}
+    assert await post(gw, body(later, ts=1764147699000)) == 200
+    assert not [r for r in graph.requests if r.path.endswith("take_thread_control")]   # we own it already
+    # an agent of ours takes over and releases through the admin API: the thread is taken back,
+    # and that is recorded with the release
+    base = "/tenants/demo/conversations/fb/" + PSID
+    assert (await gw.admin("POST", base + "/takeover", {"agent": "julie"}))[0] == 200
+    status, _, conv = await gw.admin("POST", base + "/release", {"agent": "julie"})
+    assert status == 200 and [e["type"] for e in conv["events"]] == ["handoff.released", "handover.taken"]
+    assert len([r for r in graph.requests if r.path.endswith("take_thread_control")]) == 1
+    await gw.flush_events()
+    released = [e for e in await gw.store.list_events("demo", limit=500) if e.type == "handoff.released"]
+    assert [e.data["agent"] for e in released] == ["messenger:inbox", "julie"]
 
 
 @pytest.mark.parametrize("label,secret", [("no signature", None), ("wrong secret", "not-the-secret")])

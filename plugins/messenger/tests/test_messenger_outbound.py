@@ -128,6 +128,11 @@ async def test_send_exact_request(provider, http):
     assert list(req.json()) == ["recipient", "messaging_type", "message"]
 
 
+async def test_send_without_a_page_token_fails_as_config_without_a_call(provider, http):
+    res = await channel(provider, http, page_access_token="").send(PSID, {"message": {"text": "x"}}, key="k")
+    assert (res.status, res.code) == ("failed", "config") and provider.requests == []
+
+
 async def test_send_with_appsecret_proof(provider, http):
     provider.answer(200, {"recipient_id": PSID, "message_id": "m"})
     ch = channel(provider, http, appsecret_proof=True)

@@ -19,7 +19,7 @@ import logging
 import re
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -73,8 +73,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     service_account: str = ""          # service-account key JSON; tokens minted and cached (secret)
     api_base: ApiBase = "https://rcsbusinessmessaging.googleapis.com"  # or europe-/asia- regional
     fallback_channel: str = ""         # instance id (same tenant, e.g. SMS) for users without RCS
-    ttl: str = ""                      # message expiry, e.g. "86400s"; Google keeps 30 days otherwise
-    not_capable_ttl: int = 3600        # seconds a 404 (no RCS) is remembered; 0: ask Google each time
+    # message expiry as Google writes durations, e.g. "86400s"; Google keeps 30 days otherwise
+    ttl: Annotated[str, msgspec.Meta(pattern=r"^([0-9]{1,9}(\.[0-9]{1,9})?s)?(?!\n)$")] = ""
+    # seconds a 404 (no RCS) is remembered; 0: ask Google each time
+    not_capable_ttl: Annotated[int, msgspec.Meta(ge=0, le=366 * 86400)] = 3600
     link_label: str = "Open"           # label of the action added for a card's url
     timeout: CallTimeout = 10.0              # seconds per provider call
     attempts: Attempts = 3                  # provider calls per send on 429 / 5xx / timeouts

@@ -123,8 +123,10 @@ async def test_rcs_user_without_rcs_gets_the_reply_through_the_fallback_channel(
     assert texts(provider)[1] == "Bonjour !"
     await gw.flush_events()
     events = await gw.store.list_events("rcs-shop")
-    assert any(e.type == "message.out" and e.data.get("fallback_from") == "rcs-main"
-               for e in events)
+    crossed = [e for e in events if e.type == "message.out" and e.data.get("fallback_from") == "rcs-main"]
+    assert crossed and crossed[0].data["fallback_code"] == "not_rcs_capable"
+    # the fallback's own message id, which its delivery receipts refer to
+    assert crossed[0].data["provider_id"] == provider.requests[1]["query"]["messageId"]
 
 
 async def test_rcs_demo_tenant_runs_its_flow(gateway, provider, demo_tenant):

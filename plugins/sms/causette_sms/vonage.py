@@ -21,7 +21,7 @@ from typing import Annotated, Any, ClassVar, Literal, Mapping
 import msgspec
 from aiohttp import web
 
-from gateway.channels import ApiBase, Attempts, CallTimeout, Capabilities, ParseError, Webhook, safe_equal
+from gateway.channels import ApiBase, Attempts, CallTimeout, CallbackUrl, Capabilities, ParseError, Webhook, safe_equal
 from gateway.state import tenant_prefix
 from gateway.types import InboundMessage, SendResult
 
@@ -39,7 +39,7 @@ class VonageSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     signature_secret: str                # Dashboard > API settings > signature secret
     signature_method: Method = "sha256"  # the same method as chosen in the dashboard
     from_number: str = ""                # sender: a virtual number (E.164) or an alphanumeric id
-    status_callback: str = ""            # DLR URL per message (else the account's default)
+    status_callback: CallbackUrl = ""    # DLR URL per message (else the account's default)
     # Seconds a signed `timestamp` stays valid (0: no check); Vonage retries for 24 h, dedup
     # stops replays. A year at most: message ids are kept as long (dedup_ttl).
     max_age: Annotated[int, msgspec.Meta(ge=0, le=366 * 86400)] = 25 * 3600

@@ -17,7 +17,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.text import clip, split
-from gateway.channels import Attempts, CallTimeout, Capabilities, Channel, ParseError, Webhook, safe_equal, sha256_signature
+from gateway.channels import Attempts, CallTimeout, CallbackUrl, Capabilities, Channel, ParseError, Webhook, safe_equal, sha256_signature
 from gateway.types import Card, Choice, InboundMessage, Media, Referral, Reply, SendResult
 
 SIGNATURE_HEADER = "X-Causette-Signature"
@@ -27,10 +27,6 @@ RETRY_STATUSES = frozenset({408, 425, 429})
 Kind = Literal["text", "choice", "postback", "media", "location", "referral", "status",
                "optout", "optin", "open"]
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-
-
-# The brand's endpoint for replies: an http(s) URL (a query string allowed), or empty.
-CallbackUrl = Annotated[str, msgspec.Meta(pattern=r"^(https?://[^\s/?#@]+([/?][^\s#]*)?)?(?!\n)$")]
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
