@@ -283,6 +283,13 @@ def _watch(page) -> tuple[list, list[str]]:
     return sockets, warnings
 
 
+async def _active(page) -> str | None:
+    """The id (else the class) of the element that has the focus inside the widget, if any."""
+    return await page.evaluate("""() => {
+        const a = document.querySelector('#causette-widget').shadowRoot.activeElement;
+        return a ? (a.id || a.className) : null; }""")
+
+
 async def _until(cond, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not cond():
@@ -322,9 +329,15 @@ async def test_a_removed_channel_stops_the_widget_with_a_message(gateway, browse
     await page.wait_for_timeout(3000)
     assert len(sockets) == count                 # no reconnection
     assert await page.locator("#causette-widget textarea").is_disabled()
-    # Nothing left to click that could not be delivered: the chips, or the failed message's retry.
-    buttons = "#causette-widget .chips .chip" if "reconnection" in how else "#causette-widget .note button"
-    assert await page.locator(buttons).count() and await page.locator(buttons).first.is_disabled()
+    # Nothing left to click that could not be delivered: the chips (still there unless the
+    # visitor wrote) are disabled, and the failed message's "Retry" link became plain text.
+    chips = page.locator("#causette-widget .chips .chip")
+    if "reconnection" in how:
+        assert await chips.count() and await chips.first.is_disabled()
+    else:
+        assert await page.locator("#causette-widget .note button").count() == 0
+        note = page.locator("#causette-widget .msg.visitor.failed + .note")
+        assert (await note.inner_text()).strip() == "Non envoyé"
     assert any("4404" in w and "no longer exists" in w for w in warnings), warnings
     await ctx.close()
 
@@ -384,6 +397,26 @@ async def test_failed_handshakes_stop_after_a_while_and_the_visitor_may_retry(ga
         await page.get_by_role("button", name="Réessayer").click()
         await _until(lambda: len(hits) == 9)
         await status.filter(has_text="Connexion perdue, reconnexion…").wait_for()
+        # The pressed button is gone with the text it was in: focus went to the text box, not
+        # to <body>.
+        assert await _active(page) == "causette-input"
+        # A retry that fails again does not take another minute and a half of "reconnecting":
+        # one more attempt, then Retry is offered again.
+        await page.clock.run_for(31_000)
+        await _until(lambda: len(hits) == 10)
+        await status.filter(has_text="Connexion impossible pour le moment.").wait_for()
+        await page.clock.run_for(10 * 60_000)
+        await page.wait_for_timeout(500)
+        assert len(hits) == 10
+        # The browser coming back online starts over the same way.
+        await page.evaluate("() => window.dispatchEvent(new Event('online'))")
+        await _until(lambda: len(hits) == 11)
+        await page.clock.run_for(31_000)
+        await _until(lambda: len(hits) == 12)
+        await status.filter(has_text="Connexion impossible pour le moment.").wait_for()
+        await page.clock.run_for(10 * 60_000)
+        await page.wait_for_timeout(500)
+        assert len(hits) == 12
         await ctx.close()
     finally:
         await server.close()
@@ -411,3 +444,230 @@ async def test_the_unread_count_is_said_with_its_plural(gateway, browser, locale
         assert await page.locator("#causette-widget .badge").inner_text() == str(n)
     assert "(" not in await page.evaluate(label)
     await ctx.close()
+
+
+async def test_a_final_stop_keeps_focus_in_the_panel_and_says_what_was_not_sent(gateway, browser):
+    # On a phone the panel is full screen and the launcher hidden: with the focused text box
+    # disabled, focus fell to <body> and Escape (the panel's) no longer closed anything.
+    from causette_webchat.hub import hub_for
+    shop = _shop_with_demo_page()
+    gw = await gateway(tenants=[shop])
+    ctx = await browser.new_context(locale="en-GB", viewport={"width": 390, "height": 780},
+                                    is_mobile=True, has_touch=True)
+    page = await ctx.new_page()
+    _, warnings = _watch(page)
+    await page.goto(f"{gw.url}/t/wc-shop/demo")
+    launcher = page.locator("#causette-widget .launcher")
+    await launcher.click()
+    await page.locator("#causette-widget .chips .chip").first.wait_for()
+    textarea = page.locator("#causette-widget textarea")
+    await textarea.click()
+    assert await _active(page) == "causette-input"
+    assert not await launcher.is_visible()
+    redis = (await gw.registry.get("wc-shop")).channels["web"].runtime.redis
+    gone = copy.deepcopy(shop)
+    gone["channels"] = []
+    await gw.apply(gone)
+    # A message sent while the socket is down (the page's script, the moment "reconnecting"
+    # shows): it waits, unsent, and the reconnection it triggers is refused with 4404.
+    await page.evaluate("""() => {
+        const status = document.querySelector('#causette-widget').shadowRoot.querySelector('.status');
+        const watch = new MutationObserver(() => {
+            if (status.textContent.includes('reconnecting')) { watch.disconnect(); Causette.send('Women'); }
+        });
+        watch.observe(status, {childList: true, characterData: true, subtree: true});
+    }""")
+    for peers in list(hub_for(redis).conns.values()):
+        for conn in list(peers):
+            conn.close(1012, "restart")
+    status = page.locator("#causette-widget .status")
+    await status.filter(has_text="This chat is no longer available. Reload the page to try again.").wait_for()
+
+    # What was waiting is said not sent, in words; no typing dots, no dead links.
+    mine = page.locator("#causette-widget .msg.visitor.failed", has_text="Women")
+    await mine.wait_for()
+    assert (await page.locator("#causette-widget .msg.visitor.failed + .note").inner_text()).strip() == "Not sent"
+    assert await page.locator("#causette-widget .note button").count() == 0
+    assert await page.locator("#causette-widget .typing").is_hidden()
+    assert await textarea.is_disabled()
+    assert await textarea.get_attribute("placeholder") == "This chat is no longer available."
+
+    # Focus moved to the status, which the dialog names as its description; Escape closes.
+    assert await _active(page) == "causette-status"
+    dialog = page.get_by_role("dialog")
+    assert await dialog.get_attribute("aria-describedby") == "causette-status"
+    await page.keyboard.press("Escape")
+    await dialog.wait_for(state="hidden")
+    assert await launcher.is_visible()
+    assert await _active(page) == "launcher"
+    # Opened again, the status has the focus, not the disabled text box.
+    await launcher.click()
+    await dialog.wait_for()
+    await page.wait_for_function(
+        "() => document.querySelector('#causette-widget').shadowRoot.activeElement?.id === 'causette-status'")
+
+    # The page's script sending now is told, in the console, that nothing went.
+    before = await page.locator("#causette-widget .msg.visitor").count()
+    await page.evaluate("() => Causette.send('Men')")
+    await _until(lambda: any("not sent" in w and "Men" in w for w in warnings))
+    assert await page.locator("#causette-widget .msg.visitor").count() == before
+    await ctx.close()
+
+
+async def test_an_idle_page_learns_its_channel_was_removed_at_its_next_ping(gateway, browser):
+    # An open socket used to show "Online" until the visitor wrote. The widget pings every
+    # 25 s; the answer now says `gone` and closes 4404. The page clock is fast-forwarded.
+    from gateway.types import Card, Choice, Reply
+    shop = _shop_with_demo_page()
+    gw = await gateway(tenants=[shop])
+    ctx = await browser.new_context(locale="fr-FR", viewport={"width": 1280, "height": 860})
+    page = await ctx.new_page()
+    sockets, warnings = _watch(page)
+    await page.clock.install()
+    await page.goto(f"{gw.url}/t/wc-shop/demo")
+    await page.locator("#causette-widget .launcher").click()
+    await page.locator("#causette-widget .chips .chip").first.wait_for()
+    visitor = await page.evaluate("() => JSON.parse(localStorage.getItem('causette:wc-shop:web:id')).visitor")
+    ch = (await gw.registry.get("wc-shop")).channels["web"]
+    reply = Reply(text="Nos produits", cards=[Card(title=f"Produit {i}", buttons=[Choice(id=f"p{i}", title="Ajouter")])
+                                              for i in range(3)])
+    for j, payload in enumerate(ch.render(reply)):
+        assert (await ch.send(visitor, payload, key=f"cards:{j}")).status == "sent"
+    cards = page.locator("#causette-widget .card")
+    await cards.nth(2).wait_for(state="attached")
+    sub = page.locator("#causette-widget .sub")
+    assert (await sub.inner_text()).strip() == "En ligne"
+
+    gone = copy.deepcopy(shop)
+    gone["channels"] = []
+    await gw.apply(gone)
+    await page.clock.run_for(26_000)            # one ping
+    status = page.locator("#causette-widget .status")
+    await status.filter(has_text="Cette discussion n'est plus disponible. Rechargez la page pour réessayer.").wait_for()
+    assert (await sub.inner_text()).strip() == "Hors ligne"
+    assert len(sockets) == 1
+    [warning] = [w for w in warnings if "4404" in w]
+    assert "(gone: this chat is no longer available)" in warning
+    # The cards' buttons are disabled, not the carousel's arrows (they only scroll).
+    assert await cards.nth(0).get_by_role("button", name="Ajouter").is_disabled()
+    assert not await page.locator("#causette-widget .nav.next").is_disabled()
+    await ctx.close()
+
+
+async def _scripted_site(gw, handler):
+    """A site serving the gateway's widget.js, whose socket is `handler(request, n)` (n: 1, 2…)."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+    async with gw.http.get(gw.url + "/t/wc-shop/widget.js") as r:
+        js = await r.text()
+    count = [0]
+
+    async def socket(request: web.Request) -> web.StreamResponse:
+        count[0] += 1
+        return await handler(request, count[0])
+
+    async def home(request: web.Request) -> web.Response:
+        return web.Response(text=PLAIN, content_type="text/html")
+
+    async def script(request: web.Request) -> web.Response:
+        return web.Response(text=js, content_type="application/javascript")
+
+    site = web.Application()
+    site.router.add_get("/", home)
+    site.router.add_get("/t/wc-shop/widget.js", script)
+    site.router.add_get("/t/wc-shop/plugins/webchat/ws", socket)
+    server = TestServer(site, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+READY = {"type": "ready", "visitor": "v_" + "a" * 22, "token": "t", "seq": 0, "resumed": True}
+
+
+async def test_no_typing_dots_under_cannot_connect(gateway, browser):
+    # The bot acknowledged "un" with answers up to seq 99 that never came, and "deux" went out
+    # on a socket that then dropped: both kept the typing dots on under "Cannot connect".
+    import json
+    from aiohttp import web
+    gw = await gateway(tenants=[copy.deepcopy(SHOP)])
+    failures: list[int] = []
+
+    async def handler(request: web.Request, n: int) -> web.StreamResponse:
+        if n > 1:
+            failures.append(n)
+            return web.Response(status=503, text="down")
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.receive()                                   # hello
+        await ws.send_str(json.dumps(READY))
+        async for msg in ws:
+            f = json.loads(msg.data)
+            if f.get("text") == "deux":
+                await ws.close(code=1012, message=b"restart")
+                break
+            if f["type"] in ("open", "text"):
+                await ws.send_str(json.dumps({"type": "ack", "id": f["id"], "seq": 99 if f["type"] == "text" else 0}))
+        return ws
+
+    server = await _scripted_site(gw, handler)
+    try:
+        ctx = await browser.new_context(locale="fr-FR")
+        page = await ctx.new_page()
+        await page.clock.install()
+        await page.goto(str(server.make_url("/")))
+        await page.get_by_role("button", name=re.compile("^Discussion avec ")).click()
+        textarea = page.locator("#causette-widget textarea")
+        typing = page.locator("#causette-widget .typing")
+        await page.locator("#causette-widget .sub", has_text="En ligne").wait_for()
+        await textarea.fill("un")
+        await page.keyboard.press("Enter")
+        await typing.wait_for()                              # the answer is on its way
+        await textarea.fill("deux")
+        await page.keyboard.press("Enter")
+        status = page.locator("#causette-widget .status")
+        for n in range(1, 8):
+            await _until(lambda: len(failures) >= n)
+            await status.filter(has_text="Connexion perdue, reconnexion…").wait_for()
+            await page.clock.run_for(31_000)
+        await _until(lambda: len(failures) >= 8)
+        await status.filter(has_text="Connexion impossible pour le moment.").wait_for()
+        assert await typing.is_hidden()
+        # Not a final stop: "deux" still waits to be sent, with no "not sent" note.
+        await page.locator("#causette-widget .msg.visitor.pending", has_text="deux").wait_for()
+        assert await page.locator("#causette-widget .note").count() == 0
+        await ctx.close()
+    finally:
+        await server.close()
+
+
+async def test_the_console_does_not_quote_an_unrelated_error(gateway, browser):
+    # An error frame about something else, long before a 4404 that came without one, was
+    # written in the 4404's warning as if it were the reason.
+    import json
+    from aiohttp import web
+    gw = await gateway(tenants=[copy.deepcopy(SHOP)])
+
+    async def handler(request: web.Request, n: int) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.receive()
+        await ws.send_str(json.dumps(READY))
+        await ws.send_str(json.dumps({"type": "error", "code": "bad_frame", "message": "an old unrelated error"}))
+        await ws.send_str(json.dumps({"type": "pong"}))
+        await ws.close(code=4404, message=b"gone")
+        return ws
+
+    server = await _scripted_site(gw, handler)
+    try:
+        ctx = await browser.new_context(locale="en-GB")
+        page = await ctx.new_page()
+        _, warnings = _watch(page)
+        await page.goto(str(server.make_url("/")))
+        await page.get_by_role("button", name=re.compile("^Chat with ")).click()
+        await page.locator("#causette-widget .status", has_text="This chat is no longer available.").wait_for()
+        await _until(lambda: any("4404" in w for w in warnings))
+        [warning] = [w for w in warnings if "4404" in w]
+        assert "no longer exists" in warning and "unrelated" not in warning
+        await ctx.close()
+    finally:
+        await server.close()

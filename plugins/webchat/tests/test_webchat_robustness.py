@@ -128,6 +128,22 @@ async def test_a_socket_whose_channel_went_away_is_told_and_closed(gateway, shop
     assert await _outbox(gw, w.visitor) == ([] if change == "tenant deleted" else before)
 
 
+async def test_a_ping_tells_an_idle_socket_its_channel_went_away(gateway, shop):
+    # An idle page showed "Online" until the visitor wrote: the pong now comes only while the
+    # channel exists; else `gone` (no id: no frame of the visitor is concerned) and 4404.
+    gw = await gateway(tenants=[shop])
+    w = await Widget.connect(gw)
+    await w.open()
+    await w.send({"type": "ping"})
+    assert await w.next() == {"type": "pong"}
+    gone = copy.deepcopy(shop)
+    gone["channels"] = []
+    await gw.apply(gone)
+    await w.send({"type": "ping"})
+    assert await w.next() == {"type": "error", "code": "gone", "message": "this chat is no longer available"}
+    assert (await w.next())["type"] == "closed" and w.ws.close_code == 4404
+
+
 async def test_errors_about_a_frame_carry_its_id_whenever_it_is_readable(gateway, shop):
     # An over-long text came back without its id (a blank one had it): the client could not
     # tell which message failed, and kept it pending.

@@ -39,7 +39,8 @@
       chat: "Discussion avec {name}", choices: "Réponses proposées", cards: "Carrousel",
       offline: "Hors ligne", refused: "Cette discussion n'est pas disponible sur ce site.",
       gone: "Cette discussion n'est plus disponible.",
-      gaveUp: "Connexion impossible pour le moment.", retry: "Réessayer"
+      gaveUp: "Connexion impossible pour le moment.", retry: "Réessayer",
+      reload: "Rechargez la page pour réessayer.", notSent: "Non envoyé"
     },
     en: {
       close: "Close the chat", label: "Your message",
@@ -51,7 +52,8 @@
       chat: "Chat with {name}", choices: "Suggested answers", cards: "Carousel",
       offline: "Offline", refused: "This chat is not available on this site.",
       gone: "This chat is no longer available.",
-      gaveUp: "Cannot connect right now.", retry: "Retry"
+      gaveUp: "Cannot connect right now.", retry: "Retry",
+      reload: "Reload the page to try again.", notSent: "Not sent"
     }
   };
   // Which form of a [singular, plural] text a count takes: French says "1 nouveau message"
@@ -157,6 +159,8 @@
     ".visitor.failed{background:#fee2e2;color:#991b1b}",
     ".note{align-self:flex-end;font-size:12px;color:#6b7280;margin-top:-4px}",
     ".note button{border:0;background:none;color:#b91c1c;text-decoration:underline;padding:0}",
+    ".note button:disabled{color:#6b7280;text-decoration:none;cursor:default}",
+    ".visitor.failed+.note{color:#b91c1c}",
     ".agent-name{font-size:11.5px;color:#6b7280;margin:4px 0 -4px 4px}",
     ".greeting{font-style:normal}",
     ".media{align-self:flex-start;max-width:82%;border-radius:14px;overflow:hidden;border:1px solid #e5e7eb;background:#fff}",
@@ -186,6 +190,7 @@
     ".typing i:nth-child(2){animation-delay:.2s}.typing i:nth-child(3){animation-delay:.4s}",
     "@keyframes blink{0%,80%,100%{opacity:.3;transform:translateY(0)}40%{opacity:1;transform:translateY(-3px)}}",
     ".status{font-size:12.5px;text-align:center;color:#92400e;background:#fef3c7;padding:4px 8px}",
+    ".status:focus{outline:none}.status:focus-visible{outline:3px solid #2563eb;outline-offset:-3px}",
     ".status:empty{display:none}",
     ".status button{border:0;background:none;color:inherit;font-weight:700;text-decoration:underline;padding:0 0 0 6px}",
     ".status.stopped{color:#991b1b;background:#fee2e2}",
@@ -222,13 +227,14 @@
     [h("i"), h("i"), h("i")]);
   var log = h("div", { "class": "log", role: "log", "aria-live": "polite", "aria-relevant": "additions",
     "aria-label": t("chat", { name: title }), tabindex: "0" }, [typing]);
-  var status = h("div", { "class": "status", role: "status" });
+  // Focusable from script only (tabindex -1): where focus goes when what had it is disabled.
+  var status = h("div", { "class": "status", id: "causette-status", role: "status", tabindex: "-1" });
   var input = h("textarea", { id: "causette-input", rows: "1", placeholder: t("placeholder"), maxlength: "4000",
     autocomplete: "off", enterkeyhint: "send" });
   var sendBtn = h("button", { "class": "send", type: "submit", "aria-label": t("send"), disabled: true }, [svg(ICON_SEND, 20)]);
   var form = h("form", {}, [h("label", { "class": "sr", "for": "causette-input", text: t("label") }), input, sendBtn]);
   var panel = h("div", { "class": "panel", id: "causette-panel", role: "dialog", "aria-modal": "false",
-    "aria-labelledby": "causette-title", hidden: true }, [
+    "aria-labelledby": "causette-title", "aria-describedby": "causette-status", hidden: true }, [
     h("div", { "class": "head" }, [
       h("div", { "class": "avatar", "aria-hidden": "true", text: (title || "?").trim().charAt(0).toUpperCase() }),
       h("div", { "class": "who" }, [h("h2", { "class": "title", id: "causette-title", text: title }), sub]),
@@ -356,7 +362,7 @@
     if (!f) { revealing = false; syncTyping(); return; }
     revealing = true;
     if (f.role === "visitor" || (f.seq && f.seq <= readySeq)) { render(f); pumpReveal(); return; }
-    typing.hidden = false; scroll();
+    if (!stopped) { typing.hidden = false; scroll(); }
     var g = generation;
     setTimeout(function () {
       if (g !== generation) return;
@@ -384,42 +390,77 @@
   // this page: "refused" (4401, the site's origin is not allowed), "gone" (4404, the channel
   // or tenant was removed; 4400, the server refused our first frame).
   var stopped = "";
-  var refusal = "";         // the server's error frame that came with a refusal, for the console
+  // The server's error frame that explains a close, for the console: the newest error frame
+  // of this connection, kept only if no other frame came after it or its code is the close's.
+  var lastError = null, afterError = 0;
+  var CLOSES = { origin_not_allowed: 4401, gone: 4404, bad_token: 4403, hello_first: 4400, bad_frame: 4400 };
 
+  function focused() { return shadow.activeElement || (shadow === host ? document.activeElement : null); }
+  // What to focus when the control that had focus goes (disabled, or replaced): the text box
+  // while it takes text, else the status that says why (the Escape handler is the panel's:
+  // focus left on <body> would leave a phone's full-screen panel without a way out).
+  function refocus() {
+    if (!isOpen) return;
+    (input.disabled ? status : input).focus();
+  }
   function setStatus(kind) {
+    var had = status.contains(focused()) && focused() !== status;   // the Retry button, about to go
     status.textContent = "";
     status.classList.toggle("stopped", kind === "stopped");
     if (kind === "down" && wanted) status.textContent = t("reconnecting");
     if (kind === "stopped") {
-      status.appendChild(document.createTextNode(t(stopped)));
+      status.appendChild(document.createTextNode(t(stopped) + (stopped === "gone" ? " " + t("reload") : "")));
       if (stopped === "gaveUp") status.appendChild(h("button", { type: "button", text: t("retry"),
-        onclick: function () { connect(); } }));
+        onclick: function () { restart(); } }));
     }
     sub.classList.toggle("down", kind !== "up");
     statusText.textContent = kind === "up" ? (cfg.subtitle || t("online")) : kind === "stopped" ? t("offline") : t("connecting");
+    if (had) refocus();
   }
   function final() { return stopped !== "" && stopped !== "gaveUp"; }
+  function notSent(el) {
+    var note = h("div", { "class": "note", text: t("notSent") });
+    el.parentNode.insertBefore(note, el.nextSibling);
+  }
   function stop(reason, why) {
     stopped = reason;
     clearTimeout(retryTimer);
+    waitSeq = 0;
     if (final()) {
+      // What was already received is shown at once, not revealed after the stop.
+      var rest = reveal; reveal = []; revealing = false; generation++;
+      rest.forEach(render);
+      // Focus would fall to <body> with the control that has it disabled: keep it in the panel.
+      var active = focused();
+      var losing = active && (active === input || active === sendBtn ||
+        (log.contains(active) && active.matches(".chip, .acts button, .note button")));
       // Nothing typed here can be delivered: say so on what was waiting, and stop taking more.
       pending.forEach(function (p) {
         var el = shown[p.frame.id];
-        if (el && el.nodeType) { el.classList.remove("pending"); el.classList.add("failed"); }
+        if (el && el.nodeType) { el.classList.remove("pending"); el.classList.add("failed"); notSent(el); }
       });
       pending = [];
+      // A failed message's "Retry" can do nothing now: plain text instead of a dead link.
+      Array.prototype.forEach.call(log.querySelectorAll(".note"), function (note) {
+        if (note.querySelector("button")) note.textContent = t("notSent");
+      });
       input.disabled = true; sendBtn.disabled = true;
-      Array.prototype.forEach.call(log.querySelectorAll("button"), function (b) { b.disabled = true; });
+      input.placeholder = t(stopped);
+      // Chips and card buttons answer the conversation; the carousel's arrows still scroll.
+      Array.prototype.forEach.call(log.querySelectorAll(".chip, .acts button"), function (b) { b.disabled = true; });
+      setStatus("stopped");
+      if (losing) status.focus();
+    } else {
+      setStatus("stopped");
     }
-    setStatus("stopped");
     syncTyping();
     // For the site's developer: the visitor sees only the sentence above.
     if (window.console) console.warn("causette: " + why);
   }
   function syncTyping() {
     var waiting = pending.some(function (p) { return p.sent; }) || (waitSeq && lastSeq < waitSeq);
-    typing.hidden = !(revealing || waiting);
+    // Stopped, no answer is coming: no typing dots under the message that says so.
+    typing.hidden = !!stopped || !(revealing || waiting);
     if (!typing.hidden) scroll();
   }
 
@@ -428,13 +469,13 @@
     wanted = true;
     if (final()) return;
     if (ws && (ws.readyState === 0 || ws.readyState === 1)) return;
-    // Asked for again after giving up (a retry, the panel opened, a message): start over.
-    if (stopped === "gaveUp") { stopped = ""; fails = 0; attempt = 0; }
+    // Asked for again after giving up (the panel opened, a message): start over, briefly.
+    if (stopped === "gaveUp") { restarted(); stopped = ""; }
     clearTimeout(retryTimer);
     setStatus("connecting");
     var sock;
     try { sock = ws = new WebSocket(url); } catch (e) { ws = null; failed(); return; }
-    ready = false; refusal = "";
+    ready = false; lastError = null; afterError = 0;
     // Events of a socket we have since replaced (closing while a new one opened) are ignored.
     sock.onopen = function () {
       if (ws !== sock) return;
@@ -444,14 +485,20 @@
     };
     sock.onmessage = function (e) {
       if (ws !== sock) return;
-      heard(); var f; try { f = JSON.parse(e.data); } catch (x) { return; } onFrame(f);
+      heard(); var f; try { f = JSON.parse(e.data); } catch (x) { return; }
+      if (f && f.type === "error") { lastError = f; afterError = 0; } else afterError++;
+      onFrame(f);
     };
     sock.onclose = function (e) {
       if (ws !== sock) return;
       var was = ready;
       ready = false; ws = null;
       clearInterval(pingTimer); clearTimeout(pongTimer);
-      var said = refusal ? " (" + refusal + ")" : "";
+      // Whatever was sent on this socket and not acknowledged is resent on the next one; until
+      // then no answer is coming, so no typing dots for it.
+      pending.forEach(function (p) { p.sent = false; });
+      var why = lastError && (afterError === 0 || CLOSES[lastError.code] === e.code) ? lastError : null;
+      var said = why ? " (" + why.code + ": " + why.message + ")" : "";
       if (e.code === 4401) {   // this site may not open the chat: retrying cannot help
         stop("refused", "the gateway refused this page's origin " + location.origin + " for webchat channel \"" +
           channelId + "\" of tenant \"" + CONFIG.tenant + "\" (close 4401 " + (e.reason || "origin not allowed") + ")" + said +
@@ -469,7 +516,7 @@
         pending = [];
         lastSeq = 0; clearTranscript();
       }
-      if (was) { setStatus("down"); schedule(); }
+      if (was) { setStatus("down"); syncTyping(); schedule(); }
       else failed(e.code);
     };
   }
@@ -481,7 +528,21 @@
       return;
     }
     setStatus("down");
+    syncTyping();
     schedule();
+  }
+  // A start over asked for (Retry, the browser back online, the tab shown again, the panel
+  // opened or a message sent after giving up): backoff from the start, and two attempts before
+  // Retry shows again, not another minute and a half of "reconnecting".
+  function restarted() {
+    attempt = 0;
+    fails = Math.min(fails, MAX_FAILS - 2);
+  }
+  function restart() {
+    if (final()) return;
+    if (stopped === "gaveUp") stopped = "";
+    restarted();
+    connect();
   }
   function schedule() {
     if (!wanted) return;
@@ -530,12 +591,12 @@
         if (f.seq > lastSeq) {
           // The answer is on its way through another path; if it never comes, resume.
           var expect = waitSeq = f.seq;
-          setTimeout(function () { if (lastSeq < expect && waitSeq === expect && ws) { waitSeq = 0; ws.close(); } }, 8000);
+          // (A socket still connecting will resume anyway: closing it would count as a failure.)
+          setTimeout(function () { if (lastSeq < expect && waitSeq === expect && ws && ready) { waitSeq = 0; ws.close(); } }, 8000);
         }
         syncTyping();
         break;
       case "error":
-        if (!f.id) refusal = f.code + ": " + f.message;
         if (f.id) {
           var p = pending.filter(function (q) { return q.frame.id === f.id; })[0];
           if (p && f.retry) { setTimeout(function () { transmit(p); }, 1500 + Math.random() * 1500); }
@@ -559,6 +620,7 @@
     var el = shown[p.frame.id];
     if (!el || !el.nodeType) return;
     el.classList.remove("pending"); el.classList.add("failed");
+    if (final()) { notSent(el); return; }
     var note = h("div", { "class": "note" }, [h("button", { type: "button", text: t("failed"), onclick: function () {
       note.parentNode && note.parentNode.removeChild(note);
       el.classList.remove("failed"); el.classList.add("pending");
@@ -568,7 +630,11 @@
   }
 
   function post(frame, echoText) {
-    if (final()) return;
+    if (final()) {
+      if (window.console) console.warn("causette: not sent, this chat is stopped for this page (" + stopped + "): " +
+        String(frame.text || frame.type).slice(0, 80));
+      return;
+    }
     var p = { frame: frame, sent: false };
     if (echoText) {
       retireChips();
@@ -636,7 +702,8 @@
     if (ready) sendOpen();
     noteSeen();
     scroll();
-    setTimeout(function () { input.focus(); }, 30);
+    // Stopped for good, the text box is disabled: the status says why, and Escape still works.
+    setTimeout(function () { if (isOpen) (input.disabled ? status : input).focus(); }, 30);
   }
   function close() {
     if (!isOpen) return;
@@ -667,9 +734,9 @@
     input.focus();
   }
   form.addEventListener("submit", submit);
-  window.addEventListener("online", function () { if (wanted && !ws) { attempt = 0; connect(); } });
+  window.addEventListener("online", function () { if (wanted && !ws) restart(); });
   document.addEventListener("visibilitychange", function () {
-    if (document.visibilityState === "visible" && wanted && !ws) { attempt = 0; connect(); }
+    if (document.visibilityState === "visible" && wanted && !ws) restart();
     if (document.visibilityState === "visible") noteSeen();
   });
 
