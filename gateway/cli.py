@@ -317,6 +317,17 @@ def _text(s: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .plugins import PluginError
+    try:
+        return _main(argv)
+    except PluginError as exc:
+        # Installed plugins that cannot work together (two register one step or channel
+        # type): one line that names them, not a traceback; `causette plugins` says the same.
+        print(f"causette: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     level = os.environ.get("CAUSETTE_LOG", "").strip().upper() or "WARNING"
     if not isinstance(logging.getLevelName(level), int):
         print(f"causette: CAUSETTE_LOG={level!r}: expected one of DEBUG, INFO, WARNING, ERROR, "

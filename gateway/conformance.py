@@ -187,8 +187,10 @@ class FakeProvider:
     async def start(self) -> FakeProvider:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
+        # No access log: the provider's own URLs may carry its token (Telegram's path, WeChat's
+        # query), and its log is not the channel's, which the secret check reads.
         self.server = TestServer(app, host="127.0.0.1")
-        await self.server.start_server()
+        await self.server.start_server(access_log=None)
         return self
 
     async def close(self) -> None:
@@ -233,13 +235,14 @@ def walk_strings(obj: Any) -> list[str]:
     return []
 
 
+# Shorter values would be found in unrelated text ("a", "abc"): the cases' secrets are longer.
+MIN_SECRET = 6
+
+
 def secret_values(channel: Channel) -> list[str]:
-    out = []
-    for name in channel.secrets:
-        v = getattr(channel.settings, name, "")
-        if isinstance(v, str) and len(v) >= 6:
-            out.append(v)
-    return out
+    """The strings of a channel's secret settings, those inside a dict or list included."""
+    return [s for name in channel.secrets for s in walk_strings(getattr(channel.settings, name, ""))
+            if len(s) >= MIN_SECRET]
 
 
 def case_secrets(case: Any) -> list[str]:
@@ -249,8 +252,8 @@ def case_secrets(case: Any) -> list[str]:
     raw = case.settings("http://127.0.0.1:9")
     if isinstance(raw, msgspec.Struct):
         raw = msgspec.to_builtins(raw)
-    return [v for k, v in raw.items()
-            if k in case.channel.secrets and isinstance(v, str) and len(v) >= 6]
+    return [s for k, v in raw.items() if k in case.channel.secrets
+            for s in walk_strings(v) if len(s) >= MIN_SECRET]
 
 
 def assert_no_secret_logged(records: list[logging.LogRecord], secrets: list[str], what: str = "") -> None:
@@ -319,7 +322,9 @@ class ChannelConformance:
         secrets = case_secrets(channel_case)
         caplog.set_level(logging.DEBUG)
         yield
-        assert_no_secret_logged(caplog.records, secrets, channel_case.channel.type)
+        # pytest keeps each phase's records apart: `caplog.records` here holds teardown's only.
+        records = caplog.get_records("setup") + caplog.get_records("call") + caplog.records
+        assert_no_secret_logged(records, secrets, channel_case.channel.type)
 
     @staticmethod
     def _applies(case: Any, name: str) -> bool:
@@ -541,6 +546,19 @@ class ChannelConformance:
             assert res.status == "retry", f"a 429 is 'retry later', got {res}"
         assert fake.requests, "send never reached the provider"
         self._no_secret_in(channel, res)
+        fake.script.clear()
+
+    @pytest.mark.asyncio
+    async def test_send_connection_cut(self, channel_case: Any, channel: Channel, fake: FakeProvider):
+        """The provider cuts the connection on every attempt: `retry` (or `failed`), never an
+        exception, which the gateway could only count as a failed send and drop."""
+        fake.answer(200, {}, times=10, drop=True)
+        payload = channel.render(Reply(text="Bonjour !"))[0]
+        res = await channel.send(channel_case.contact, payload, key="cf-cut")
+        assert isinstance(res, SendResult)
+        if self._applies(channel_case, "send"):
+            assert res.status in ("retry", "failed"), f"a cut connection must not be reported as {res.status}"
+            self._no_secret_in(channel, res)
         fake.script.clear()
 
     @staticmethod

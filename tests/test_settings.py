@@ -78,3 +78,16 @@ def test_an_unknown_log_level_is_refused_by_name(clean, capsys):
     clean.setenv("CAUSETTE_LOG", "verbose")
     assert cli.main(["tenants", "apply", "/nonexistent/tenants"]) == 2
     assert capsys.readouterr().err.startswith("causette: CAUSETTE_LOG='VERBOSE'")
+
+
+def test_plugins_that_cannot_work_together_stop_the_cli_with_one_line(clean, capsys):
+    # Two installed distributions registering one step: what PluginHost raises (its own tests
+    # cover when), and what the command line makes of it.
+    import gateway.plugins as plugins
+
+    def conflicting(*a, **kw):
+        raise plugins.PluginError("step 'loyalty.points' registered by both paloyalty and paorder")
+    clean.setattr(plugins, "PluginHost", conflicting)
+    assert cli.main(["plugins"]) == 2
+    err = capsys.readouterr().err
+    assert err == "causette: step 'loyalty.points' registered by both paloyalty and paorder\n"
