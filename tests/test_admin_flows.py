@@ -487,3 +487,19 @@ async def test_simulation_stops_at_five_flows_a_turn_as_the_pipeline_does(api):
             for e in sim["events"] if e["type"].startswith("flow.")]
     assert [f for t, f, _, _ in runs if t == "flow.started"] == ["f0", "f1", "f2", "f3", "f4"]
     assert runs[-1] == ("flow.ended", "f4", "abandoned", "max_goto") and sim["ended"] == "abandoned"
+
+
+async def test_disabling_a_plugin_that_published_flows_need_needs_force(api, price_api):
+    assert (await api.call("POST", "/flows", json=quiz(price_api.port)))[0] == 201
+    assert (await api.call("DELETE", "/plugins/http", role="owner"))[0] == 204    # a draft only: free
+    await api.call("PUT", "/plugins/http", role="owner",
+                   json={"settings": {"allowed_hosts": [f"127.0.0.1:{price_api.port}"]}})
+    assert (await api.call("POST", "/flows/quiz/publish"))[0] == 201
+    s, ct, p, _ = await api.call("DELETE", "/plugins/http", role="owner")
+    assert (s, ct, p["code"]) == (409, PROBLEM, "plugin.in_use")
+    assert [(e["path"], e["code"]) for e in p["errors"]] == [("$.nodes.fetch.step", "plugin.in_use")]
+    s, _, p, _ = await api.call("DELETE", "/plugins/tree", role="owner")
+    assert s == 409 and p["errors"][0]["path"] == "$.engine" and "'quiz'" in p["errors"][0]["message"]
+    assert (await api.call("DELETE", "/plugins/http?force=yes", role="owner"))[0] == 400
+    assert (await api.call("DELETE", "/plugins/http?force=true", role="owner"))[0] == 204
+    assert "http" not in (await api.store.tenant_snapshot("acme")).plugins

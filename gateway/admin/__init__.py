@@ -76,7 +76,9 @@ ROUTES: list[Route] = [
     Route("GET", T + "/plugins/{plugin}", t.get_plugin, "viewer", "One plugin for this tenant", response=TenantPlugin),
     Route("PUT", T + "/plugins/{plugin}", t.put_plugin, "owner", "Enable a plugin / change its settings",
           body=PluginSettingsIn, response=TenantPlugin, writes=True, also=(201,)),
-    Route("DELETE", T + "/plugins/{plugin}", t.delete_plugin, "owner", "Disable a plugin", status=204, writes=True),
+    Route("DELETE", T + "/plugins/{plugin}", t.delete_plugin, "owner",
+          "Disable a plugin; 409 while its channels remain or published flows need it",
+          status=204, writes=True, query=(("force", "true: disable it although flows need it"),), fails=(400, 409)),
     # channels
     Route("GET", T + "/channels", t.list_channels, "viewer", "Channel instances (secrets masked)",
           response=ChannelList),

@@ -7,11 +7,12 @@ import msgspec
 from aiohttp import web
 
 from ..appkeys import STATE
-from ..apply import (MASK, apply_tenant, check_channel, check_locales, check_plugin, check_timezone, decode_tenant,
+from ..apply import (MASK, apply_tenant, check_channel, check_flow, check_locales, check_plugin, check_timezone, decode_tenant,
                      plugin_secret_fields, plugin_settings_type)
 from ..config import ChannelConfig
-from ..problems import conflict, invalid, items, not_found
+from ..problems import ProblemError, conflict, invalid, items, not_found
 from ..store import Conflict, PluginNotEnabled, TenantInfo
+from ..types import Problem
 from .http import (host, invalidate, json_response, principal, read_json,
                    store)
 from .wire import (AgencyKeyCreate, ApplyResult, ChannelCreate, ChannelList, ChannelOut, ChannelPut, InstalledList,
@@ -216,8 +217,37 @@ async def _plugin_answer(request: web.Request, status: int) -> web.Response:
     return resp
 
 
+async def _plugin_users(request: web.Request, slug: str, name: str) -> list[Problem]:
+    """Where the tenant's published flows need plugin `name`: its engine runs them, or a step
+    of it is called (found by the flows' own validation without the plugin)."""
+    h = host(request)
+    snap = await store(request).tenant_snapshot(slug)
+    if snap is None:
+        return []
+    out: list[Problem] = []
+    for f in snap.flows:
+        engine = f.definition.get("engine", "tree")
+        if isinstance(engine, str) and h.owner("engine", engine) == name:
+            out.append(Problem(path="$.engine", code="plugin.in_use",
+                               message=f"published flow {f.id!r} (version {f.version}) runs on its engine {engine!r}"))
+            continue
+        out += [Problem(path=p.path, code="plugin.in_use",
+                        message=f"published flow {f.id!r} (version {f.version}) calls its step here")
+                for p in check_flow(h, f.definition, enabled=set(snap.plugins) - {name})
+                if p.code == "step.plugin_disabled"]
+    return out
+
+
 async def delete_plugin(request: web.Request) -> web.Response:
     slug, name, h = _slug(request), request.match_info["plugin"], host(request)
+    force = request.query.get("force", "false")
+    if force not in ("true", "false"):
+        raise ProblemError(400, "Bad query parameter", "`force`: true or false",
+                           errors=[Problem(path="?force", code="constraint", message="true or false")])
+    if force == "false" and (users := await _plugin_users(request, slug, name)):
+        raise ProblemError(409, "Conflict", f"published flows need plugin {name!r}: publish them without "
+                           "it first, or disable it with ?force=true (its steps then fail, taking their "
+                           "on_error)", code="plugin.in_use", errors=users)
     types = [t for t in h.channels if h.owner("channel", t) == name]
     try:   # the store looks for the plugin's channels in the same transaction as the removal
         removed = await store(request).remove_plugin(slug, name, types)

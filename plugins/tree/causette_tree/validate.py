@@ -250,6 +250,38 @@ def _check_head(r: Report, head: model.Flow, flows: "Collection[str] | None") ->
 _LINK_REF = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+_NONE = object()
+
+
+def _stand_in(args_type: Any, name: str) -> Any:
+    """A value of field `name`'s declared type in a step's Args Struct (within its bounds where
+    they are simple), or _NONE."""
+    import msgspec.inspect as mi
+    try:
+        info = mi.type_info(args_type)
+        t = next(f.type for f in info.fields if f.encode_name == name or f.name == name)
+    except (StopIteration, AttributeError, TypeError, ValueError):
+        return _NONE
+    if isinstance(t, mi.UnionType):
+        t = next((x for x in t.types if not isinstance(x, mi.NoneType)), t.types[0])
+    if isinstance(t, (mi.IntType, mi.FloatType)):
+        low = t.ge if t.ge is not None else (t.gt + (1 if isinstance(t, mi.IntType) else 0.5) if t.gt is not None else 0)
+        return int(low) if isinstance(t, mi.IntType) else float(low)
+    if isinstance(t, mi.StrType):
+        return "x" * max(1, t.min_length or 0) if t.pattern is None else _NONE
+    if isinstance(t, mi.BoolType):
+        return False
+    if isinstance(t, (mi.ListType, mi.VarTupleType, mi.SetType)):
+        return []
+    if isinstance(t, mi.DictType):
+        return {}
+    if isinstance(t, mi.LiteralType):
+        return t.values[0]
+    if isinstance(t, (mi.AnyType, mi.NoneType)):
+        return None
+    return _NONE
+
+
 class _Checker:
     def __init__(self, r: Report, specs: dict[str, Any], raw: dict[str, Any],
                  steps: Mapping[str, "Step"], flows: Any, locale: str):
@@ -452,16 +484,27 @@ class _Checker:
             self.link(nid, target, key_path(p + ".branches", b))
 
     def _step_args(self, step: "Step", n: model.StepNode, p: str) -> None:
-        try:
-            msgspec.convert(n.with_, step.Args, str_keys=True)
-        except msgspec.ValidationError as exc:
-            text = str(exc)
-            sub = text.rsplit(" - at `$", 1)[1].rstrip("`") if " - at `$" in text else ""
-            m = re.match(r"^\.([A-Za-z0-9_]+)", sub)
-            val = n.with_.get(m.group(1)) if m else None
-            if isinstance(val, str) and "{{" in val:
-                return  # a template's type is only known at run time
-            _msgspec_problem(self.r, p + ".with", exc, "step.invalid_args", "step.invalid_args")
+        # A template's type is only known at run time: a templated field that does not decode
+        # stands in as a value of its declared type, and the rest is checked again (msgspec
+        # stops at its first problem, so one templated field would hide a typo behind it).
+        args = dict(n.with_)
+        for _ in range(len(args) + 1):
+            try:
+                msgspec.convert(args, step.Args, str_keys=True)
+                return
+            except msgspec.ValidationError as exc:
+                text = str(exc)
+                sub = text.rsplit(" - at `$", 1)[1].rstrip("`") if " - at `$" in text else ""
+                m = re.match(r"^\.([A-Za-z0-9_]+)", sub)
+                name = m.group(1) if m else ""
+                val = n.with_.get(name)
+                if not (isinstance(val, str) and "{{" in val):
+                    _msgspec_problem(self.r, p + ".with", exc, "step.invalid_args", "step.invalid_args")
+                    return
+                stand_in = _stand_in(step.Args, name)
+                if stand_in is _NONE or args.get(name) is not val:
+                    return     # no value of that type to stand in, or it did not do: run time tells
+                args[name] = stand_in
 
     def _goto(self, nid: str, n: model.Goto, p: str) -> None:
         if bool(n.node) == bool(n.flow):

@@ -151,6 +151,21 @@ def test_templated_step_args_are_checked_at_run_time_only():
     assert validate(flow) == []
 
 
+def test_a_templated_arg_does_not_hide_the_other_args_problems():
+    # msgspec stops at its first problem: a templated field first must not hide a typo after
+    flow = base(n={"type": "step", "step": "http.request",
+                   "with": {"url": "https://api.example/p", "timeout": "{{t}}", "methd": "POST"}, "next": "z"},
+                m={"type": "step", "step": "http.request",
+                   "with": {"url": "{{base}}/p", "timeout": "{{t}}", "vars": "{{v}}", "save_status": 5}, "next": "z"})
+    flow["nodes"]["a"]["next"] = "n"
+    flow["nodes"]["n"]["next"] = "m"
+    flow["vars"] = {"t": 2, "base": "https://api.example", "v": {}}
+    found = codes(validate(flow), "error")
+    assert ("$.nodes.n.with.methd", "step.invalid_args") in found
+    assert ("$.nodes.m.with.vars", "step.invalid_args") in found        # unknown field, templated or not
+    assert not [pc for pc in found if pc[0].endswith((".timeout", ".url"))]
+
+
 def test_goto_unknown_flow_needs_the_tenants_flows():
     flow = base(n={"type": "goto", "flow": "after-sales"})
     flow["nodes"]["a"]["next"] = "n"
