@@ -174,7 +174,7 @@ async def _keys(store, host, s, args) -> int:
 def _plugins(args: argparse.Namespace) -> int:
     from .plugins import PluginHost
     host = PluginHost()
-    infos = host.plugins
+    infos = sorted(host.plugins + host.broken, key=lambda p: p.name)
     if args.json:
         print(msgspec.json.encode(infos).decode())
         return 0
@@ -182,6 +182,9 @@ def _plugins(args: argparse.Namespace) -> int:
         print("no plugins installed")
     for p in infos:
         print(f"{p.name}  ({p.dist} {p.version})")
+        if p.error:
+            print(f"    FAILED TO LOAD: {p.error}")
+            continue
         print(f"    hooks: {', '.join(p.hooks) or '-'}")
         for kind, names in sorted(p.registers.items()):
             print(f"    {kind}: {', '.join(names)}")

@@ -40,12 +40,13 @@ class PluginError(RuntimeError):
     """A plugin could not be loaded or registers something invalid."""
 
 
-class PluginInfo(msgspec.Struct):
+class PluginInfo(msgspec.Struct, omit_defaults=True):
     name: str
     dist: str
     version: str
     hooks: list[str]
     registers: dict[str, list[str]]
+    error: str = ""       # why it failed to load (then it has no hooks and registers nothing)
 
 
 class Breaker:
@@ -163,6 +164,9 @@ class PluginHost:
         self.breaker = breaker or Breaker()
         self.failures: dict[tuple[str, str], int] = defaultdict(int)
         self._dists: dict[str, tuple[str, str]] = {}
+        # Installed plugins whose module failed to import: left out, and listed by `causette
+        # plugins` so that an operator sees why a tenant's plugin does nothing.
+        self.broken: list[PluginInfo] = []
         if entrypoints:
             for ep in importlib.metadata.entry_points(group=GROUP):
                 if not _selected(ep.name) or self.pm.has_plugin(ep.name):
@@ -171,6 +175,10 @@ class PluginHost:
                     module = ep.load()
                 except Exception as exc:  # a broken plugin must not stop the gateway
                     log.error("plugin %s failed to load: %s", ep.name, exc)
+                    dist = ep.dist
+                    self.broken.append(PluginInfo(
+                        name=ep.name, dist=dist.name if dist else ep.name, version=dist.version if dist else "?",
+                        hooks=[], registers={}, error=f"{type(exc).__name__}: {exc}"[:300]))
                     continue
                 self.pm.register(module, name=ep.name)
                 dist = ep.dist

@@ -155,3 +155,21 @@ async def test_a_chat_conversation_can_be_read_through_the_admin_api_not_acted_o
     async with gw.http.get(f"{gw.url}/admin/v1/tenants/demo/conversations/nowhere/cli-read",
                            headers=gw.admin_headers) as r:
         assert r.status == 404
+
+
+def test_a_plugin_that_fails_to_import_is_listed_with_why(tmp_path, redis_url):
+    # An installed distribution (a dist-info on the path, as pip leaves it) whose module raises.
+    site = tmp_path / "site"
+    (site / "causette_broken-0.0.1.dist-info").mkdir(parents=True)
+    (site / "causette_broken-0.0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: causette-broken\nVersion: 0.0.1\n")
+    (site / "causette_broken-0.0.1.dist-info" / "entry_points.txt").write_text("[causette]\nbroken = broken_pkg\n")
+    (site / "broken_pkg.py").write_text("raise ImportError('needs libfoo 2')\n")
+    env = dict(os.environ, CAUSETTE_DATA=str(tmp_path / "var"), REDIS_URL=redis_url, PYTHONPATH=str(site))
+    out = subprocess.run(CLI + ["plugins"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "broken  (causette-broken 0.0.1)\n    FAILED TO LOAD: ImportError: needs libfoo 2" in out.stdout
+    assert "tree  (causette-tree" in out.stdout                 # the others are listed as before
+    js = subprocess.run(CLI + ["plugins", "--json"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    broken, = [p for p in json.loads(js.stdout) if p["name"] == "broken"]
+    assert broken["error"] == "ImportError: needs libfoo 2" and broken["hooks"] == []
