@@ -557,8 +557,11 @@ class ChannelConformance:
         res = await channel.send(channel_case.contact, payload, key="cf-cut")
         assert isinstance(res, SendResult)
         if self._applies(channel_case, "send"):
+            assert fake.requests, "send never reached the provider"
             assert res.status in ("retry", "failed"), f"a cut connection must not be reported as {res.status}"
             self._no_secret_in(channel, res)
+        else:
+            assert not fake.requests, "the case says no provider API, yet send called one"
         fake.script.clear()
 
     @staticmethod

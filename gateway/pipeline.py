@@ -50,6 +50,13 @@ _resend_dec = msgspec.msgpack.Decoder(Resend)
 _INLINE = SendResult(status="sent", detail="inline")     # read only
 
 
+def _provider_wait(res: SendResult) -> float:
+    """When to try a send the provider refused again: its wait, or RESEND_BACKOFF when neither
+    it nor the channel said (a 5xx, a throttled account): not at once, right after the
+    channel's own retries failed. (0 elsewhere means due now: replies queued behind a send.)"""
+    return res.retry_after if res.retry_after > 0 else RESEND_BACKOFF
+
+
 def _encodable(events: list[Event]) -> list[Event]:
     out = []
     for ev in events:
@@ -154,12 +161,10 @@ class Pipeline:
                 raise TenantMismatch(f"{ch.type} produced a message for {msg.tenant}/{msg.channel}")
             if msg.kind == "status" and msg.status == "handback":
                 # The provider's human-agent inbox gave the conversation back to the bot: once
-                # per delivery of that event (recorded as a status), and only when held.
-                if await self.state.record_once(rt.slug, ch.instance_id, [(msg.native_id, Event(
-                        type="message.status", tenant=rt.slug, channel=ch.instance_id, contact=msg.contact,
-                        ts=msg.ts or time.time(), data={"status": "handback"}))], ch.dedup_ttl):
-                    await self.agent(rt, ch, msg.contact, action="release", agent=f"{ch.type}:inbox",
-                                     only_held=True)
+                # per event however often it is delivered (the release turn is deduplicated by
+                # its id, and forgets it when it fails, so a retry runs it), and only when held.
+                await self.agent(rt, ch, msg.contact, action="release", agent=f"{ch.type}:inbox",
+                                 only_held=True, key=f"handback:{msg.native_id}" if msg.native_id else "")
                 continue
             if msg.kind == "status":
                 statuses.append((msg.native_id, Event(
@@ -203,13 +208,15 @@ class Pipeline:
                                 reason="start", extra=extra)
 
     async def agent(self, rt: TenantRuntime, ch: Channel, contact: str, *, action: str,
-                    agent: str = "", text: str = "", queue: str = "", only_held: bool = False) -> list[Event]:
+                    agent: str = "", text: str = "", queue: str = "", only_held: bool = False,
+                    key: str = "") -> list[Event]:
         """Human-agent actions (takeover, reply, release) as a turn of the conversation, in
         order with the contact's messages. Returns the events of that turn (a reply outside
         the channel's window shows up as `message.held` with its reason). `only_held`: a
-        release does nothing when no agent holds the conversation."""
+        release does nothing when no agent holds the conversation. `key`: the action's id when
+        it comes from a provider that may deliver it again (a duplicate does nothing)."""
         out: list[Event] = []
-        await self._turn(rt, ch, contact, f"agent:{uuid.uuid4().hex}", None, None, reason="agent",
+        await self._turn(rt, ch, contact, key or f"agent:{uuid.uuid4().hex}", None, None, reason="agent",
                          extra={"action": action, "agent": agent, "text": text, "queue": queue,
                                 "events_out": out, "only_held": only_held})
         return out
@@ -567,7 +574,7 @@ class Pipeline:
                     resend = Resend(channel=ch.instance_id, contact=ctx.contact, replies=[reply],
                                     keys=[f"{key}:{i}"], first=j, since=ctx.now)
                     s.resend = uuid.uuid4().hex
-                    ctx.meta["resend"] = (resend, res.retry_after, s.resend)
+                    ctx.meta["resend"] = (resend, _provider_wait(res), s.resend)
                     break
                 if res.status == "stopped":
                     break
@@ -740,7 +747,7 @@ class Pipeline:
                 if res.status == "retry":
                     resend = Resend(channel=ch.instance_id, contact=contact, replies=[reply],
                                     keys=[key.rsplit(":", 1)[0]], first=j, since=since)
-                    retry_after = res.retry_after
+                    retry_after = _provider_wait(res)
             if resend is not None:
                 rid = uuid.uuid4().hex
                 try:
@@ -763,10 +770,6 @@ class Pipeline:
         # (channels fill in an estimate when the provider gives none, so it never doubled).
         floor = RESEND_BACKOFF * 2 ** (item.attempt - 2) if item.attempt > 1 else 0.0
         wait = retry_after if math.isfinite(retry_after) else RESEND_MAX_WAIT
-        if wait <= 0:
-            # Neither the provider nor the channel said when (a 5xx, a throttled account):
-            # not at once, after a channel's own retries have just failed.
-            wait = RESEND_BACKOFF
         return time.time() + min(max(wait, floor, 0.0), RESEND_MAX_WAIT)
 
     async def _queue_resend(self, tenant: str, item: Resend, retry_after: float, rid: str) -> None:
@@ -856,7 +859,7 @@ class Pipeline:
                                        text=gone.text[:200])
                         return None
                     return msgspec.structs.replace(item, replies=item.replies[n:], keys=item.keys[n:],
-                                                   first=j, attempt=item.attempt + 1), res.retry_after
+                                                   first=j, attempt=item.attempt + 1), _provider_wait(res)
                 if "lease_lost" in ctx.meta:
                     # Another process may claim this send now: what is left is kept, for it
                     # or a later try, rather than sent alongside it.
