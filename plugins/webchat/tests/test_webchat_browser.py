@@ -351,28 +351,14 @@ async def test_failed_handshakes_stop_after_a_while_and_the_visitor_may_retry(ga
     # that is down): it tried for ever, with "reconnecting" showing. Now MAX_FAILS attempts,
     # then a message and a Retry button. The page's clock is fast-forwarded over the backoff.
     from aiohttp import web
-    from aiohttp.test_utils import TestServer
     gw = await gateway(tenants=[copy.deepcopy(SHOP)])
-    async with gw.http.get(gw.url + "/t/wc-shop/widget.js") as r:
-        js = await r.text()
     hits: list[str] = []
 
-    async def socket(request: web.Request) -> web.Response:
+    async def socket(request: web.Request, n: int) -> web.Response:
         hits.append(request.headers.get("Upgrade", ""))
         return web.Response(status=503, text="down for maintenance")
 
-    async def home(request: web.Request) -> web.Response:
-        return web.Response(text=PLAIN, content_type="text/html")
-
-    async def script(request: web.Request) -> web.Response:    # the gateway's widget.js as it is
-        return web.Response(text=js, content_type="application/javascript")
-
-    site = web.Application()
-    site.router.add_get("/", home)
-    site.router.add_get("/t/wc-shop/widget.js", script)
-    site.router.add_get("/t/wc-shop/plugins/webchat/ws", socket)
-    server = TestServer(site, host="127.0.0.1")
-    await server.start_server()
+    server = await _scripted_site(gw, socket)
     try:
         ctx = await browser.new_context(locale="fr-FR")
         page = await ctx.new_page()
