@@ -348,20 +348,18 @@ class Pipeline:
         if target is not None:
             found = await self.registry.flow(rt, target, (extra or {}).get("version", 0))
             outside = self._outside_period(rt, found, ctx.now) if found is not None else None
+            period = None
             if outside is not None:
                 if isinstance(outside, Reply):
                     return [outside], 0.0
                 period, target = found.period, outside
                 found = await self.registry.flow(rt, target)
-                if found is None and period is not None:
-                    # The fallback flow was archived (?force=true): its message, if any, rather
-                    # than silence.
-                    ctx.record("flow.missing", flow=target)
-                    said = self._period_message(rt, period[2])
-                    return ([said] if said.text else []), 0.0
             if found is None:
                 ctx.record("flow.missing", flow=target)
-                return [], 0.0
+                # A fallback flow archived since (?force=true): its period's message, if any,
+                # rather than silence.
+                said = self._period_message(rt, period[2]) if period is not None else Reply()
+                return ([said] if said.text else []), 0.0
             if s.flow and s.node:
                 self._end(ctx, "abandoned", why="restarted")
             s.flow, s.version, s.node = found.id, found.version, ""

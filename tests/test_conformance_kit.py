@@ -4,28 +4,36 @@ import textwrap
 
 pytest_plugins = ("pytester",)
 
-LEAKY = textwrap.dedent('''
-    import logging
+def kit_module(kind: str, send: str) -> str:
+    """A test module running the kit on the webhook channel with `send` (a method's source,
+    indented four spaces) in place of its own, as channel type `kind`: what a channel author's
+    test file holds."""
+    return textwrap.dedent('''
+        import logging
 
-    from causette_webhook.channel import WebhookChannel
-    from causette_webhook.conformance import WebhookCase
-    from gateway.conformance import ChannelConformance
-
-
-    class Leaky(WebhookChannel):
-        type = "leaky"
-
-        async def send(self, contact, payload, *, key):
-            logging.getLogger("leaky").debug("calling with secret %s", self.settings.secret)
-            return await super().send(contact, payload, key=key)
+        from causette_webhook.channel import WebhookChannel
+        from causette_webhook.conformance import WebhookCase
+        from gateway.conformance import ChannelConformance
+        from gateway.types import SendResult
 
 
-    class LeakyCase(WebhookCase):
-        channel = Leaky
+        class Broken(WebhookChannel):
+            type = "{kind}"
+    ''').format(kind=kind) + textwrap.indent(textwrap.dedent(send), "    ") + textwrap.dedent('''
+
+        class BrokenCase(WebhookCase):
+            channel = Broken
 
 
-    class TestLeaky(ChannelConformance):
-        case = LeakyCase()
+        class TestBroken(ChannelConformance):
+            case = BrokenCase()
+    ''')
+
+
+LEAKY = kit_module("leaky", '''
+    async def send(self, contact, payload, *, key):
+        logging.getLogger("leaky").debug("calling with secret %s", self.settings.secret)
+        return await super().send(contact, payload, key=key)
 ''')
 
 
@@ -38,28 +46,11 @@ def test_a_channel_that_logs_its_secret_fails_the_kit(pytester):
     assert "test_send_ok" in out and "passed" in out, out[-3000:]      # the other checks still run
 
 
-RAISES = textwrap.dedent('''
-    from causette_webhook.channel import WebhookChannel
-    from causette_webhook.conformance import WebhookCase
-    from gateway.conformance import ChannelConformance
-    from gateway.types import SendResult
-
-
-    class Raw(WebhookChannel):
-        type = "raw"
-
-        async def send(self, contact, payload, *, key):
-            # no gateway.provider.call: a cut connection raises out of send
-            async with self.http.post(self.settings.api_base + "/hook", json={"to": contact}) as r:
-                return SendResult(status="sent" if r.status < 300 else "retry")
-
-
-    class RawCase(WebhookCase):
-        channel = Raw
-
-
-    class TestRaw(ChannelConformance):
-        case = RawCase()
+RAISES = kit_module("raw", '''
+    async def send(self, contact, payload, *, key):
+        # no gateway.provider.call: a cut connection raises out of send
+        async with self.http.post(self.settings.api_base + "/hook", json={"to": contact}) as r:
+            return SendResult(status="sent" if r.status < 300 else "retry")
 ''')
 
 

@@ -386,23 +386,23 @@ async def test_failed_handshakes_stop_after_a_while_and_the_visitor_may_retry(ga
         # The pressed button is gone with the text it was in: focus went to the text box, not
         # to <body>.
         assert await _active(page) == "causette-input"
+
+        async def gives_up_after(n: int) -> None:
+            """One more attempt (attempt n), then Retry offered again and nothing more."""
+            await page.clock.run_for(31_000)
+            await _until(lambda: len(hits) == n)
+            await status.filter(has_text="Connexion impossible pour le moment.").wait_for()
+            await page.clock.run_for(10 * 60_000)
+            await page.wait_for_timeout(500)
+            assert len(hits) == n
+
         # A retry that fails again does not take another minute and a half of "reconnecting":
         # one more attempt, then Retry is offered again.
-        await page.clock.run_for(31_000)
-        await _until(lambda: len(hits) == 10)
-        await status.filter(has_text="Connexion impossible pour le moment.").wait_for()
-        await page.clock.run_for(10 * 60_000)
-        await page.wait_for_timeout(500)
-        assert len(hits) == 10
+        await gives_up_after(10)
         # The browser coming back online starts over the same way.
         await page.evaluate("() => window.dispatchEvent(new Event('online'))")
         await _until(lambda: len(hits) == 11)
-        await page.clock.run_for(31_000)
-        await _until(lambda: len(hits) == 12)
-        await status.filter(has_text="Connexion impossible pour le moment.").wait_for()
-        await page.clock.run_for(10 * 60_000)
-        await page.wait_for_timeout(500)
-        assert len(hits) == 12
+        await gives_up_after(12)
         await ctx.close()
     finally:
         await server.close()
